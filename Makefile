@@ -1,0 +1,28 @@
+# nlbench: every user-facing job is a make target; see README.md.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+TORCH   ?= torch==2.13.0
+
+.PHONY: install test test-slow bench lint clean
+
+# Pinned CPU torch goes in first: an unpinned torch pulled in by a dependency would be a CUDA build.
+install:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install "$(TORCH)"
+	$(BIN)/python -m pip install -e ".[dev]"
+
+test:
+	$(BIN)/python -m pytest -q -m "not slow" -n 2 tests
+
+test-slow:
+	$(BIN)/python -m pytest -q -m slow tests
+
+# Benchmarks at the paper's shapes; figures land in reports/performance.md.
+bench:
+	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-json=results/bench/bench.json
+	$(BIN)/python -m nlbench.report.performance results/bench/bench.json reports/performance.md
+
+clean:
+	rm -rf .pytest_cache .benchmarks build *.egg-info

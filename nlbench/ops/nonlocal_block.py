@@ -1,0 +1,328 @@
+"""The non-local block of Wang et al. (CVPR 2018), eq. (1)-(6), in every variant the ablations use.
+
+    y_i = 1/C(x) * sum_j f(x_i, x_j) g(x_j)          (1)
+    z_i = BN(W_z y_i) + x_i                          (6)
+
+Names follow the paper: ``theta``, ``phi`` and ``g`` are the 1x1x1 embeddings, ``W_z`` the output
+projection, ``bn`` the BatchNorm after it (None for the ``zero_conv`` init) and, for concatenation,
+``w_f`` the projection of [theta_i, phi_j] to a scalar (first half of its weights multiplies theta).
+
+Where the paper and its released code differ (PAPER.md section 2) both behaviours are selectable:
+``scale`` (d_inner^-0.5 before the softmax), ``subsample_order`` (max pool after phi/g, or pool the
+input before them), ``init`` and ``norm_by`` (dot product / concatenation divide by the number of
+positions N or of subsampled keys N'). ``NonLocalBlock.from_preset`` reproduces named peers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nlbench.ops import pairwise
+
+INSTANTIATIONS = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
+MODES = ("spacetime", "space", "time")
+SUBSAMPLE_ORDERS = ("after", "before")
+INITS = ("paper", "caffe2", "zero_conv", "pytorch")
+NORMS = ("positions", "keys")
+# The fast exact path of each instantiation; "auto" picks it (dot product: only where it is cheaper).
+FAST_IMPL = {
+    "gaussian": "sdpa",
+    "embedded_gaussian": "sdpa",
+    "dot_product": "assoc",
+    "concatenation": "sorted",
+}
+IMPLS = ("auto", "naive", "sdpa", "assoc", "sorted")
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What a peer implementation computes, in this block's knobs (see PAPER.md section 2)."""
+
+    scale: bool
+    subsample_order: str
+    init: str
+    norm_by: str
+    doc: str
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(False, "after", "paper", "positions", "the CVPR paper's text"),
+    "released": Preset(True, "before", "caffe2", "keys", "facebookresearch/video-nonlocal-net (Caffe2)"),
+    "slowfast": Preset(True, "before", "paper", "keys", "facebookresearch/SlowFast Nonlocal"),
+    "mmcv": Preset(True, "after", "zero_conv", "keys", "mmcv NonLocal3d defaults (norm_cfg=None)"),
+    "mmaction2": Preset(True, "after", "caffe2", "keys", "mmcv NonLocal3d with BN3d, as mmaction2 builds it"),
+    "alexhex7": Preset(False, "after", "pytorch", "keys", "AlexHex7/Non-local_pytorch"),
+}
+
+
+def _bad(arg: str, value, allowed) -> ValueError:
+    return ValueError(f"NonLocalBlock: {arg}={value!r} is not allowed; expected {allowed}")
+
+
+def _triple(pool_kernel) -> tuple[int, int, int]:
+    """(kt, kh, kw) from an int or a 1-3 tuple; shorter tuples name the trailing axes."""
+    k = (pool_kernel,) if isinstance(pool_kernel, int) else tuple(pool_kernel)
+    if not 1 <= len(k) <= 3 or not all(isinstance(v, int) and v >= 1 for v in k):
+        raise _bad("pool_kernel", pool_kernel, "an int or a tuple of 1 to 3 positive ints (t, h, w)")
+    return (1,) * (3 - len(k)) + k
+
+
+class NonLocalBlock(nn.Module):
+    """Non-local block for 3-D (N, C, L), 4-D (N, C, H, W) and 5-D (N, C, T, H, W) inputs.
+
+    Args:
+        in_channels: C of the input.
+        instantiation: ``gaussian``, ``embedded_gaussian``, ``dot_product`` or ``concatenation``.
+        mode: which j each i sees: ``spacetime`` (all T*H*W), ``space`` (same frame), ``time`` (same
+            (h, w)), or an int k: spacetime inside consecutive groups of k frames.
+        inner_channels: channels of theta/phi/g (default C // 2, the paper's bottleneck).
+        subsample: max-pool the keys/values with ``pool_kernel`` (t, h, w). Pooling acts only along the
+            axes the mode attends over (space: h, w; time: t); a rank-3/4 input uses the trailing entries.
+        subsample_order: ``after`` (paper: pool phi(x) and g(x)) or ``before`` (released code: pool x).
+        scale: softmax scaling of theta^T phi: False (paper), True (d_k^-0.5, released code) or a float.
+            Applies to gaussian, embedded gaussian and dot product; concatenation has no logits to scale.
+        norm_by: C(x) of dot product / concatenation: ``positions`` (paper: N) or ``keys`` (released: N').
+        init: ``paper`` (MSRA, BN gamma 0), ``caffe2`` (Normal 0.01, BN gamma 0), ``zero_conv`` (no BN,
+            W_z zero) or ``pytorch`` (PyTorch's default conv init, BN gamma 0).
+        impl: ``auto`` (fastest exact path), ``naive`` (materialises the N x N' matrix) or the
+            instantiation's fast path by name: ``sdpa`` (softmax), ``assoc`` (dot product), ``sorted``
+            (concatenation).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        *,
+        instantiation: str = "embedded_gaussian",
+        mode: str | int = "spacetime",
+        inner_channels: int | None = None,
+        subsample: bool = True,
+        subsample_order: str = "after",
+        pool_kernel: int | tuple[int, ...] = (1, 2, 2),
+        scale: bool | float = False,
+        norm_by: str = "positions",
+        init: str = "paper",
+        impl: str = "auto",
+    ) -> None:
+        super().__init__()
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise _bad("in_channels", in_channels, "a positive int")
+        if instantiation not in INSTANTIATIONS:
+            raise _bad("instantiation", instantiation, f"one of {INSTANTIATIONS}")
+        if not (mode in MODES or (isinstance(mode, int) and not isinstance(mode, bool) and mode >= 1)):
+            raise _bad("mode", mode, f"one of {MODES} or a temporal group size k >= 1")
+        inner_channels = in_channels // 2 if inner_channels is None else inner_channels
+        if not isinstance(inner_channels, int) or inner_channels < 1:
+            raise _bad("inner_channels", inner_channels, "a positive int")
+        if subsample_order not in SUBSAMPLE_ORDERS:
+            raise _bad("subsample_order", subsample_order, f"one of {SUBSAMPLE_ORDERS}")
+        if init not in INITS:
+            raise _bad("init", init, f"one of {INITS}")
+        if norm_by not in NORMS:
+            raise _bad("norm_by", norm_by, f"one of {NORMS}")
+        if impl not in IMPLS or (impl not in ("auto", "naive") and impl != FAST_IMPL[instantiation]):
+            allowed = ("auto", "naive", FAST_IMPL[instantiation])
+            raise _bad("impl", impl, f"one of {allowed} for instantiation={instantiation!r}")
+        if isinstance(scale, bool):
+            scale_value = None if scale else 1.0  # None: d_k^-0.5, resolved below
+        elif isinstance(scale, (int, float)) and scale > 0:
+            scale_value = float(scale)
+        else:
+            raise _bad("scale", scale, "False, True or a positive float")
+        if instantiation == "concatenation" and scale is not False:
+            raise _bad("scale", scale, "False for instantiation='concatenation' (it has no logits to scale)")
+
+        kernel = _triple(pool_kernel)
+        # Pool only along the axes this mode attends over: pooling across frames in a space-only
+        # block (or across locations in a time-only one) would mix positions the mode keeps apart.
+        if mode == "space":
+            kernel = (1, kernel[1], kernel[2])
+        elif mode == "time":
+            kernel = (kernel[0], 1, 1)
+        elif isinstance(mode, int) and mode % kernel[0]:
+            raise _bad("pool_kernel", pool_kernel, f"a temporal size that divides the group size mode={mode}")
+
+        self.in_channels = in_channels
+        self.inner_channels = inner_channels
+        self.instantiation = instantiation
+        self.mode = mode
+        self.subsample = subsample and kernel != (1, 1, 1)
+        self.subsample_order = subsample_order
+        self.pool_kernel = kernel
+        self.norm_by = norm_by
+        self.init = init
+        self.impl = impl
+        embedded = instantiation != "gaussian"
+        key_channels = inner_channels if embedded else in_channels
+        self.scale = scale_value if scale_value is not None else key_channels**-0.5
+
+        def conv(c_in: int, c_out: int) -> nn.Conv3d:
+            return nn.Conv3d(c_in, c_out, kernel_size=1)
+
+        self.theta = conv(in_channels, inner_channels) if embedded else None
+        self.phi = conv(in_channels, inner_channels) if embedded else None
+        self.g = conv(in_channels, inner_channels)
+        self.W_z = conv(inner_channels, in_channels)
+        self.bn = None if init == "zero_conv" else nn.BatchNorm3d(in_channels)
+        self.w_f = nn.Linear(2 * inner_channels, 1, bias=False) if instantiation == "concatenation" else None
+        self.record_attention = False  # set True to keep the last pairwise weights in .attention
+        self.attention: Tensor | None = None
+        self.reset_parameters()
+
+    @classmethod
+    def from_preset(cls, preset: str, in_channels: int, **overrides) -> "NonLocalBlock":
+        """A block that computes what a named peer computes; keyword overrides win."""
+        if preset not in PRESETS:
+            raise _bad("preset", preset, f"one of {tuple(PRESETS)}")
+        p = PRESETS[preset]
+        kwargs = dict(scale=p.scale, subsample_order=p.subsample_order, init=p.init, norm_by=p.norm_by)
+        if overrides.get("instantiation") == "concatenation":
+            kwargs["scale"] = False
+        if preset in ("mmcv", "mmaction2") and overrides.get("instantiation", "embedded_gaussian") != "embedded_gaussian":
+            kwargs["scale"] = False  # mmcv scales only its embedded_gaussian mode
+        kwargs.update(overrides)
+        return cls(in_channels, **kwargs)
+
+    def reset_parameters(self) -> None:
+        convs = [m for m in (self.theta, self.phi, self.g, self.W_z) if m is not None]
+        for m in convs:
+            if self.init == "paper":
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif self.init in ("caffe2", "zero_conv"):
+                nn.init.normal_(m.weight, std=0.01)
+                nn.init.zeros_(m.bias)
+            else:
+                m.reset_parameters()
+        if self.w_f is not None:
+            if self.init == "paper":
+                nn.init.kaiming_normal_(self.w_f.weight, mode="fan_in", nonlinearity="relu")
+            elif self.init in ("caffe2", "zero_conv"):
+                nn.init.normal_(self.w_f.weight, std=0.01)
+            else:
+                self.w_f.reset_parameters()
+        # A fresh block is the identity (z = x), so it can be dropped into a trained network.
+        if self.bn is None:
+            nn.init.zeros_(self.W_z.weight)
+            nn.init.zeros_(self.W_z.bias)
+        else:
+            nn.init.zeros_(self.bn.weight)
+            nn.init.zeros_(self.bn.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, inner={self.inner_channels}, {self.instantiation}, mode={self.mode}, "
+            f"subsample={self.pool_kernel if self.subsample else False} ({self.subsample_order}), "
+            f"scale={self.scale:.4g}, norm_by={self.norm_by}, init={self.init}, impl={self.impl}"
+        )
+
+    # ------------------------------------------------------------------------------------ forward
+
+    def _check(self, x: Tensor) -> tuple[int, int, int]:
+        if x.dim() not in (3, 4, 5):
+            raise ValueError(
+                f"NonLocalBlock: input must be 3-D (N, C, L), 4-D (N, C, H, W) or 5-D (N, C, T, H, W); "
+                f"got shape {tuple(x.shape)}"
+            )
+        if x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"NonLocalBlock: input has {x.shape[1]} channels but in_channels={self.in_channels}"
+            )
+        t, h, w = (1,) * (5 - x.dim()) + tuple(x.shape[2:])
+        if isinstance(self.mode, int) and t % self.mode:
+            raise ValueError(f"NonLocalBlock: mode={self.mode} (frames per group) does not divide T={t}")
+        if self.subsample and any(k > s for k, s in zip(self.pool_kernel, (t, h, w))):
+            raise ValueError(
+                f"NonLocalBlock: pool_kernel={self.pool_kernel} is larger than the (T, H, W)={(t, h, w)} map"
+            )
+        return t, h, w
+
+    def _group(self, u: Tensor, groups_per_clip: int) -> Tensor:
+        """(B, T, H, W, d) positions-major -> (B * groups, positions per group, d)."""
+        b, t, h, w, d = u.shape
+        if self.mode == "time":
+            return u.permute(0, 2, 3, 1, 4).reshape(b * h * w, t, d)
+        # spacetime, space and k-frame groups are consecutive runs of positions: a free reshape.
+        return u.reshape(b * groups_per_clip, -1, d)
+
+    def _ungroup(self, y: Tensor, b: int, t: int, h: int, w: int) -> Tensor:
+        d = y.shape[-1]
+        if self.mode == "time":
+            return y.reshape(b, h, w, t, d).permute(0, 3, 1, 2, 4)
+        return y.reshape(b, t, h, w, d)
+
+    def _pool(self, u: Tensor) -> Tensor:
+        """Max pool a (B, T, H, W, d) tensor over (T, H, W) without leaving the positions-major layout."""
+        pooled = F.max_pool3d(u.permute(0, 4, 1, 2, 3), self.pool_kernel, self.pool_kernel)
+        return pooled.permute(0, 2, 3, 4, 1)
+
+    def forward(self, x: Tensor, return_attention: bool = False):
+        """Returns z (same shape as x); with ``return_attention`` also the normalised weights
+        f(x_i, x_j) / C(x) of shape (N, groups, positions, keys), computed by the naive path."""
+        t, h, w = self._check(x)
+        b = x.shape[0]
+        groups = {"spacetime": 1, "space": t}.get(self.mode, t // self.mode if isinstance(self.mode, int) else 0)
+        x5 = x.reshape(b, self.in_channels, t, h, w)
+        # Positions-major (B, T, H, W, C): every 1x1x1 conv becomes one GEMM and every grouping
+        # except time-only is a free reshape.
+        xp = x5.permute(0, 2, 3, 4, 1)
+        pool_first = self.subsample and self.subsample_order == "before"
+        x_keys = self._pool(xp) if pool_first else xp
+
+        def embed(conv: nn.Conv3d | None, u: Tensor) -> Tensor:
+            return u if conv is None else F.linear(u, conv.weight.flatten(1), conv.bias)
+
+        if self.theta is not None and not pool_first:
+            # theta, phi and g read the same input: one GEMM with the three weights stacked.
+            weight = torch.cat([self.theta.weight, self.phi.weight, self.g.weight]).flatten(1)
+            bias = torch.cat([self.theta.bias, self.phi.bias, self.g.bias])
+            theta, phi, g = F.linear(xp, weight, bias).split(self.inner_channels, dim=-1)
+        else:
+            theta = embed(self.theta, xp)
+            phi = embed(self.phi, x_keys)
+            g = embed(self.g, x_keys)
+        if self.subsample and not pool_first:
+            phi, g = self._pool(phi), self._pool(g)
+
+        q, k, v = (self._group(u, groups) for u in (theta, phi, g))
+        norm = float(q.shape[1] if self.norm_by == "positions" else k.shape[1])
+        naive = return_attention or self.record_attention or self.impl == "naive"
+        y, weights = self._pairwise(q, k, v, norm, naive)
+
+        if weights is not None:
+            weights = weights.reshape(b, -1, *weights.shape[1:])
+            if self.record_attention:
+                self.attention = weights.detach()
+        y = self._ungroup(y, b, t, h, w)
+        z = F.linear(y, self.W_z.weight.flatten(1), self.W_z.bias).permute(0, 4, 1, 2, 3)
+        if self.bn is not None:
+            z = self.bn(z)
+        out = (x5 + z).reshape(x.shape)
+        return (out, weights) if return_attention else out
+
+    def _pairwise(self, q: Tensor, k: Tensor, v: Tensor, norm: float, naive: bool):
+        inst = self.instantiation
+        if inst in ("gaussian", "embedded_gaussian"):
+            if naive:
+                return pairwise.softmax_naive(q, k, v, self.scale)
+            return pairwise.softmax_sdpa(q, k, v, self.scale), None
+        if inst == "dot_product":
+            norm = norm / self.scale
+            if naive:
+                return pairwise.dot_product_naive(q, k, v, norm)
+            n, n_keys, d_k, d_v = q.shape[1], k.shape[1], q.shape[2], v.shape[2]
+            if self.impl == "auto" and n * n_keys * (d_k + d_v) < (n + n_keys) * d_k * d_v:
+                return pairwise.dot_product_naive(q, k, v, norm)[0], None  # tiny groups, e.g. time-only
+            return pairwise.dot_product_assoc(q, k, v, norm), None
+        d = self.inner_channels
+        a = torch.matmul(q, self.w_f.weight[0, :d])
+        b = torch.matmul(k, self.w_f.weight[0, d:])
+        if naive:
+            return pairwise.concatenation_naive(a, b, v, norm)
+        return pairwise.concatenation_sorted(a, b, v, norm), None
+
+
+__all__ = ["NonLocalBlock", "PRESETS", "Preset", "INSTANTIATIONS", "MODES"]
