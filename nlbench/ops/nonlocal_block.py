@@ -240,64 +240,67 @@ class NonLocalBlock(nn.Module):
             )
         return t, h, w
 
-    def _group(self, u: Tensor, groups_per_clip: int) -> Tensor:
-        """(B, T, H, W, d) positions-major -> (B * groups, positions per group, d)."""
-        b, t, h, w, d = u.shape
+    def _group(self, u: Tensor, t: int, groups: int) -> Tensor:
+        """(B, positions, d) in (t, h, w) order -> (B * groups, positions per group, d)."""
+        b, n, d = u.shape
         if self.mode == "time":
-            return u.permute(0, 2, 3, 1, 4).reshape(b * h * w, t, d)
-        # spacetime, space and k-frame groups are consecutive runs of positions: a free reshape.
-        return u.reshape(b * groups_per_clip, -1, d)
+            return u.reshape(b, t, n // t, d).transpose(1, 2).reshape(b * (n // t), t, d)
+        # spacetime, space and k-frame groups are runs of consecutive positions: a free reshape.
+        return u.reshape(b * groups, -1, d)
 
-    def _ungroup(self, y: Tensor, b: int, t: int, h: int, w: int) -> Tensor:
-        d = y.shape[-1]
-        if self.mode == "time":
-            return y.reshape(b, h, w, t, d).permute(0, 3, 1, 2, 4)
-        return y.reshape(b, t, h, w, d)
-
-    def _pool(self, u: Tensor) -> Tensor:
-        """Max pool a (B, T, H, W, d) tensor over (T, H, W) without leaving the positions-major layout."""
-        pooled = F.max_pool3d(u.permute(0, 4, 1, 2, 3), self.pool_kernel, self.pool_kernel)
-        return pooled.permute(0, 2, 3, 4, 1)
+    def _pool(self, u: Tensor, t: int, h: int, w: int) -> Tensor:
+        """Max pool a positions-major (B, T*H*W, d) tensor over (T, H, W)."""
+        b, _, d = u.shape
+        u5 = u.reshape(b, t, h, w, d).permute(0, 4, 1, 2, 3)
+        pooled = F.max_pool3d(u5, self.pool_kernel, self.pool_kernel)
+        return pooled.permute(0, 2, 3, 4, 1).reshape(b, -1, d)
 
     def forward(self, x: Tensor, return_attention: bool = False):
         """Returns z (same shape as x); with ``return_attention`` also the normalised weights
         f(x_i, x_j) / C(x) of shape (N, groups, positions, keys), computed by the naive path."""
         t, h, w = self._check(x)
-        b = x.shape[0]
-        groups = {"spacetime": 1, "space": t}.get(self.mode, t // self.mode if isinstance(self.mode, int) else 0)
-        x5 = x.reshape(b, self.in_channels, t, h, w)
-        # Positions-major (B, T, H, W, C): every 1x1x1 conv becomes one GEMM and every grouping
-        # except time-only is a free reshape.
-        xp = x5.permute(0, 2, 3, 4, 1)
+        b, c = x.shape[:2]
+        groups = {"spacetime": 1, "space": t, "time": h * w}.get(self.mode) or t // self.mode
+        x5 = x.reshape(b, c, t, h, w)
+        # The pairwise term wants positions-major (B, N, d) operands; reading x through a transposed
+        # view lets each 1x1x1 conv be one GEMM with no copy of x, and W_z writes straight back to
+        # channels-first so BatchNorm and the residual add run on contiguous memory.
+        xt = x5.flatten(2).transpose(1, 2)
+        d = self.inner_channels
         pool_first = self.subsample and self.subsample_order == "before"
-        x_keys = self._pool(xp) if pool_first else xp
-
-        def embed(conv: nn.Conv3d | None, u: Tensor) -> Tensor:
-            return u if conv is None else F.linear(u, conv.weight.flatten(1), conv.bias)
-
-        if self.theta is not None and not pool_first:
-            # theta, phi and g read the same input: one GEMM with the three weights stacked.
-            weight = torch.cat([self.theta.weight, self.phi.weight, self.g.weight]).flatten(1)
-            bias = torch.cat([self.theta.bias, self.phi.bias, self.g.bias])
-            theta, phi, g = F.linear(xp, weight, bias).split(self.inner_channels, dim=-1)
+        if pool_first:
+            keys = F.max_pool3d(x5, self.pool_kernel, self.pool_kernel).flatten(2).transpose(1, 2)
+            theta = xt if self.theta is None else F.linear(xt, self.theta.weight.flatten(1), self.theta.bias)
+            phi = keys if self.phi is None else F.linear(keys, self.phi.weight.flatten(1), self.phi.bias)
+            g = F.linear(keys, self.g.weight.flatten(1), self.g.bias)
         else:
-            theta = embed(self.theta, xp)
-            phi = embed(self.phi, x_keys)
-            g = embed(self.g, x_keys)
-        if self.subsample and not pool_first:
-            phi, g = self._pool(phi), self._pool(g)
+            # theta, phi and g read the same input: one GEMM with their weights stacked.
+            convs = [m for m in (self.theta, self.phi, self.g) if m is not None]
+            weight = torch.cat([m.weight for m in convs]).flatten(1)
+            embedded = F.linear(xt, weight, torch.cat([m.bias for m in convs]))
+            keys = embedded[..., -2 * d :] if self.theta is not None else embedded
+            if self.subsample:  # the paper's order: pool phi(x) and g(x), together
+                keys = self._pool(keys, t, h, w)
+            if self.theta is None:
+                theta, phi, g = xt, (self._pool(xt, t, h, w) if self.subsample else xt), keys
+            else:
+                theta, (phi, g) = embedded[..., :d], keys.split(d, dim=-1)
+        t_keys = t // self.pool_kernel[0] if self.subsample else t
 
-        q, k, v = (self._group(u, groups) for u in (theta, phi, g))
+        q, k, v = self._group(theta, t, groups), self._group(phi, t_keys, groups), self._group(g, t_keys, groups)
         norm = float(q.shape[1] if self.norm_by == "positions" else k.shape[1])
         naive = return_attention or self.record_attention or self.impl == "naive"
         y, weights = self._pairwise(q, k, v, norm, naive)
-
         if weights is not None:
-            weights = weights.reshape(b, -1, *weights.shape[1:])
+            weights = weights.reshape(b, groups, *weights.shape[1:])
             if self.record_attention:
                 self.attention = weights.detach()
-        y = self._ungroup(y, b, t, h, w)
-        z = F.linear(y, self.W_z.weight.flatten(1), self.W_z.bias).permute(0, 4, 1, 2, 3)
+
+        if self.mode == "time":
+            y = y.reshape(b, h * w, t, d).transpose(1, 2)
+        y = y.reshape(b, t * h * w, d)
+        z = torch.matmul(self.W_z.weight.flatten(1), y.transpose(1, 2)) + self.W_z.bias[:, None]
+        z = z.view(b, c, t, h, w)
         if self.bn is not None:
             z = self.bn(z)
         out = (x5 + z).reshape(x.shape)
