@@ -20,8 +20,11 @@ test-slow:
 	$(BIN)/python -m pytest -q -m slow tests
 
 # Benchmarks at the paper's shapes; figures land in reports/performance.md.
+# About 12 minutes on a 2-core CPU (naive fwd+bwd at res3 8x28x28 takes 10-25 s a call).
 bench:
-	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-json=results/bench/bench.json
+	mkdir -p results/bench reports
+	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-json=results/bench/bench.json \
+		--benchmark-columns=median,min,max,rounds
 	$(BIN)/python -m nlbench.report.performance results/bench/bench.json reports/performance.md
 
 clean:

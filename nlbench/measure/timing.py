@@ -1,0 +1,140 @@
+"""Wall-clock latency, peak memory and the machine's matmul rate, for any zero-argument callable.
+
+Used by the block benchmarks (benchmarks/) and by whole-model profiling, so nothing here knows what
+``fn`` does: it may run a forward, a forward + backward or a training step, on CPU or CUDA.
+
+``device`` picks how to synchronise and where to read memory. ``None`` means CUDA if CUDA has already
+been initialised in this process (a model that lives on the GPU initialises it), else CPU.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+MiB = 2**20
+
+
+def _resolve_device(device) -> torch.device:
+    if device is None:
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        return torch.device("cuda" if cuda else "cpu")
+    return torch.device(device)
+
+
+def _sync(device: torch.device) -> None:
+    # CUDA kernels run asynchronously: without this the clock stops when the launches return.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_latency(
+    fn: Callable[[], object],
+    *,
+    warmup: int = 2,
+    repeats: int = 10,
+    device=None,
+) -> dict[str, float]:
+    """Time ``repeats`` calls of ``fn`` after ``warmup`` untimed ones; milliseconds per call.
+
+    Returns ``{"median_ms", "mean_ms", "min_ms", "max_ms", "repeats"}``. Each call is timed on its own
+    so one slow outlier (a page-fault storm, a GC pass) shows in max and leaves the median alone.
+    """
+    if repeats < 1:
+        raise ValueError(f"measure_latency: repeats must be >= 1, got {repeats}")
+    dev = _resolve_device(device)
+    for _ in range(warmup):
+        fn()
+    _sync(dev)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(dev)
+        times.append((time.perf_counter() - start) * 1e3)
+    return {
+        "median_ms": statistics.median(times),
+        "mean_ms": statistics.fmean(times),
+        "min_ms": min(times),
+        "max_ms": max(times),
+        "repeats": repeats,
+    }
+
+
+def _cpu_allocation_events(prof) -> list[tuple[int, int]]:
+    """(time ns, bytes) of every CPU allocation (+) and free (-) the profiler recorded."""
+    from torch._C._profiler import _EventType
+
+    events = []
+    stack = list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        stack.extend(event.children)
+        if event.tag == _EventType.Allocation and event.extra_fields.device.type == "cpu":
+            events.append((event.start_time_ns, event.extra_fields.alloc_size))
+    events.sort(key=lambda e: e[0])
+    return events
+
+
+def _cpu_peak_bytes(fn: Callable[[], object]) -> int:
+    # The raw allocation records are used rather than FunctionEvent.cpu_memory_usage from
+    # prof.events(): the latter folds each allocation into the op that made it AND into every op
+    # enclosing that one (aten::ones and its aten::empty both report the bytes), so summing it
+    # double-counts, and an op's net figure hides a temporary it allocated and freed inside itself.
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    running = peak = 0
+    for _, nbytes in _cpu_allocation_events(prof):
+        running += nbytes
+        peak = max(peak, running)
+    return peak
+
+
+def peak_memory_mb(fn: Callable[[], object], device=None) -> float:
+    """Peak memory allocated during one call of ``fn``, beyond what was allocated before it, in MiB.
+
+    Whatever ``fn`` returns is dropped after the call, but it still counts toward the peak while
+    alive. The result is the high-water mark relative to the start, never below 0.
+    CUDA: the caching allocator's own peak counter; freeing memory allocated before the call lowers
+    the running total. CPU: the profiler's allocation records, summed in time order; the profiler
+    cannot size a block allocated before it started, so such frees are not seen and the figure is
+    the peak of what the call itself allocated (an upper bound when fn frees older tensors).
+    """
+    dev = _resolve_device(device)
+    if dev.type == "cuda":
+        _sync(dev)
+        before = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        fn()
+        _sync(dev)
+        return max(0, torch.cuda.max_memory_allocated(dev) - before) / MiB
+    if dev.type != "cpu":
+        raise ValueError(f"peak_memory_mb: device {dev} is not supported (cpu or cuda)")
+    return _cpu_peak_bytes(fn) / MiB
+
+
+def matmul_gflops(
+    n: int = 4096,
+    dtype: torch.dtype = torch.float32,
+    device=None,
+    *,
+    warmup: int = 2,
+    repeats: int = 5,
+) -> float:
+    """This machine's dense matmul rate: GFLOP/s of an n x n x n torch.mm, 2 FLOPs per multiply-add.
+
+    The median of ``repeats`` calls; the reference the achieved rate of other code is quoted against.
+    """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    a = torch.randn(n, n, dtype=dtype, device=dev)
+    b = torch.randn(n, n, dtype=dtype, device=dev)
+    out = torch.empty(n, n, dtype=dtype, device=dev)
+    timing = measure_latency(lambda: torch.mm(a, b, out=out), warmup=warmup, repeats=repeats, device=dev)
+    return 2 * n**3 / (timing["median_ms"] * 1e-3) / 1e9
+
+
+__all__ = ["measure_latency", "peak_memory_mb", "matmul_gflops"]

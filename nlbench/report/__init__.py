@@ -1,0 +1,1 @@
+"""Reports generated from measured results (never typed by hand)."""

@@ -1,0 +1,274 @@
+"""Markdown performance report of the non-local block, built from pytest-benchmark's JSON alone.
+
+    python -m nlbench.report.performance results/bench/bench.json reports/performance.md
+
+The JSON comes from ``make bench`` (benchmarks/test_nonlocal_block.py): each block case carries its
+shape, path, pass, peak memory and MACs in ``extra_info``, the matmul case the machine's rate, and
+``machine_info["nlbench"]`` the machine and the code that ran. Every number below is read or derived
+from that file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+# The acceptance targets of the fast paths (fwd+bwd, res3 8x28x28, no subsampling, batch 8).
+TARGET_SHAPE = "res3_8x28x28"
+SPEEDUP_TARGETS = {"embedded_gaussian": 1.2, "dot_product": 4.0, "concatenation": 3.0}
+MEMORY_RATIO_TARGET = 0.25
+# The default block (embedded gaussian, subsampled) at res3 4x28x28 must run near dense-GEMM speed.
+DEFAULT_BLOCK = ("res3_4x28x28", True, "embedded_gaussian")
+MATMUL_FRACTION_TARGET = 0.60
+# A backward costs about twice the forward's MACs (a gradient for each operand of every product).
+FWD_BWD_MAC_FACTOR = 3
+
+INSTANTIATION_ORDER = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
+SHAPE_ORDER = ("res4_4x14x14", "res3_4x28x28", "res3_8x28x28")
+
+
+def load(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """(the raw JSON, one row per block case, one row per matmul case)."""
+    data = json.loads(path.read_text())
+    blocks, matmuls = [], []
+    for bench in data["benchmarks"]:
+        info, stats = bench.get("extra_info", {}), bench["stats"]
+        row = {**info, "median_ms": stats["median"] * 1e3, "rounds": stats["rounds"]}
+        if info.get("kind") == "nonlocal_block":
+            blocks.append(row)
+        elif info.get("kind") == "matmul":
+            row["gflops"] = 2 * info["n"] ** 3 / stats["median"] / 1e9
+            matmuls.append(row)
+    return data, pd.DataFrame(blocks), pd.DataFrame(matmuls)
+
+
+def case_table(blocks: pd.DataFrame, matmul_rates: dict[str, float]) -> pd.DataFrame:
+    """One row per (device, shape, subsample, instantiation, path) with fwd and fwd+bwd side by side,
+    plus the ratios to the naive path of the same case and the achieved rate."""
+    keys = ["device", "shape", "subsample", "instantiation", "path"]
+    wide = blocks.pivot_table(
+        index=keys, columns="pass", values=["median_ms", "peak_mb", "rounds"], aggfunc="first"
+    )
+    wide.columns = [f"{value}_{pass_}" for value, pass_ in wide.columns]
+    wide = wide.reset_index()
+    macs = blocks.groupby(keys)["macs_fwd"].first().rename("macs_fwd").reset_index()
+    wide = wide.merge(macs, on=keys)
+
+    case = ["device", "shape", "subsample", "instantiation"]
+    naive = wide[wide["path"] == "naive"].set_index(case)
+    base = naive.reindex(pd.MultiIndex.from_frame(wide[case]))
+    for pass_ in ("fwd", "fwd_bwd"):
+        wide[f"speedup_{pass_}"] = base[f"median_ms_{pass_}"].to_numpy() / wide[f"median_ms_{pass_}"]
+        wide[f"mem_ratio_{pass_}"] = wide[f"peak_mb_{pass_}"] / base[f"peak_mb_{pass_}"].to_numpy()
+    wide["gflops_fwd"] = 2 * wide["macs_fwd"] / (wide["median_ms_fwd"] * 1e-3) / 1e9
+    wide["gflops_fwd_bwd"] = (
+        FWD_BWD_MAC_FACTOR * 2 * wide["macs_fwd"] / (wide["median_ms_fwd_bwd"] * 1e-3) / 1e9
+    )
+    rate = wide["device"].map(matmul_rates)
+    wide["matmul_pct_fwd"] = 100 * wide["gflops_fwd"] / rate
+    wide["matmul_pct_fwd_bwd"] = 100 * wide["gflops_fwd_bwd"] / rate
+    return wide
+
+
+def _fmt(value, spec: str, suffix: str = "") -> str:
+    return "n/a" if value is None or pd.isna(value) else f"{value:{spec}}{suffix}"
+
+
+def _shape_label(row) -> str:
+    t, h, w = row["thw"]
+    return f"{row['shape'].split('_')[0]} (C={row['channels']}, T x H x W = {t}x{h}x{w})"
+
+
+def machine_section(data: dict, matmuls: pd.DataFrame) -> list[str]:
+    info = data.get("machine_info", {})
+    ours = info.get("nlbench", {})
+    cpu = info.get("cpu", {})
+    commit = data.get("commit_info", {})
+    rows = [
+        ("CPU", ours.get("cpu_model") or cpu.get("brand_raw", "unknown")),
+        ("CPU cores", ours.get("cpu_cores", cpu.get("count", "unknown"))),
+        ("torch", ours.get("torch_version", "unknown")),
+        ("torch intra-op threads", ours.get("torch_threads", "unknown")),
+        ("CUDA device", ours.get("cuda_device") or "none"),
+        ("Python", info.get("python_version", "unknown")),
+        ("OS", f"{info.get('system', '')} {info.get('release', '')}".strip() or "unknown"),
+        ("git commit", f"{ours.get('git_commit') or commit.get('id', 'unknown')[:7]}"
+                       f"{' (nlbench/ops modified)' if ours.get('ops_dirty') else ''}"),
+        ("nlbench/ops sha256", ours.get("ops_sha256", "unknown")),
+        ("run at", data.get("datetime", "unknown")),
+        ("pytest-benchmark", data.get("version", "unknown")),
+    ]
+    lines = ["## Machine", "", pd.DataFrame(rows, columns=["", "value"]).to_markdown(index=False), ""]
+    lines += ["## Matmul rate", ""]
+    if matmuls.empty:
+        lines += ["No matmul benchmark in the JSON: achieved rates cannot be put in proportion.", ""]
+    else:
+        table = pd.DataFrame(
+            {
+                "device": matmuls["device"],
+                "op": [f"torch.mm {n}x{n}x{n}, {dt}" for n, dt in zip(matmuls["n"], matmuls["dtype"])],
+                "median ms": matmuls["median_ms"].map(lambda v: f"{v:.1f}"),
+                "rounds": matmuls["rounds"],
+                "GFLOP/s": matmuls["gflops"].map(lambda v: f"{v:.1f}"),
+            }
+        )
+        lines += [table.to_markdown(index=False), "", "2 FLOPs per multiply-add; the median round.", ""]
+    return lines
+
+
+def method_section(blocks: pd.DataFrame) -> list[str]:
+    batch = ", ".join(str(b) for b in sorted(blocks["batch"].unique()))
+    dtype = ", ".join(sorted(blocks["dtype"].unique()))
+    return [
+        "## Method",
+        "",
+        f"- One non-local block (spacetime, the paper's default: bottleneck C/2, max pool 1x2x2 after "
+        f"phi and g when subsampled), batch {batch}, {dtype}, train mode (BN on batch statistics, "
+        f"autograd recording). `fwd` is the forward of a training step; `fwd+bwd` adds the backward "
+        f"of a fixed output gradient, including the input's gradient.",
+        "- Paths: `naive` materialises the N x N' pairwise matrix; the fast path is what `impl=\"auto\"` "
+        "runs: `sdpa` (fused attention) for the softmax instantiations, `assoc` (q (k^T v)) for "
+        "dot product, `sorted` (sort + prefix sums) for concatenation.",
+        "- Times: median of the timed rounds (pytest-benchmark `pedantic`; the rounds column). "
+        "Peak MB: memory allocated during one untimed fwd+bwd call beyond what was allocated before it "
+        "(`nlbench.measure.timing.peak_memory_mb`; CPU: profiler allocation records).",
+        "- Speed-up and memory ratio are naive / fast and fast / naive of the same case (fwd+bwd). "
+        f"GFLOP/s = 2 x MACs / time with fwd+bwd charged {FWD_BWD_MAC_FACTOR}x the forward's MACs. "
+        "MACs are eq. (1) as written, with the N x N' matrix products (the paper's convention), "
+        "whichever path runs: for `assoc` and `sorted`, which do far fewer operations, the rate is an "
+        "effective one and may exceed the matmul rate.",
+        "",
+    ]
+
+
+def results_section(table: pd.DataFrame, blocks: pd.DataFrame) -> list[str]:
+    lines = ["## Results", ""]
+    labels = blocks.groupby(["shape", "subsample"]).first()
+    order = {name: i for i, name in enumerate(SHAPE_ORDER)}
+    inst_order = {name: i for i, name in enumerate(INSTANTIATION_ORDER)}
+    groups = table.groupby(["device", "shape", "subsample"], sort=False)
+    keys = sorted(groups.groups, key=lambda k: (k[0], order.get(k[1], len(order)), k[2]))
+    for device, shape, subsample in keys:
+        rows = groups.get_group((device, shape, subsample))
+        rows = rows.sort_values(
+            ["instantiation", "path"],
+            key=lambda col: col.map(inst_order) if col.name == "instantiation" else col != "naive",
+        )
+        label = _shape_label({**labels.loc[(shape, subsample)].to_dict(), "shape": shape})
+        sub = "subsampled keys (1x2x2 max pool)" if subsample else "no subsampling"
+        lines += [f"### {device}: {label}, {sub}", ""]
+        out = pd.DataFrame(
+            {
+                "instantiation": rows["instantiation"],
+                "path": rows["path"],
+                "GMACs fwd": (rows["macs_fwd"] / 1e9).map(lambda v: f"{v:.1f}"),
+                "fwd ms": rows["median_ms_fwd"].map(lambda v: _fmt(v, ".1f")),
+                "fwd+bwd ms": rows["median_ms_fwd_bwd"].map(lambda v: _fmt(v, ".1f")),
+                "rounds": [
+                    f"{_fmt(a, '.0f')}/{_fmt(b, '.0f')}"
+                    for a, b in zip(rows["rounds_fwd"], rows["rounds_fwd_bwd"])
+                ],
+                "peak MB fwd+bwd": rows["peak_mb_fwd_bwd"].map(lambda v: _fmt(v, ".0f")),
+                "speed-up fwd": rows["speedup_fwd"].map(lambda v: _fmt(v, ".2f", "x")),
+                "speed-up fwd+bwd": rows["speedup_fwd_bwd"].map(lambda v: _fmt(v, ".2f", "x")),
+                "memory ratio fwd+bwd": rows["mem_ratio_fwd_bwd"].map(lambda v: _fmt(v, ".3f")),
+                "GFLOP/s fwd+bwd": rows["gflops_fwd_bwd"].map(lambda v: _fmt(v, ".1f")),
+                "% of matmul": rows["matmul_pct_fwd_bwd"].map(lambda v: _fmt(v, ".0f", "%")),
+            }
+        )
+        lines += [out.to_markdown(index=False), ""]
+    return lines
+
+
+def _one(table: pd.DataFrame, device: str, shape: str, subsample: bool, instantiation: str, fast: bool):
+    rows = table[
+        (table["device"] == device)
+        & (table["shape"] == shape)
+        & (table["subsample"] == subsample)
+        & (table["instantiation"] == instantiation)
+        & ((table["path"] != "naive") if fast else (table["path"] == "naive"))
+    ]
+    return None if rows.empty else rows.iloc[0]
+
+
+def targets_section(table: pd.DataFrame, matmul_rates: dict[str, float]) -> tuple[list[str], bool]:
+    lines = ["## Targets", ""]
+    all_met = True
+    for device in sorted(table["device"].unique()):
+        lines += [f"### {device}", ""]
+        for instantiation, speedup_target in SPEEDUP_TARGETS.items():
+            name = f"{instantiation} at {TARGET_SHAPE}, no subsampling, fwd+bwd"
+            row = _one(table, device, TARGET_SHAPE, False, instantiation, fast=True)
+            if row is None or pd.isna(row["speedup_fwd_bwd"]) or pd.isna(row["mem_ratio_fwd_bwd"]):
+                lines.append(f"- **NOT MEASURED** {name}: the fast or the naive case is missing.")
+                all_met = False
+                continue
+            met = row["speedup_fwd_bwd"] >= speedup_target and row["mem_ratio_fwd_bwd"] <= MEMORY_RATIO_TARGET
+            all_met &= bool(met)
+            lines.append(
+                f"- **{'MET' if met else 'MISSED'}** {name} ({row['path']} vs naive): speed-up "
+                f"{row['speedup_fwd_bwd']:.2f}x (target >= {speedup_target:g}x), peak memory "
+                f"{row['mem_ratio_fwd_bwd']:.3f}x of naive (target <= {MEMORY_RATIO_TARGET:g}x); "
+                f"{row['median_ms_fwd_bwd']:.0f} ms vs {row['median_ms_fwd_bwd'] * row['speedup_fwd_bwd']:.0f} ms, "
+                f"{row['peak_mb_fwd_bwd']:.0f} MB vs {row['peak_mb_fwd_bwd'] / row['mem_ratio_fwd_bwd']:.0f} MB."
+            )
+        shape, subsample, instantiation = DEFAULT_BLOCK
+        name = f"default block ({instantiation}, subsampled) at {shape}, fwd+bwd, >= {MATMUL_FRACTION_TARGET:.0%} of matmul"
+        row = _one(table, device, shape, subsample, instantiation, fast=True)
+        if row is None or device not in matmul_rates or pd.isna(row["gflops_fwd_bwd"]):
+            lines.append(f"- **NOT MEASURED** {name}: the block case or the matmul rate is missing.")
+            all_met = False
+        else:
+            fraction = row["gflops_fwd_bwd"] / matmul_rates[device]
+            met = fraction >= MATMUL_FRACTION_TARGET
+            all_met &= bool(met)
+            lines.append(
+                f"- **{'MET' if met else 'MISSED'}** {name} ({row['path']}): "
+                f"{row['gflops_fwd_bwd']:.1f} GFLOP/s = {fraction:.0%} of {matmul_rates[device]:.1f} GFLOP/s "
+                f"({row['macs_fwd'] / 1e9:.1f} GMACs forward x {FWD_BWD_MAC_FACTOR} in "
+                f"{row['median_ms_fwd_bwd']:.0f} ms; forward alone {row['gflops_fwd']:.1f} GFLOP/s = "
+                f"{row['matmul_pct_fwd']:.0f}%)."
+            )
+        lines.append("")
+    return lines, all_met
+
+
+def render(bench_json: Path) -> str:
+    data, blocks, matmuls = load(bench_json)
+    if blocks.empty:
+        raise SystemExit(f"{bench_json}: no non-local block benchmarks in this file")
+    matmul_rates = dict(zip(matmuls["device"], matmuls["gflops"])) if not matmuls.empty else {}
+    table = case_table(blocks, matmul_rates)
+    lines = [
+        "# Non-local block performance",
+        "",
+        f"Generated by `python -m nlbench.report.performance {bench_json} ...` from pytest-benchmark's "
+        "JSON (`make bench`); do not edit by hand.",
+        "",
+    ]
+    lines += machine_section(data, matmuls)
+    lines += method_section(blocks)
+    target_lines, all_met = targets_section(table, matmul_rates)
+    lines += results_section(table, blocks)
+    lines += target_lines
+    lines += [f"Overall: {'all targets MET' if all_met else 'some targets MISSED or NOT MEASURED'}.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench_json", type=Path, help="pytest-benchmark JSON written by `make bench`")
+    parser.add_argument("out_md", type=Path, help="markdown report to write")
+    args = parser.parse_args(argv)
+    text = render(args.bench_json)
+    args.out_md.parent.mkdir(parents=True, exist_ok=True)
+    args.out_md.write_text(text)
+    print(f"wrote {args.out_md}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
