@@ -48,9 +48,17 @@ def concatenation_naive(a: Tensor, b: Tensor, v: Tensor, norm: float) -> tuple[T
 
 def softmax_sdpa(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
     """Softmax instantiations through the fused attention kernels: O(N) memory, never N x N'."""
-    # One head: SDPA wants (B, heads, L, E) to pick its fused kernels on every backend.
+    d_v = v.shape[-1]
+    if q.shape[-1] != d_v and not torch.jit.is_tracing():
+        # The CPU flash kernel needs d_v == d_k and otherwise falls back to the math path, which
+        # builds the N x N' matrix (the Gaussian instantiation: d_k = C, d_v = C/2). Zero columns
+        # of v give zero columns of y. Not while tracing: FLOP counters must see the model's d_v.
+        v = F.pad(v, (0, q.shape[-1] - d_v))
+    # Fused kernels need unit stride along the channels (the Gaussian's q and k are x read through
+    # a transposed view) and, to be picked on every backend, a (B, heads, L, E) layout.
+    q, k, v = (u if u.stride(-1) == 1 else u.contiguous() for u in (q, k, v))
     out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1), scale=scale)
-    return out.squeeze(1)
+    return out.squeeze(1)[..., :d_v]
 
 
 @torch.library.custom_op("nlbench::dot_product_pairwise", mutates_args=())
