@@ -8,7 +8,10 @@ been initialised in this process (a model that lives on the GPU initialises it),
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
+import sys
 import time
 from typing import Callable
 
@@ -78,6 +81,19 @@ def _cpu_allocation_events(prof) -> list[tuple[int, int]]:
     return events
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _cpu_peak_bytes(fn: Callable[[], object]) -> int:
     # The raw allocation records are used rather than FunctionEvent.cpu_memory_usage from
     # prof.events(): the latter folds each allocation into the op that made it AND into every op
@@ -85,8 +101,15 @@ def _cpu_peak_bytes(fn: Callable[[], object]) -> int:
     # double-counts, and an op's net figure hides a temporary it allocated and freed inside itself.
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    # The profiler's C++ side prints start/stop banners straight to fd 2; fn itself keeps stderr.
+    with _quiet_stderr():
+        prof.__enter__()
+    try:
         fn()
+    finally:
+        with _quiet_stderr():
+            prof.__exit__(None, None, None)
     running = peak = 0
     for _, nbytes in _cpu_allocation_events(prof):
         running += nbytes

@@ -231,7 +231,7 @@ class NonLocalBlock(nn.Module):
             raise ValueError(
                 f"NonLocalBlock: input has {x.shape[1]} channels but in_channels={self.in_channels}"
             )
-        t, h, w = (1,) * (5 - x.dim()) + tuple(x.shape[2:])
+        t, h, w = (1,) * (5 - x.dim()) + tuple(int(s) for s in x.shape[2:])
         if isinstance(self.mode, int) and t % self.mode:
             raise ValueError(f"NonLocalBlock: mode={self.mode} (frames per group) does not divide T={t}")
         if self.subsample and any(k > s for k, s in zip(self.pool_kernel, (t, h, w))):

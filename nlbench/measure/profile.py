@@ -1,0 +1,118 @@
+"""One cost profile of a module, measured the same way everywhere (CLI, training runs, reports).
+
+params, multiply-adds of one clip (``count_flops``), inference latency at batch 1 and at the training
+batch, forward+backward latency and the peak memory of a training step, and a per-part breakdown.
+"""
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+from nlbench.measure.flops import count_flops
+from nlbench.measure.timing import measure_latency, peak_memory_mb
+from nlbench.ops import NonLocalBlock
+
+
+@dataclass(frozen=True)
+class Profile:
+    params: int
+    gflops: float  # multiply-adds of ONE input (batch 1), / 1e9
+    latency_ms: float  # median inference forward at batch 1
+    peak_mem_mb: float  # peak memory of one forward+backward at the training batch
+    unsupported_ops: dict[str, int]
+    timings_ms: dict[str, float]  # every timed variant, by name
+    breakdown: list[dict] = field(default_factory=list)  # top-level parts and every NL block
+    machine: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def machine_info(device: torch.device) -> dict[str, str]:
+    info = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": str(torch.get_num_threads()),
+        "torch": torch.__version__,
+        "device": str(device),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        if names:
+            info["cpu"] = names[0]
+    except OSError:
+        pass
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _breakdown(module: nn.Module, by_module: dict[str, int]) -> list[dict]:
+    parts = [(name, child) for name, child in module.named_children()]
+    parts += [(name, m) for name, m in module.named_modules() if isinstance(m, NonLocalBlock) and "." in name]
+    return [
+        {
+            "name": name,
+            "params": sum(p.numel() for p in m.parameters()),
+            "gflops": by_module.get(name, 0) / 1e9,
+        }
+        for name, m in parts
+    ]
+
+
+def profile_module(
+    module: nn.Module,
+    input_shape: tuple[int, ...],
+    *,
+    train_batch: int = 8,
+    device: str | torch.device = "cpu",
+    warmup: int = 1,
+    repeats: int = 3,
+) -> Profile:
+    """Profile ``module`` on inputs of ``(batch, *input_shape)``; leaves its training flag as it was."""
+    device = torch.device(device)
+    module = module.to(device)
+    was_training = module.training
+    one = torch.randn(1, *input_shape, device=device)
+    batch = torch.randn(train_batch, *input_shape, device=device)
+    flops = count_flops(module, one)
+
+    timings: dict[str, float] = {}
+    module.eval()
+    with torch.no_grad():
+        timings["fwd_b1"] = measure_latency(lambda: module(one), warmup=warmup, repeats=repeats, device=device)["median_ms"]
+        timings[f"fwd_b{train_batch}"] = measure_latency(
+            lambda: module(batch), warmup=warmup, repeats=repeats, device=device
+        )["median_ms"]
+
+    module.train()
+
+    def train_step():
+        module.zero_grad(set_to_none=True)
+        module(batch).float().sum().backward()
+
+    timings[f"fwd_bwd_b{train_batch}"] = measure_latency(train_step, warmup=warmup, repeats=repeats, device=device)[
+        "median_ms"
+    ]
+    # Gradients are freed first so the peak includes allocating them, as a real first step does
+    # (and nothing allocated before the measurement is freed inside it).
+    module.zero_grad(set_to_none=True)
+    peak = peak_memory_mb(lambda: module(batch).float().sum().backward(), device=device)
+    module.zero_grad(set_to_none=True)
+    module.train(was_training)
+    return Profile(
+        params=sum(p.numel() for p in module.parameters()),
+        gflops=flops.total / 1e9,
+        latency_ms=timings["fwd_b1"],
+        peak_mem_mb=peak,
+        unsupported_ops=dict(flops.unsupported),
+        timings_ms=timings,
+        breakdown=_breakdown(module, flops.by_module),
+        machine=machine_info(device),
+    )
+
+
+__all__ = ["Profile", "profile_module", "machine_info"]
