@@ -79,6 +79,9 @@ NO_MAC_OPS: frozenset[str] = frozenset(
         "aten::relu_",
         # Softmax normalisation C(x) = sum_j exp(.): exponentials and a sum, no products.
         "aten::softmax",
+        # A video model's global average pool: a sum and one division per channel. (fvcore charges its
+        # 2-D twin one per output element; zero keeps to this list's rule, and both are negligible.)
+        "aten::adaptive_avg_pool3d",
     }
 )
 

@@ -1,0 +1,198 @@
+"""One video ResNet for every backbone of the paper (Table 1), built from a ``VideoResNetSpec``.
+
+Module names follow torchvision's 2-D ResNet (``conv1``, ``bn1``, ``layer1``..``layer4`` for res2..res5, each
+``Bottleneck`` with ``conv1``/``bn1``/``conv2``/``bn2``/``conv3``/``bn3``/``downsample``, ``fc``), so an
+ImageNet state dict maps onto it by name (``nlbench.models.pretrained``). The paper's two max pools carry no
+weights and keep the paper's names, ``pool1`` and ``pool2``. A non-local block that follows residual block i
+of a stage is the stage's child ``nonlocal{i}`` (``layer3.nonlocal4``), so inserting it renames nothing:
+``layer3.5.conv1`` is residual block 5 with or without non-local blocks before it.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from torch import Tensor, nn
+
+from nlbench.models.spec import LAYER_NAMES, STAGES, BlockSpec, StageSpec, VideoResNetSpec
+from nlbench.ops.nonlocal_block import NonLocalBlock
+
+
+def _fmt(thw) -> str:
+    return "x".join(str(v) for v in thw)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 -> 1x1 residual block with temporal kernels from ``spec`` (t1 x1x1, t2 x3x3, 1x1x1).
+
+    ``stride_on`` puts the spatial stride on conv1 (the original ResNet, and the paper's FLOP count) or on
+    conv2 (the released code, like torchvision's ResNet v1.5): on conv2 the 3x3 runs at the higher resolution,
+    which costs about 3% more FLOPs for R101 but no parameters.
+    """
+
+    def __init__(self, inplanes: int, planes: int, stride: int, spec: BlockSpec, stride_on: str, expansion: int):
+        super().__init__()
+        s1, s2 = (stride, 1) if stride_on == "1x1" else (1, stride)
+        out = planes * expansion
+        self.conv1 = nn.Conv3d(inplanes, planes, (spec.t1, 1, 1), (1, s1, s1), (spec.t1 // 2, 0, 0), bias=False)
+        self.bn1 = nn.BatchNorm3d(planes)
+        self.conv2 = nn.Conv3d(planes, planes, (spec.t2, 3, 3), (1, s2, s2), (spec.t2 // 2, 1, 1), bias=False)
+        self.bn2 = nn.BatchNorm3d(planes)
+        self.conv3 = nn.Conv3d(planes, out, 1, bias=False)
+        self.bn3 = nn.BatchNorm3d(out)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = None
+        if stride != 1 or inplanes != out:
+            # Projection shortcut (ResNet option B) only where the shape changes.
+            self.downsample = nn.Sequential(
+                nn.Conv3d(inplanes, out, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(out)
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+def _pool(kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> nn.MaxPool3d:
+    # (k - 1) // 2 gives Table 1's sizes for 3-wide (pad 1) and 2-wide (pad 0) kernels alike.
+    return nn.MaxPool3d(kernel, stride, tuple((k - 1) // 2 for k in kernel))
+
+
+def _out(n: int, k: int, s: int, p: int) -> int:
+    return (n + 2 * p - k) // s + 1
+
+
+class VideoResNet(nn.Module):
+    """conv1 -> pool1 -> res2 -> pool2 -> res3 -> res4 -> res5 -> global average pool -> dropout -> fc.
+
+    Input (N, 3, T, H, W); output (N, num_classes) logits. Build one with ``nlbench.models.build_model``.
+    """
+
+    def __init__(self, spec: VideoResNetSpec):
+        super().__init__()
+        if not isinstance(spec, VideoResNetSpec):
+            raise TypeError(f"VideoResNet: expected a VideoResNetSpec, got {type(spec).__name__}")
+        self.spec = spec
+        t = spec.conv1_t
+        self.conv1 = nn.Conv3d(3, spec.stem_channels, (t, 7, 7), spec.conv1_stride, (t // 2, 3, 3), bias=False)
+        self.bn1 = nn.BatchNorm3d(spec.stem_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool1 = _pool(spec.pool1_kernel, spec.pool1_stride)
+        inplanes = spec.stem_channels
+        for stage in spec.stages:
+            layer, inplanes = self._make_stage(stage, inplanes)
+            setattr(self, LAYER_NAMES[stage.name], layer)
+            if stage.name == "res2":
+                self.pool2 = _pool(spec.pool2_kernel, spec.pool2_stride)
+        self.avgpool = nn.AdaptiveAvgPool3d(1)
+        self.dropout = nn.Dropout(spec.dropout)
+        self.fc = nn.Linear(inplanes, spec.num_classes)
+        self._init_backbone()
+
+    def _make_stage(self, stage: StageSpec, inplanes: int) -> tuple[nn.Sequential, int]:
+        children: OrderedDict[str, nn.Module] = OrderedDict()
+        out = stage.planes * self.spec.expansion
+        for i, block in enumerate(stage.blocks):
+            stride = stage.stride if i == 0 else 1
+            children[str(i)] = Bottleneck(
+                inplanes, stage.planes, stride, block, self.spec.stride_on, self.spec.expansion
+            )
+            inplanes = out
+            if i in stage.nonlocal_after:
+                children[f"nonlocal{i}"] = self.spec.nonlocal_knobs.block(out)
+        return nn.Sequential(children), out
+
+    def _init_backbone(self) -> None:
+        # The non-local blocks initialise themselves (identity at start); everything else as torchvision's
+        # ResNet, except the fc: Normal(0, 0.01) as the released code, so fresh logits start near uniform.
+        skip = {id(m) for nl in self.modules() if isinstance(nl, NonLocalBlock) for m in nl.modules()}
+        for m in self.modules():
+            if id(m) in skip:
+                continue
+            if isinstance(m, nn.Conv3d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm3d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        nn.init.normal_(self.fc.weight, std=0.01)
+        nn.init.zeros_(self.fc.bias)
+
+    # ------------------------------------------------------------------------------------ structure
+
+    def stage(self, name: str) -> nn.Sequential:
+        """The ``nn.Sequential`` of stage ``res2``..``res5`` (residual and non-local blocks in order)."""
+        if name not in STAGES:
+            raise ValueError(f"VideoResNet: stage={name!r} is not allowed; expected one of {STAGES}")
+        return getattr(self, LAYER_NAMES[name])
+
+    def residual_block(self, stage: str, index: int) -> Bottleneck:
+        """Residual block ``index`` of ``stage``; positional indexing of the stage would count NL blocks too."""
+        return getattr(self.stage(stage), str(index))
+
+    def nonlocal_blocks(self) -> dict[str, NonLocalBlock]:
+        """Qualified module name -> non-local block, in network order."""
+        return {name: m for name, m in self.named_modules() if isinstance(m, NonLocalBlock)}
+
+    def feature_shapes(self, input_thw: tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
+        """(T, H, W) after conv1, pool1, res2, pool2, res3, res4, res5 for an input of ``input_thw``
+        (conv arithmetic only: nothing runs)."""
+        spec = self.spec
+        thw = tuple(input_thw)
+        conv1_k, conv1_p = (spec.conv1_t, 7, 7), (spec.conv1_t // 2, 3, 3)
+        thw = tuple(_out(n, k, s, p) for n, k, s, p in zip(thw, conv1_k, spec.conv1_stride, conv1_p))
+        shapes = {"conv1": thw}
+        thw = tuple(_out(n, k, s, (k - 1) // 2) for n, k, s in zip(thw, spec.pool1_kernel, spec.pool1_stride))
+        shapes["pool1"] = thw
+        for stage in spec.stages:
+            t, h, w = thw
+            # Every conv of a strided block (1x1 pad 0 or 3x3 pad 1) maps n -> (n - 1) // s + 1.
+            thw = (t, (h - 1) // stage.stride + 1, (w - 1) // stage.stride + 1)
+            shapes[stage.name] = thw
+            if stage.name == "res2":
+                thw = tuple(_out(n, k, s, (k - 1) // 2) for n, k, s in zip(thw, spec.pool2_kernel, spec.pool2_stride))
+                shapes["pool2"] = thw
+        return shapes
+
+    def minimum_input(self) -> tuple[tuple[int, int, int], str]:
+        """The smallest (T, H, W) this network takes, and why: the total stride (smaller inputs would leave
+        some stage nothing to downsample), or a non-local block's subsampling pool that must fit its map."""
+        strides = self.spec.strides()
+        minimum, reason = strides["res5"], f"the network's total stride is {_fmt(strides['res5'])}"
+        for stage, index in self.spec.placement():
+            block = getattr(self.stage(stage), f"nonlocal{index}")
+            if not block.subsample:
+                continue
+            need = tuple(s * k for s, k in zip(strides[stage], block.pool_kernel))
+            if any(n > m for n, m in zip(need, minimum)):
+                minimum = tuple(max(n, m) for n, m in zip(need, minimum))
+                name = f"{LAYER_NAMES[stage]}.nonlocal{index}"
+                reason = f"the non-local block {name} pools its {stage} map by {_fmt(block.pool_kernel)}"
+        return minimum, reason
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 5 or x.shape[1] != 3:
+            raise ValueError(f"VideoResNet: input must be (N, 3, T, H, W); got shape {tuple(x.shape)}")
+        thw = tuple(int(n) for n in x.shape[2:])
+        minimum, reason = self.minimum_input()
+        if any(n < m for n, m in zip(thw, minimum)):
+            raise ValueError(
+                f"VideoResNet: input T x H x W = {_fmt(thw)} is smaller than the minimum {_fmt(minimum)} ({reason})"
+            )
+
+    # ------------------------------------------------------------------------------------ forward
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """res5's output map (N, C, T, H, W), before the head."""
+        self._check_input(x)
+        x = self.pool1(self.relu(self.bn1(self.conv1(x))))
+        x = self.pool2(self.layer1(x))
+        return self.layer4(self.layer3(self.layer2(x)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.avgpool(self.forward_features(x)).flatten(1)
+        return self.fc(self.dropout(x))
+
+
+__all__ = ["Bottleneck", "VideoResNet"]

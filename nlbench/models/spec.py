@@ -1,0 +1,198 @@
+"""What a video ResNet is, as data: small frozen dataclasses that ``VideoResNet`` builds from.
+
+Every variant of PAPER.md section 3 (C2D / I3D kernels, paper / released-code pools and strides, where the
+non-local blocks go and with which knobs) differs only in the values held here, never in code paths, the
+way torchvision's ``models/video/resnet.py`` passes per-stage conv makers to one ``VideoResNet``.
+Each dataclass checks its own fields when it is made, so a bad spec fails where it is written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+from nlbench.ops.nonlocal_block import PRESETS, NonLocalBlock
+
+# The paper's stage names and the torchvision attribute each one is built as, so that a 2-D ImageNet
+# ResNet state dict maps onto the video model by name.
+STAGES = ("res2", "res3", "res4", "res5")
+LAYER_NAMES = {"res2": "layer1", "res3": "layer2", "res4": "layer3", "res5": "layer4"}
+STRIDE_ON = ("1x1", "3x3")
+
+
+def _triple(name: str, value, owner: str) -> tuple[int, int, int]:
+    v = (value,) * 3 if isinstance(value, int) else tuple(value)
+    if len(v) != 3 or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v):
+        raise ValueError(
+            f"{owner}: {name}={value!r} is not allowed; expected a positive int or 3 positive ints (t, h, w)"
+        )
+    return v  # type: ignore[return-value]
+
+
+def _odd_kernel(name: str, value, owner: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value % 2 == 0:
+        # An even temporal kernel cannot be centred with symmetric padding, so T would drift.
+        raise ValueError(f"{owner}: {name}={value!r} is not allowed; expected an odd positive int")
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """Temporal kernel sizes of one bottleneck: conv1 is ``t1`` x1x1, conv2 ``t2`` x3x3 (conv3 is always
+    1x1x1). C2D is (1, 1); I3D_3x1x1 inflates conv1 (3, 1), I3D_3x3x3 conv2 (1, 3)."""
+
+    t1: int = 1
+    t2: int = 1
+
+    def __post_init__(self) -> None:
+        _odd_kernel("t1", self.t1, "BlockSpec")
+        _odd_kernel("t2", self.t2, "BlockSpec")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One residual stage (res2..res5): ``planes`` is the bottleneck width (output ``planes * expansion``),
+    ``stride`` the spatial stride of its first block, ``nonlocal_after`` the 0-based indices of the residual
+    blocks that a non-local block follows."""
+
+    name: str
+    planes: int
+    stride: int
+    blocks: tuple[BlockSpec, ...]
+    nonlocal_after: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.name not in STAGES:
+            raise ValueError(f"StageSpec: name={self.name!r} is not allowed; expected one of {STAGES}")
+        if not isinstance(self.planes, int) or self.planes < 1:
+            raise ValueError(f"StageSpec {self.name}: planes={self.planes!r} is not allowed; expected a positive int")
+        if self.stride not in (1, 2):
+            raise ValueError(f"StageSpec {self.name}: stride={self.stride!r} is not allowed; expected 1 or 2")
+        object.__setattr__(self, "blocks", tuple(self.blocks))
+        if not self.blocks or not all(isinstance(b, BlockSpec) for b in self.blocks):
+            raise ValueError(f"StageSpec {self.name}: blocks must be a non-empty tuple of BlockSpec")
+        after = tuple(sorted(self.nonlocal_after))
+        last = len(self.blocks) - 1
+        for idx in after:
+            if not isinstance(idx, int) or not 0 <= idx <= last:
+                raise ValueError(
+                    f"non-local placement: block index {idx!r} is past the end of {self.name}, "
+                    f"which has {len(self.blocks)} residual blocks (allowed 0..{last})"
+                )
+        if len(set(after)) != len(after):
+            raise ValueError(f"non-local placement: {self.name} lists a block index twice: {after}")
+        object.__setattr__(self, "nonlocal_after", after)
+
+
+# The four knobs where the paper and the released code differ (PAPER.md section 2); a knob left None takes
+# its value from a NonLocalBlock preset: the model variant's in ModelConfig, the paper's otherwise.
+PRESET_KNOBS = ("scale", "subsample_order", "init", "norm_by")
+
+
+@dataclass(frozen=True)
+class NonLocalKnobs:
+    """The keyword arguments every non-local block of a model is built with (see ``NonLocalBlock``).
+
+    ``inner_channels=None`` gives each block half its input channels (the paper's bottleneck: 512 in res4,
+    256 in res3); an int fixes it for every block. ``scale``, ``subsample_order``, ``init`` and ``norm_by``
+    left None follow a ``NonLocalBlock`` preset (``resolved``): ``ModelConfig`` uses its variant's, so the
+    released-code models pool x before phi and g, the order whose FLOPs reproduce Table 2e.
+    """
+
+    instantiation: str = "embedded_gaussian"
+    mode: str | int = "spacetime"
+    inner_channels: int | None = None
+    subsample: bool = True
+    subsample_order: str | None = None
+    pool_kernel: int | tuple[int, ...] = (1, 2, 2)
+    scale: bool | float | None = None
+    norm_by: str | None = None
+    init: str | None = None
+    impl: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.pool_kernel, int):
+            object.__setattr__(self, "pool_kernel", tuple(self.pool_kernel))
+        # NonLocalBlock validates every knob; a tiny throwaway block reports a bad one here, with the block's
+        # own one-line message, instead of deep inside model construction.
+        inner = self.inner_channels if isinstance(self.inner_channels, int) and self.inner_channels > 0 else 1
+        self.resolved("paper").block(2 * inner)
+
+    def resolved(self, preset: str) -> "NonLocalKnobs":
+        """These knobs with every None filled from ``NonLocalBlock`` preset ``preset``."""
+        if preset not in PRESETS:
+            raise ValueError(f"NonLocalKnobs: preset={preset!r} is not allowed; expected one of {tuple(PRESETS)}")
+        fill = {k: getattr(PRESETS[preset], k) for k in PRESET_KNOBS if getattr(self, k) is None}
+        if self.instantiation == "concatenation" and self.scale is None:
+            fill["scale"] = False  # concatenation has no logits to scale
+        return replace(self, **fill) if fill else self
+
+    def kwargs(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def block(self, channels: int) -> NonLocalBlock:
+        return NonLocalBlock(channels, **self.resolved("paper").kwargs())
+
+
+@dataclass(frozen=True)
+class VideoResNetSpec:
+    """A whole network (Table 1): stem, res2..res5, head, and the knobs of its non-local blocks.
+
+    Convolutions are padded so that T, H and W shrink only by their strides (k // 2 each side); the max pools
+    by (k - 1) // 2, which gives Table 1's sizes for both the paper's 3x3x3 / 3x1x1 kernels and the released
+    code's 2x3x3 / 2x1x1. pool2 follows res2 (in Table 1 it strides time only).
+    """
+
+    stages: tuple[StageSpec, ...]
+    stem_channels: int = 64
+    conv1_t: int = 1
+    conv1_stride: tuple[int, int, int] = (2, 2, 2)
+    pool1_kernel: tuple[int, int, int] = (3, 3, 3)
+    pool1_stride: tuple[int, int, int] = (2, 2, 2)
+    pool2_kernel: tuple[int, int, int] = (3, 1, 1)
+    pool2_stride: tuple[int, int, int] = (2, 1, 1)
+    stride_on: str = "1x1"
+    expansion: int = 4
+    num_classes: int = 400
+    dropout: float = 0.5
+    nonlocal_knobs: NonLocalKnobs = field(default_factory=NonLocalKnobs)
+
+    def __post_init__(self) -> None:
+        owner = "VideoResNetSpec"
+        object.__setattr__(self, "stages", tuple(self.stages))
+        if tuple(s.name for s in self.stages) != STAGES:
+            raise ValueError(f"{owner}: stages must be {STAGES} in order, got {tuple(s.name for s in self.stages)}")
+        for name in ("stem_channels", "expansion", "num_classes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{owner}: {name}={value!r} is not allowed; expected a positive int")
+        _odd_kernel("conv1_t", self.conv1_t, owner)
+        for name in ("conv1_stride", "pool1_kernel", "pool1_stride", "pool2_kernel", "pool2_stride"):
+            object.__setattr__(self, name, _triple(name, getattr(self, name), owner))
+        if self.stride_on not in STRIDE_ON:
+            raise ValueError(f"{owner}: stride_on={self.stride_on!r} is not allowed; expected one of {STRIDE_ON}")
+        if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
+            raise ValueError(f"{owner}: dropout={self.dropout!r} is not allowed; expected 0 <= p < 1")
+        if not isinstance(self.nonlocal_knobs, NonLocalKnobs):
+            raise ValueError(f"{owner}: nonlocal_knobs must be a NonLocalKnobs")
+        object.__setattr__(self, "nonlocal_knobs", self.nonlocal_knobs.resolved("paper"))
+
+    def stage(self, name: str) -> StageSpec:
+        return self.stages[STAGES.index(name)]
+
+    def placement(self) -> tuple[tuple[str, int], ...]:
+        """(stage, block index) of every non-local block, in network order."""
+        return tuple((s.name, i) for s in self.stages for i in s.nonlocal_after)
+
+    def strides(self) -> dict[str, tuple[int, int, int]]:
+        """Total (t, h, w) stride from the input to the output of each stage."""
+        t, h, w = (a * b for a, b in zip(self.conv1_stride, self.pool1_stride))
+        out = {}
+        for s in self.stages:
+            if s.name == "res3":  # pool2 sits between res2 and res3
+                t, h, w = t * self.pool2_stride[0], h * self.pool2_stride[1], w * self.pool2_stride[2]
+            h, w = h * s.stride, w * s.stride
+            out[s.name] = (t, h, w)
+        return out
+
+
+__all__ = [
+    "BlockSpec", "LAYER_NAMES", "NonLocalKnobs", "PRESET_KNOBS", "STAGES", "STRIDE_ON", "StageSpec", "VideoResNetSpec",
+]

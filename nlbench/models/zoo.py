@@ -1,0 +1,306 @@
+"""The paper's models by name: ``ModelConfig`` turns (depth, arch, non-local preset, width, variant) into a
+``VideoResNetSpec`` using the tables below, and ``build_model`` builds it.
+
+Every choice is a row of data (PAPER.md section 3):
+
+- ``DEPTHS``: residual blocks per stage. ``WIDTHS``: channels of conv1 and of res2's bottleneck (res3..res5
+  double it each stage); ``small`` keeps the topology at 1/8 of the channels for CPU work.
+- ``ARCHS``: the stem's temporal kernel and which conv an inflated block widens in time.
+- ``INFLATION``: which residual blocks of each stage are inflated, as (period, offset): block i is inflated
+  when i % period == offset.
+- ``VARIANTS``: the released code (video-nonlocal-net ``resnet_video_org.py``, the 32-frame models of the
+  paper, and its non-local block) versus the paper's text: pool kernels, which conv carries a block's stride,
+  the inflation pattern, the non-local block's preset.
+- ``NL_PRESETS``: how many non-local blocks each stage gets; ``spread`` says which residual blocks they follow.
+
+The default variant is ``released``: the only one whose parameter and FLOP counts reproduce all of Table 2e
+(see ``VARIANTS`` and ``tests/test_models.py``); ``variant="paper"`` builds the paper's text.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+
+from nlbench.models.resnet import VideoResNet
+from nlbench.models.spec import STAGES, STRIDE_ON, BlockSpec, NonLocalKnobs, StageSpec, VideoResNetSpec
+
+DEPTHS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
+WIDTHS: dict[str, int] = {"paper": 64, "small": 8}
+
+
+@dataclass(frozen=True)
+class Arch:
+    """conv1's temporal kernel, and the BlockSpec of an inflated residual block (C2D inflates nothing)."""
+
+    conv1_t: int
+    inflated: BlockSpec
+
+
+ARCHS: dict[str, Arch] = {
+    "c2d": Arch(1, BlockSpec()),
+    "i3d_3x3x3": Arch(5, BlockSpec(t2=3)),  # the 3x3 conv becomes 3x3x3
+    "i3d_3x1x1": Arch(5, BlockSpec(t1=3)),  # the first 1x1 conv becomes 3x1x1
+}
+
+# (period, offset) per stage res2..res5.
+INFLATION: dict[str, tuple[tuple[int, int], ...]] = {
+    # The paper: "one of every two residual blocks", counted from each stage's first block.
+    "every_other": ((2, 0), (2, 0), (2, 0), (2, 0)),
+    # The released code's obtain_arc: res2 [1,1,1], res3 [1,0,1,0], res4 [1,0,1,0,...], res5 [0,1,0].
+    "released": ((1, 0), (2, 0), (2, 0), (2, 1)),
+}
+POOLS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
+    "paper": ((3, 3, 3), (3, 1, 1)),  # Table 1
+    "released": ((2, 3, 3), (2, 1, 1)),  # same strides, so the same output sizes
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    pools: str  # a key of POOLS
+    stride_on: str  # "1x1" or "3x3"
+    inflation: str  # a key of INFLATION
+    nonlocal_preset: str  # the NonLocalBlock preset that fills the knobs left None
+
+
+VARIANTS: dict[str, Variant] = {
+    # video-nonlocal-net's resnet_video_org.py ("the original model architectures used in the paper") and its
+    # non-local block. The default: the only variant whose counts reproduce every number the paper publishes
+    # (Table 2e: I3D_3x3x3 params 1.5x needs this inflation pattern, 1.6x with every other block; I3D_3x1x1
+    # FLOPs 1.5x needs the stride on the 3x3, 1.4x on the 1x1; NL 5-block FLOPs 1.2x needs x pooled before
+    # phi and g, 1.3x after), with R101 C2D at 35.5 G, 3.7% over the paper's 34.2 G.
+    "released": Variant(pools="released", stride_on="3x3", inflation="released", nonlocal_preset="released"),
+    # The paper's text: Table 1's pools, the original ResNet's stride on the first 1x1 (R101 C2D: 34.5 G,
+    # the paper's 34.2 G), "one of every two residual blocks" inflated, the paper's non-local block.
+    "paper": Variant(pools="paper", stride_on="1x1", inflation="every_other", nonlocal_preset="paper"),
+}
+DEFAULT_VARIANT = "released"
+
+# Non-local blocks per stage for each preset count (nl_stage=None); 1 block goes to nl_stage (default res4).
+NL_PRESETS: dict[int, dict[str, int]] = {
+    0: {},
+    1: {"res4": 1},
+    5: {"res3": 2, "res4": 3},
+    10: {"res3": 4, "res4": 6},
+}
+
+
+def spread(stage: str, num_blocks: int, count: int) -> tuple[int, ...]:
+    """Which of a stage's ``num_blocks`` residual blocks ``count`` non-local blocks follow.
+
+    One block goes right before the stage's last residual block (the paper's 1-block models: R50 res4 after
+    block 4, R101 after block 21). More go after every ``p``-th block, ``p = num_blocks // count``, starting
+    with block ``p - 1``: the released code's ``idx % p == p - 1``. This gives every placement the paper and
+    the released code use: R50 res3 {1, 3} and res4 {1, 3, 5} (5 blocks), all of res3 and res4 (10 blocks),
+    R101 res4 {6, 13, 20} (5 blocks). For R101's 10 blocks (res3 + res4 = 4 + 6 as for R50; the paper only
+    says "the corresponding residual blocks") it gives res4 {2, 5, 8, 11, 14, 17}, one every third block; the
+    released code with LAYER_MOD=1 would instead put 2 in res3 and 7 in res4, 9 blocks in all.
+    """
+    if not 0 <= count <= num_blocks:
+        raise ValueError(
+            f"nl_blocks: {count} non-local blocks do not fit in {stage}, which has {num_blocks} residual "
+            f"blocks (allowed 0..{num_blocks})"
+        )
+    if count == 0:
+        return ()
+    if count == 1:
+        return (max(num_blocks - 2, 0),)
+    period = num_blocks // count
+    return tuple(period - 1 + k * period for k in range(count))
+
+
+def _option(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed; expected one of {tuple(allowed)}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything ``build_model`` needs, validated when made.
+
+    Args:
+        depth: 50 or 101.
+        arch: ``c2d``, ``i3d_3x3x3`` or ``i3d_3x1x1``.
+        nl_blocks: a preset count (0, 1, 5 or 10: Table 2c's models), or explicit ``(stage, block index)``
+            pairs, each non-local block following that residual block (0-based).
+        nl_stage: with ``nl_blocks=1`` the stage of the block (res2..res5, Table 2b; default res4). With any
+            other count, puts all of them in that one stage, spaced by ``spread`` (10 in res3 is an error).
+        width: ``paper`` (64), ``small`` (8) or an int: channels of conv1 and of res2's bottleneck.
+        num_classes: fc outputs (Kinetics-400: 400).
+        variant: ``released`` (default) or ``paper`` (see ``VARIANTS``); ``pools``, ``stride_on`` and
+            ``inflation`` override one part of it each (None: the variant's), and so do the non-local knobs.
+        dropout: before the fc (paper: 0.5).
+        nonlocal_knobs: the keyword arguments of every non-local block.
+    """
+
+    depth: int = 50
+    arch: str = "c2d"
+    nl_blocks: int | tuple[tuple[str, int], ...] = 0
+    nl_stage: str | None = None
+    width: str | int = "paper"
+    num_classes: int = 400
+    variant: str = DEFAULT_VARIANT
+    dropout: float = 0.5
+    pools: str | None = None
+    stride_on: str | None = None
+    inflation: str | None = None
+    nonlocal_knobs: NonLocalKnobs = field(default_factory=NonLocalKnobs)
+
+    def __post_init__(self) -> None:
+        _option("depth", self.depth, DEPTHS)
+        _option("arch", self.arch, ARCHS)
+        _option("variant", self.variant, VARIANTS)
+        if self.pools is not None:
+            _option("pools", self.pools, POOLS)
+        if self.stride_on is not None:
+            _option("stride_on", self.stride_on, STRIDE_ON)
+        if self.inflation is not None:
+            _option("inflation", self.inflation, INFLATION)
+        if self.nl_stage is not None:
+            _option("nl_stage", self.nl_stage, STAGES)
+        if isinstance(self.width, str):
+            _option("width", self.width, WIDTHS)
+        elif not isinstance(self.width, int) or isinstance(self.width, bool) or self.width < 1:
+            raise ValueError(f"width={self.width!r} is not allowed; expected one of {tuple(WIDTHS)} or a positive int")
+        if not isinstance(self.nonlocal_knobs, NonLocalKnobs):
+            raise ValueError("nonlocal_knobs must be a NonLocalKnobs")
+        if not isinstance(self.nl_blocks, int):
+            # Lists from a CLI or a YAML file: stored as tuples so that the config stays hashable.
+            object.__setattr__(self, "nl_blocks", tuple(tuple(p) for p in self.nl_blocks))
+        self.placement()  # fail here, not at build time
+        self.spec()
+
+    # ------------------------------------------------------------------------------------ resolution
+
+    def _variant(self) -> Variant:
+        v = VARIANTS[self.variant]
+        return replace(
+            v,
+            pools=self.pools or v.pools,
+            stride_on=self.stride_on or v.stride_on,
+            inflation=self.inflation or v.inflation,
+        )
+
+    def placement(self) -> dict[str, tuple[int, ...]]:
+        """Stage -> indices of the residual blocks a non-local block follows."""
+        counts = dict(zip(STAGES, DEPTHS[self.depth]))
+        nl = self.nl_blocks
+        if isinstance(nl, bool) or not isinstance(nl, (int, tuple)):
+            raise ValueError(f"nl_blocks={nl!r} is not allowed; expected 0, 1, 5, 10 or (stage, block index) pairs")
+        if isinstance(nl, int):
+            if self.nl_stage is not None:
+                return {self.nl_stage: spread(self.nl_stage, counts[self.nl_stage], nl)} if nl else {}
+            if nl not in NL_PRESETS:
+                raise ValueError(
+                    f"nl_blocks={nl} is not allowed; expected one of {tuple(NL_PRESETS)} (the paper's presets), "
+                    f"any count with nl_stage, or (stage, block index) pairs"
+                )
+            return {s: spread(s, counts[s], n) for s, n in NL_PRESETS[nl].items()}
+        out: dict[str, list[int]] = {}
+        for pair in nl:
+            if len(pair) != 2:
+                raise ValueError(f"nl_blocks: {pair!r} is not allowed; expected a (stage, block index) pair")
+            stage, index = pair
+            _option("nl_blocks: stage", stage, STAGES)
+            last = counts[stage] - 1
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= last:
+                raise ValueError(
+                    f"nl_blocks: block index {index!r} is past the end of {stage}, which has {counts[stage]} "
+                    f"residual blocks in R{self.depth} (allowed 0..{last})"
+                )
+            if index in out.get(stage, []):
+                raise ValueError(f"nl_blocks: ({stage!r}, {index}) is listed twice")
+            out.setdefault(stage, []).append(index)
+        return {s: tuple(sorted(v)) for s, v in out.items()}
+
+    def spec(self) -> VideoResNetSpec:
+        arch, variant = ARCHS[self.arch], self._variant()
+        base = WIDTHS[self.width] if isinstance(self.width, str) else self.width
+        placement = self.placement()
+        stages = []
+        for k, (name, n) in enumerate(zip(STAGES, DEPTHS[self.depth])):
+            period, offset = INFLATION[variant.inflation][k]
+            blocks = tuple(arch.inflated if i % period == offset else BlockSpec() for i in range(n))
+            stages.append(StageSpec(name, base * 2**k, 1 if k == 0 else 2, blocks, placement.get(name, ())))
+        pool1, pool2 = POOLS[variant.pools]
+        return VideoResNetSpec(
+            stages=tuple(stages),
+            stem_channels=base,
+            conv1_t=arch.conv1_t,
+            pool1_kernel=pool1,
+            pool2_kernel=pool2,
+            stride_on=variant.stride_on,
+            num_classes=self.num_classes,
+            dropout=self.dropout,
+            nonlocal_knobs=self.nonlocal_knobs.resolved(variant.nonlocal_preset),
+        )
+
+    @property
+    def name(self) -> str:
+        """A short label in the paper's words, e.g. ``R101 NL C2D 5-block``, ``R50 NL C2D 1-block res3{2}``
+        or ``R50 NL C2D 1-block [instantiation=dot_product]``: non-default choices are spelled out."""
+        placement = self.placement()
+        count = sum(len(v) for v in placement.values())
+        label = f"R{self.depth} {'NL ' if count else ''}{self.arch.upper().replace('X', 'x')}"
+        if count:
+            label += f" {count}-block"
+            if self.nl_stage is not None or not isinstance(self.nl_blocks, int):
+                label += " " + " ".join(f"{s}{{{','.join(map(str, v))}}}" for s, v in placement.items())
+            knobs, plain = self.nonlocal_knobs, NonLocalKnobs()
+            changed = [
+                f"{f.name}={getattr(knobs, f.name)}"
+                for f in fields(knobs)
+                if getattr(knobs, f.name) != getattr(plain, f.name)
+            ]
+            if changed:
+                label += f" [{', '.join(changed)}]"
+        if self.width != "paper":
+            label += f" width={self.width}"
+        v, default = self._variant(), VARIANTS[self.variant]
+        if self.variant != DEFAULT_VARIANT or v != default:
+            overrides = [k for k in ("pools", "stride_on", "inflation") if getattr(v, k) != getattr(default, k)]
+            label += f" ({self.variant}" + "".join(f", {k}={getattr(v, k)}" for k in overrides) + ")"
+        return label
+
+    def build(self) -> VideoResNet:
+        return VideoResNet(self.spec())
+
+
+_KNOBS = tuple(f.name for f in fields(NonLocalKnobs))
+_CONFIG = tuple(f.name for f in fields(ModelConfig) if f.name != "nonlocal_knobs")
+
+
+def make_config(**kwargs) -> ModelConfig:
+    """``ModelConfig`` from flat keyword arguments: the non-local block's knobs (``instantiation``, ``mode``,
+    ``inner_channels``, ``subsample``, ``subsample_order``, ``pool_kernel``, ``scale``, ``norm_by``, ``init``,
+    ``impl``) go to its ``nonlocal_knobs``."""
+    unknown = sorted(set(kwargs) - set(_KNOBS) - set(_CONFIG))
+    if unknown:
+        raise TypeError(f"build_model: unexpected keyword argument(s) {unknown}; expected {_CONFIG + _KNOBS}")
+    knobs = NonLocalKnobs(**{k: v for k, v in kwargs.items() if k in _KNOBS})
+    return ModelConfig(**{k: v for k, v in kwargs.items() if k in _CONFIG}, nonlocal_knobs=knobs)
+
+
+def build_model(
+    depth: int = 50,
+    arch: str = "c2d",
+    nl_blocks: int | tuple[tuple[str, int], ...] = 0,
+    nl_stage: str | None = None,
+    width: str | int = "paper",
+    num_classes: int = 400,
+    variant: str = DEFAULT_VARIANT,
+    **kwargs,
+) -> VideoResNet:
+    """A model of the paper, e.g. ``build_model(101, "c2d", nl_blocks=5)`` (Table 2e's NL C2D) or
+    ``build_model(50, nl_blocks=1, nl_stage="res3", instantiation="dot_product", width="small")``.
+    See ``ModelConfig`` for the arguments; ``dropout``, ``pools``, ``stride_on``, ``inflation`` and the
+    non-local knobs go in ``kwargs``."""
+    return make_config(
+        depth=depth, arch=arch, nl_blocks=nl_blocks, nl_stage=nl_stage, width=width,
+        num_classes=num_classes, variant=variant, **kwargs,
+    ).build()
+
+
+__all__ = [
+    "ARCHS", "Arch", "DEFAULT_VARIANT", "DEPTHS", "INFLATION", "ModelConfig", "NL_PRESETS", "POOLS", "VARIANTS",
+    "Variant", "WIDTHS", "build_model", "make_config", "spread",
+]
