@@ -63,6 +63,162 @@ def cmd_block(args) -> None:
     _print_profile(profile, f"NonLocalBlock: {block.extra_repr()}", args.json)
 
 
+def cmd_profile(args) -> None:
+    from nlbench.measure import profile_module
+    from nlbench.models import make_config
+
+    knobs = {k: v for k, v in (("instantiation", args.instantiation), ("mode", args.nl_mode)) if v is not None}
+    config = make_config(
+        depth=args.depth, arch=args.arch, nl_blocks=args.nl_blocks, nl_stage=args.nl_stage,
+        width=args.width, num_classes=args.num_classes, variant=args.variant, **knobs,
+    )
+    model = config.build()
+    profile = profile_module(
+        model, (3, args.frames, args.size, args.size), train_batch=args.batch, device=args.device, repeats=args.repeats
+    )
+    _print_profile(profile, f"{config.name} at {args.frames}x{args.size}x{args.size}", args.json)
+    if not args.json:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="per part")
+        for column in ("part", "params (M)", "GFLOPs"):
+            table.add_column(column, justify="left" if column == "part" else "right")
+        for part in profile.breakdown:
+            table.add_row(part["name"], f"{part['params'] / 1e6:.3f}", f"{part['gflops']:.3f}")
+        Console().print(table)
+
+
+def cmd_zoo(args) -> None:
+    from nlbench.report.model_zoo import run
+
+    run(args.out, args.csv, args.repeats)
+
+
+def _split_sizes(text: str) -> tuple[int, int, int]:
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) != 3:
+        raise argparse.ArgumentTypeError(f"--split-sizes {text!r} is not of the form TRAIN,VAL,TEST (e.g. 2400,600,600)")
+    return sizes  # type: ignore[return-value]
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of ints (e.g. 0,2)")
+
+
+def _range(pair) -> str:
+    return "-" if pair is None else (f"{pair[0]}" if pair[0] == pair[1] else f"{pair[0]}-{pair[1]}")
+
+
+def cmd_data_export(args) -> None:
+    from nlbench.data import SyntheticConfig, export_synthetic
+
+    config = SyntheticConfig(frames=args.frames, size=args.size, split_sizes=args.split_sizes, seed=args.seed)
+    summary = export_synthetic(args.dir, config, fps=args.fps, workers=args.workers)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    videos = ", ".join(f"{k} {v}" for k, v in summary["videos"].items())
+    print(
+        f"wrote {videos} videos ({summary['classes']} classes, {summary['frames']}x{summary['size']}x{summary['size']}, "
+        f"{summary['codec']} at {summary['fps']} fps, {summary['bytes'] / 2**20:.1f} MiB) to {summary['root']} "
+        f"in {summary['seconds']:.1f} s"
+    )
+
+
+def cmd_data_scan(args) -> None:
+    from nlbench.data import scan_root
+
+    report = scan_root(args.root)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report.root}: {len(report.class_names)} classes")
+    for column in ("split", "videos", "classes", "unreadable", "seconds", "width x height", "fps", "portrait", "codecs"):
+        table.add_column(column, justify="left" if column in ("split", "codecs") else "right")
+    for s in report.splits:
+        codecs = ", ".join(f"{k} x{v}" for k, v in s.codecs.items())
+        size = f"{_range(s.width)} x {_range(s.height)}"
+        table.add_row(s.split, str(s.videos), str(s.classes), str(len(s.unreadable)), _range(s.duration_s),
+                      size, _range(s.fps), str(s.portrait), codecs)
+    console = Console()
+    console.print(table)
+    bad = [(s.split, u) for s in report.splits for u in s.unreadable]
+    if bad:
+        listing = Table(title="unreadable videos (left out of training and evaluation)")
+        for column in ("split", "file", "reason"):
+            listing.add_column(column)
+        for split, u in bad:
+            listing.add_row(split, u["path"], u["reason"])
+        console.print(listing)
+
+
+def cmd_data_bench(args) -> None:
+    from nlbench.data import SyntheticConfig
+    from nlbench.data.bench import bench_loader
+
+    results = bench_loader(
+        args.root,
+        synthetic=SyntheticConfig(frames=args.frames, size=args.size),
+        workers=args.workers,
+        batch_size=args.batch_size,
+        batches=args.batches,
+    )
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="training loader throughput")
+    for column in ("source", "workers", "batch", "clip (C, T, H, W)", "clips/s", "warm-up s"):
+        table.add_column(column, justify="left" if column == "source" else "right")
+    for r in results:
+        table.add_row(r["source"], str(r["workers"]), str(r["batch_size"]), "x".join(map(str, r["clip_shape"] or ())),
+                      f"{r['clips_per_s']:.1f}", f"{r['warmup_s']:.2f}")
+    Console().print(table)
+
+
+def _add_data_parser(sub) -> None:
+    data = sub.add_parser("data", help="the synthetic benchmark and video folders").add_subparsers(
+        dest="data_command", required=True
+    )
+    p = data.add_parser("export-synthetic", help="write the synthetic benchmark as H.264 videos, Kinetics layout")
+    p.add_argument("dir", help="new or empty output directory")
+    p.add_argument("--split-sizes", type=_split_sizes, default=(2400, 600, 600), help="TRAIN,VAL,TEST clip counts")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--frames", type=int, default=8, help="frames per clip (even)")
+    p.add_argument("--size", type=int, default=32, help="frame height and width (even)")
+    p.add_argument("--fps", type=int, default=8)
+    p.add_argument("--workers", type=int, default=1, help="encoding processes")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_data_export)
+
+    p = data.add_parser("scan", help="per split: videos, classes, unreadable files, duration and resolution ranges")
+    p.add_argument("root", help="ROOT/{train,val,test}/<class>/<video> or ROOT/{train,val,test}.csv")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.set_defaults(func=cmd_data_scan)
+
+    p = data.add_parser("bench", help="training loader throughput (clips/s) of a video root or the in-memory set")
+    p.add_argument("root", nargs="?", default=None, help="video root; omitted: the synthetic set in memory")
+    p.add_argument("--workers", type=_ints, default=(0, 2), help="worker counts to time, e.g. 0,2")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batches", type=int, default=20, help="timed batches after 2 warm-up ones")
+    p.add_argument("--frames", type=int, default=8, help="in-memory set: frames per clip")
+    p.add_argument("--size", type=int, default=32, help="in-memory set: frame size")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_data_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nlbench {__version__}")
@@ -84,6 +240,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(func=cmd_block)
+
+    p = sub.add_parser("profile", help="cost of one model of the zoo: params, FLOPs, latency, peak memory")
+    p.add_argument("--depth", type=int, default=50, help="50 or 101")
+    p.add_argument("--arch", default="c2d", help="c2d, i3d_3x3x3 or i3d_3x1x1")
+    p.add_argument("--nl-blocks", type=int, default=0, help="0, 1, 5 or 10 (the paper's presets)")
+    p.add_argument("--nl-stage", default=None, help="res2..res5: stage of the block(s)")
+    p.add_argument("--instantiation", default=None)
+    p.add_argument("--nl-mode", type=_mode, default=None, help="spacetime, space, time or a group size k")
+    p.add_argument("--width", default="paper", help="paper, small or an int base width")
+    p.add_argument("--variant", default="released", help="released (default) or paper")
+    p.add_argument("--num-classes", type=int, default=400)
+    p.add_argument("--frames", type=int, default=32)
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--batch", type=int, default=8, help="training batch for the batched timings")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("zoo", help="measure every model of Table 2 at paper scale -> reports/model_zoo.md")
+    p.add_argument("--out", default="reports/model_zoo.md")
+    p.add_argument("--csv", default="results/model_zoo.csv")
+    p.add_argument("--repeats", type=int, default=2)
+    p.set_defaults(func=cmd_zoo)
+    _add_data_parser(sub)
     return parser
 
 

@@ -53,14 +53,11 @@ def machine_info(device: torch.device) -> dict[str, str]:
 def _breakdown(module: nn.Module, by_module: dict[str, int]) -> list[dict]:
     parts = [(name, child) for name, child in module.named_children()]
     parts += [(name, m) for name, m in module.named_modules() if isinstance(m, NonLocalBlock) and "." in name]
-    return [
-        {
-            "name": name,
-            "params": sum(p.numel() for p in m.parameters()),
-            "gflops": by_module.get(name, 0) / 1e9,
-        }
+    rows = [
+        {"name": name, "params": sum(p.numel() for p in m.parameters()), "gflops": by_module.get(name, 0) / 1e9}
         for name, m in parts
     ]
+    return [r for r in rows if r["params"] or r["gflops"]]  # activations and pools cost nothing here
 
 
 def profile_module(
@@ -89,14 +86,15 @@ def profile_module(
         )["median_ms"]
 
     module.train()
+    for n, inputs in ((1, one), (train_batch, batch)):
 
-    def train_step():
-        module.zero_grad(set_to_none=True)
-        module(batch).float().sum().backward()
+        def train_step(inputs=inputs):
+            module.zero_grad(set_to_none=True)
+            module(inputs).float().sum().backward()
 
-    timings[f"fwd_bwd_b{train_batch}"] = measure_latency(train_step, warmup=warmup, repeats=repeats, device=device)[
-        "median_ms"
-    ]
+        timings[f"fwd_bwd_b{n}"] = measure_latency(train_step, warmup=warmup, repeats=repeats, device=device)[
+            "median_ms"
+        ]
     # Gradients are freed first so the peak includes allocating them, as a real first step does
     # (and nothing allocated before the measurement is freed inside it).
     module.zero_grad(set_to_none=True)

@@ -1,0 +1,21 @@
+import pytest
+
+from nlbench.io import atomic_write_text
+
+
+def test_atomic_write_replaces_and_leaves_no_temporaries(tmp_path):
+    target = tmp_path / "sub" / "r.csv"
+    atomic_write_text(target, "a\n")
+    atomic_write_text(target, "b\n")
+    assert target.read_text() == "b\n"
+    assert [p.name for p in target.parent.iterdir()] == ["r.csv"]
+
+
+def test_failed_write_keeps_the_old_file(tmp_path):
+    target = tmp_path / "r.csv"
+    atomic_write_text(target, "old\n")
+
+    with pytest.raises(TypeError):
+        atomic_write_text(target, 42)  # not text: fails mid-write
+    assert target.read_text() == "old\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
