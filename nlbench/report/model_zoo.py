@@ -107,7 +107,9 @@ def render(df: pd.DataFrame, machine: dict[str, str]) -> str:
         f"`nlbench/models/zoo.py`); R101 C2D here: {base.params_M:.2f} M params, {base.GFLOPs:.2f} GFLOPs "
         "(paper: 43.2 M, 34.2 G).",
         "",
-        df.to_markdown(index=False, floatfmt=".3g"),
+        df.round({"params_M": 2, "GFLOPs": 2, "params_vs_R101": 2, "flops_vs_R101": 2})
+        .round({c: 0 for c in ("fwd_ms_b1", "fwd_bwd_ms_b1", "peak_mem_MiB_fwd_bwd_b1")})
+        .to_markdown(index=False, floatfmt="g"),
         "",
     ]
     return "\n".join(lines)
@@ -118,8 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default="reports/model_zoo.md")
     parser.add_argument("--csv", default="results/model_zoo.csv")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--render-only", action="store_true", help="re-render OUT from an existing CSV")
     args = parser.parse_args(argv)
-    run(args.out, args.csv, args.repeats)
+    if args.render_only:
+        import torch
+
+        atomic_write_text(args.out, render(pd.read_csv(args.csv), machine_info(torch.device("cpu"))))
+    else:
+        run(args.out, args.csv, args.repeats)
     return 0
 
 
