@@ -101,7 +101,7 @@ def _split_sizes(text: str) -> tuple[int, int, int]:
     except ValueError:
         sizes = ()
     if len(sizes) != 3:
-        raise argparse.ArgumentTypeError(f"--split-sizes {text!r} is not of the form TRAIN,VAL,TEST (e.g. 2400,600,600)")
+        raise argparse.ArgumentTypeError(f"--split-sizes {text!r} is not of the form TRAIN,VAL,TEST (e.g. 5000,500,500)")
     return sizes  # type: ignore[return-value]
 
 
@@ -119,14 +119,16 @@ def _range(pair) -> str:
 def cmd_data_export(args) -> None:
     from nlbench.data import SyntheticConfig, export_synthetic
 
-    config = SyntheticConfig(frames=args.frames, size=args.size, split_sizes=args.split_sizes, seed=args.seed)
+    sizes = {"split_sizes": args.split_sizes} if args.split_sizes else {}
+    config = SyntheticConfig(frames=args.frames, size=args.size, seed=args.seed, **sizes)
     summary = export_synthetic(args.dir, config, fps=args.fps, workers=args.workers)
     if args.json:
         print(json.dumps(summary, indent=2))
         return
     videos = ", ".join(f"{k} {v}" for k, v in summary["videos"].items())
     print(
-        f"wrote {videos} videos ({summary['classes']} classes, {summary['frames']}x{summary['size']}x{summary['size']}, "
+        f"wrote {videos} videos ({summary['classes']} classes, "
+        f"{summary['frames']}x{summary['size']}x{summary['size']}, "
         f"{summary['codec']} at {summary['fps']} fps, {summary['bytes'] / 2**20:.1f} MiB) to {summary['root']} "
         f"in {summary['seconds']:.1f} s"
     )
@@ -143,13 +145,13 @@ def cmd_data_scan(args) -> None:
     from rich.table import Table
 
     table = Table(title=f"{report.root}: {len(report.class_names)} classes")
-    for column in ("split", "videos", "classes", "unreadable", "seconds", "width x height", "fps", "portrait", "codecs"):
+    for column in ("split", "videos", "classes", "unreadable", "seconds", "W x H", "fps", "codecs"):
         table.add_column(column, justify="left" if column in ("split", "codecs") else "right")
     for s in report.splits:
-        codecs = ", ".join(f"{k} x{v}" for k, v in s.codecs.items())
-        size = f"{_range(s.width)} x {_range(s.height)}"
+        size = f"{_range(s.width)}x{_range(s.height)}" + (f", {s.portrait} portrait" if s.portrait else "")
+        codecs = ", ".join(f"{k} {v}" for k, v in s.codecs.items())
         table.add_row(s.split, str(s.videos), str(s.classes), str(len(s.unreadable)), _range(s.duration_s),
-                      size, _range(s.fps), str(s.portrait), codecs)
+                      size, _range(s.fps), codecs)
     console = Console()
     console.print(table)
     bad = [(s.split, u) for s in report.splits for u in s.unreadable]
@@ -194,7 +196,8 @@ def _add_data_parser(sub) -> None:
     )
     p = data.add_parser("export-synthetic", help="write the synthetic benchmark as H.264 videos, Kinetics layout")
     p.add_argument("dir", help="new or empty output directory")
-    p.add_argument("--split-sizes", type=_split_sizes, default=(2400, 600, 600), help="TRAIN,VAL,TEST clip counts")
+    p.add_argument("--split-sizes", type=_split_sizes, default=None,
+                   help="TRAIN,VAL,TEST clip counts (default 10000,1000,1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=8, help="frames per clip (even)")
     p.add_argument("--size", type=int, default=32, help="frame height and width (even)")
@@ -219,6 +222,13 @@ def _add_data_parser(sub) -> None:
     p.set_defaults(func=cmd_data_bench)
 
 
+def _add_measurement_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch", type=int, default=8, help="training batch for the batched timings")
+    p.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (median reported)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nlbench {__version__}")
@@ -235,10 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scale", action="store_true", help="d^-0.5 softmax scaling (released code)")
     p.add_argument("--norm-by", default="positions")
     p.add_argument("--impl", default="auto")
-    p.add_argument("--batch", type=int, default=8, help="training batch for the batched timings")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    _add_measurement_args(p)
     p.set_defaults(func=cmd_block)
 
     p = sub.add_parser("profile", help="cost of one model of the zoo: params, FLOPs, latency, peak memory")
@@ -253,10 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=400)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--batch", type=int, default=8, help="training batch for the batched timings")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    _add_measurement_args(p)
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("zoo", help="measure every model of Table 2 at paper scale -> reports/model_zoo.md")

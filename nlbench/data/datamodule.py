@@ -1,0 +1,150 @@
+"""LightningDataModules over both sources, with one interface: ``setup``, ``train_dataloader``,
+``val_dataloader``, ``test_dataloader``, ``num_classes`` and ``class_names`` (known right after
+construction, so a model can be built before ``setup``).
+
+Train and val batches are ``(clips, labels)``; test batches are ``(clips, labels, video)`` with one
+item per test view. A batch from which every sample was dropped as unreadable is None.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from nlbench.data.datasets import SyntheticClips, VideoClips, collate_clips
+from nlbench.data.index import VideoIndex, build_index, class_names, split_source
+from nlbench.data.synthetic import SyntheticConfig
+from nlbench.data.transforms import ClipTransformConfig
+from nlbench.data.video import ClipSampling
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """DataLoader settings. Workers persist across epochs (re-forking them and re-opening nothing is
+    pure overhead once an epoch is short); memory is pinned only when there is a GPU to copy to."""
+
+    batch_size: int = 8
+    eval_batch_size: int | None = None  # default: batch_size
+    num_workers: int = 2
+    persistent_workers: bool = True
+    prefetch_factor: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "prefetch_factor"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"LoaderConfig: {name}={value!r} is not allowed; expected a positive int")
+        if self.eval_batch_size is not None and (not isinstance(self.eval_batch_size, int) or self.eval_batch_size < 1):
+            raise ValueError(f"LoaderConfig: eval_batch_size={self.eval_batch_size!r} is not allowed")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"LoaderConfig: num_workers={self.num_workers!r} is not allowed; expected an int >= 0")
+
+
+class _ClipDataModule(pl.LightningDataModule):
+    def __init__(self, loader: LoaderConfig | None):
+        super().__init__()
+        self.loader = loader or LoaderConfig()
+        self.datasets: dict[str, Dataset] = {}
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def _make(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def setup(self, stage: str | None = None) -> None:
+        wanted = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+        for split in wanted.get(stage, ("train", "val", "test")):
+            if split not in self.datasets:
+                self.datasets[split] = self._make(split)
+
+    def _dataloader(self, split: str, train: bool) -> DataLoader:
+        if split not in self.datasets:
+            self.datasets[split] = self._make(split)
+        cfg = self.loader
+        workers = cfg.num_workers
+        extra = dict(persistent_workers=cfg.persistent_workers and split != "test", prefetch_factor=cfg.prefetch_factor)
+        return DataLoader(
+            self.datasets[split],
+            batch_size=cfg.batch_size if train else (cfg.eval_batch_size or cfg.batch_size),
+            shuffle=train,
+            drop_last=train,  # a last batch of one clip would make BatchNorm's statistics meaningless
+            num_workers=workers,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=collate_clips,
+            **(extra if workers > 0 else {}),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._dataloader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._dataloader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._dataloader("test", train=False)
+
+
+class SyntheticDataModule(_ClipDataModule):
+    """The synthetic benchmark generated in memory (no files)."""
+
+    def __init__(self, config: SyntheticConfig | None = None, loader: LoaderConfig | None = None):
+        super().__init__(loader)
+        self.config = config or SyntheticConfig()
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.config.classes
+
+    def _make(self, split: str) -> Dataset:
+        return SyntheticClips(self.config, split, return_index=split == "test")
+
+
+class VideoDataModule(_ClipDataModule):
+    """Video files under ``root`` (Kinetics folders or CSV manifests, see ``index``).
+
+    ``test_split`` defaults to ``test`` when the root has one, else ``val`` (Kinetics reports on val).
+    ``probe`` decodes every file at setup to leave out unreadable ones (see ``index.build_index``).
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        sampling: ClipSampling | None = None,
+        transform: ClipTransformConfig | None = None,
+        loader: LoaderConfig | None = None,
+        test_split: str | None = None,
+        probe: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__(loader)
+        self.root = Path(root)
+        self.sampling = sampling or ClipSampling()
+        self.transform = transform or ClipTransformConfig()
+        self.probe, self.seed = probe, seed
+        self._classes = class_names(self.root)  # checks the root exists; cheap (no video is opened)
+        self.test_split = test_split or ("test" if split_source(self.root, "test") else "val")
+        self.indexes: dict[str, VideoIndex] = {}
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self._classes
+
+    @property
+    def unreadable(self) -> dict[str, tuple]:
+        """Per split, the (file, reason) of each video the index left out."""
+        return {split: index.unreadable for split, index in self.indexes.items()}
+
+    def _make(self, split: str) -> Dataset:
+        source = self.test_split if split == "test" else split
+        index = build_index(self.root, source, self._classes, probe_files=self.probe)
+        self.indexes[split] = index
+        return VideoClips(index, self.sampling, self.transform, mode=split, seed=self.seed)

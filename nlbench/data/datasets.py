@@ -1,0 +1,198 @@
+"""torch Datasets over the two sources: the synthetic clips in memory, and video files on disk.
+
+Both return ``(clip, label)`` for train and val, and ``(clip, label, video)`` for test, where ``clip``
+is a normalised float (3, T, H, W) and ``video`` the index of the video a test view comes from (so
+that scores can be averaged per video with ``analysis.average_views``).
+
+Unreadable videos: the index leaves out every file its probe cannot decode (see ``index``). A file
+that passes the probe but fails later, part-way through (a corruption in its middle), is returned as
+an *invalid* sample, label -1, that ``collate_clips`` removes from its batch, with one warning per
+file and process. No sample is ever replaced by another, so no label ever moves to another clip.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, default_collate
+
+from nlbench.data.analysis import per_class_accuracy
+from nlbench.data.index import UnreadableVideoWarning, VideoIndex
+from nlbench.data.synthetic import Clip, SyntheticConfig, generate
+from nlbench.data.transforms import (
+    KINETICS_MEAN,
+    KINETICS_STD,
+    ClipTransformConfig,
+    EvalTransform,
+    TrainTransform,
+    frames_to_tensor,
+    normalize,
+)
+from nlbench.data.video import ClipSampling, VideoReader, VideoReadError
+
+MODES = ("train", "val", "test")
+
+
+class ShortVideoWarning(UserWarning):
+    """Videos shorter than one clip, which are read looped."""
+
+
+class SyntheticClips(Dataset):
+    """One split of the synthetic benchmark, generated on access (about 1 ms a default clip).
+
+    ``return_index`` adds the clip's index as its video index (one view per video), which is what the
+    test loader returns for every source.
+    """
+
+    def __init__(
+        self,
+        config: SyntheticConfig | None = None,
+        split: str = "train",
+        mean=KINETICS_MEAN,
+        std=KINETICS_STD,
+        return_index: bool = False,
+    ):
+        self.config = config or SyntheticConfig()
+        self.split = split
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.return_index = return_index
+        self._len = self.config.split_size(split)  # also checks the split name
+
+    def __len__(self) -> int:
+        return self._len
+
+    def clip(self, index: int) -> Clip:
+        """The raw clip: uint8 frames, label and the scene's sprites (ground truth)."""
+        return generate(self.config, self.split, index)
+
+    def __getitem__(self, index: int):
+        clip = self.clip(index)
+        x = normalize(frames_to_tensor(clip.frames).float().div_(255), self.mean, self.std)
+        return (x, clip.label, index) if self.return_index else (x, clip.label)
+
+    # Per-class view, for error analysis.
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.config.classes
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        return tuple(c.family for c in self.config.class_specs)
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.arange(len(self)) % len(self.class_names)
+
+    def indices_per_class(self) -> dict[str, np.ndarray]:
+        labels = self.labels
+        return {name: np.flatnonzero(labels == i) for i, name in enumerate(self.class_names)}
+
+    def per_class_accuracy(self, predictions):
+        """Accuracy of ``predictions`` (one per clip, in index order) per class, with families."""
+        return per_class_accuracy(predictions, self.labels, self.class_names, groups=self.families)
+
+
+class VideoClips(Dataset):
+    """Clips of the videos of an index, sampled as the paper does for ``mode``:
+
+    * ``train``: a random temporal position; scale jitter, random crop, flip (``TrainTransform``).
+    * ``val``: one random clip per video (the paper's validation during training), drawn from a
+      generator seeded by ``seed`` and the video so that it is the same clip every epoch; a centre
+      ``crop`` at ``test_short_side``.
+    * ``test``: ``num_clips`` evenly spaced clips x ``num_crops`` crops per video, one item per view.
+    """
+
+    def __init__(
+        self,
+        index: VideoIndex,
+        sampling: ClipSampling | None = None,
+        transform: ClipTransformConfig | None = None,
+        mode: str = "train",
+        seed: int = 0,
+    ):
+        if mode not in MODES:
+            raise ValueError(f"VideoClips: mode={mode!r} is not allowed; expected one of {MODES}")
+        self.index, self.mode, self.seed = index, mode, seed
+        self.sampling = sampling or ClipSampling()
+        self.transform = transform or ClipTransformConfig()
+        c = self.transform
+        self._views = self.sampling.num_clips * c.num_crops if mode == "test" else 1
+        if mode == "train":
+            self._transforms = [TrainTransform(c)]
+        elif mode == "val":
+            self._transforms = [EvalTransform(c, c.crop)]
+        else:
+            self._transforms = [EvalTransform(c, c.test_crop, c.num_crops, k) for k in range(c.num_crops)]
+        self.failures: dict[Path, str] = {}  # videos that failed while loading, in this process
+        self._cache: tuple[tuple[int, int], np.ndarray] | None = None
+        self._warn_short()
+
+    def _warn_short(self) -> None:
+        short = [r for r in self.index.records if r.meta and self.sampling.loops(r.meta.fps, r.meta.duration)]
+        if short:
+            names = ", ".join(f"{r.path.name} ({r.meta.duration:.2f} s)" for r in short[:3])
+            warnings.warn(
+                f"{len(short)} of {len(self.index)} videos in {self.index.source} are shorter than a "
+                f"{self.sampling} clip and are read looped: {names}{', ...' if len(short) > 3 else ''}",
+                ShortVideoWarning,
+                stacklevel=3,
+            )
+
+    def __len__(self) -> int:
+        return len(self.index) * self._views
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.index.class_names
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The label of every item (every view, for test)."""
+        return np.repeat([r.label for r in self.index.records], self._views)
+
+    def view(self, item: int) -> tuple[int, int, int]:
+        """(video, clip, crop) of an item."""
+        video, view = divmod(item, self._views)
+        clip, crop = divmod(view, self.transform.num_crops) if self.mode == "test" else (0, 0)
+        return video, clip, crop
+
+    def __getitem__(self, item: int):
+        video, clip, crop = self.view(item)
+        record = self.index.records[video]
+        try:
+            frames = self._frames(video, clip)
+        except VideoReadError as err:
+            if record.path not in self.failures:
+                self.failures[record.path] = err.reason
+                warnings.warn(f"dropping unreadable video {record.path}: {err.reason}", UnreadableVideoWarning)
+            x, label = torch.empty(0), -1
+        else:
+            x, label = self._transforms[crop](frames), record.label
+        return (x, label, video) if self.mode == "test" else (x, label)
+
+    def _frames(self, video: int, clip: int) -> np.ndarray:
+        # The crops of one test clip are consecutive items: decode the clip once for all of them.
+        if self._cache is not None and self._cache[0] == (video, clip):
+            return self._cache[1]
+        record = self.index.records[video]
+        with VideoReader(record.path) as reader:
+            meta = record.meta or reader.meta
+            s = self.sampling
+            if self.mode == "train":
+                start = float(torch.rand(())) * s.max_start(meta.fps, meta.duration)
+            elif self.mode == "val":
+                start = np.random.default_rng([self.seed, video]).uniform() * s.max_start(meta.fps, meta.duration)
+            else:
+                start = float(s.test_starts(meta.fps, meta.duration)[clip])
+            frames = reader.read(s.times(start, meta.fps, meta.duration))
+        self._cache = ((video, clip), frames)
+        return frames
+
+
+def collate_clips(batch: list[tuple]):
+    """default_collate without the invalid samples (label -1) of videos that failed to decode;
+    None when none is left, which a training step should skip."""
+    valid = [sample for sample in batch if sample[1] >= 0]
+    return default_collate(valid) if valid else None

@@ -1,0 +1,144 @@
+"""Spatial transforms of a clip in plain torch: the paper's scale jitter, crops, flip and normalisation.
+
+A clip enters as decoded frames (T, H, W, 3) uint8 and leaves as the model's (3, T, h, w) float.
+Every spatial choice (scale, crop position, flip) is drawn once per clip and applied to all its
+frames alike, so motion inside a clip is never distorted. Crop windows are cut in source pixels
+first and only the window is resized: the same result as resizing the whole frame and then cropping,
+at a fraction of the cost.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# The released code's Kinetics statistics (114.75 / 57.375 of 255), the same for every channel.
+KINETICS_MEAN = (0.45, 0.45, 0.45)
+KINETICS_STD = (0.225, 0.225, 0.225)
+
+Box = tuple[int, int, int, int]  # top, left, height, width in source pixels
+
+
+@dataclass(frozen=True)
+class ClipTransformConfig:
+    """Paper defaults (section 4): training short side random in [256, 320], random 224 crop, flip;
+    evaluation short side 256, validation one centre ``crop``, test ``num_crops`` crops of ``test_crop``.
+    ``scaled(crop)`` keeps these ratios for small inputs."""
+
+    train_short_side: tuple[int, int] = (256, 320)
+    crop: int = 224
+    flip: bool = True
+    test_short_side: int = 256
+    test_crop: int = 256
+    num_crops: int = 3
+    mean: tuple[float, float, float] = KINETICS_MEAN
+    std: tuple[float, float, float] = KINETICS_STD
+
+    def __post_init__(self) -> None:
+        for name in ("train_short_side", "mean", "std"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        lo, hi = self.train_short_side
+        for name in ("crop", "test_short_side", "test_crop", "num_crops"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ClipTransformConfig: {name}={value!r} is not allowed; expected a positive int")
+        if len(self.train_short_side) != 2 or not self.crop <= lo <= hi:
+            raise ValueError(
+                f"ClipTransformConfig: train_short_side={self.train_short_side!r} is not allowed; "
+                f"expected (min, max) with crop={self.crop} <= min <= max"
+            )
+        if not self.crop <= self.test_short_side or not self.test_crop <= self.test_short_side:
+            raise ValueError(
+                f"ClipTransformConfig: test_short_side={self.test_short_side} is smaller than "
+                f"crop={self.crop} or test_crop={self.test_crop}"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"ClipTransformConfig: mean={self.mean!r} / std={self.std!r}: expected 3 values, std > 0")
+
+    @classmethod
+    def scaled(cls, crop: int, *, jitter: bool = True, **overrides) -> ClipTransformConfig:
+        """The paper's geometry for a ``crop`` other than 224: the same ratios (256/224, 320/224).
+        ``jitter=False`` keeps the short side at ``crop`` (nothing of the frame is cut away)."""
+        def r(v: int) -> int:
+            return max(crop, round(v * crop / 224))
+
+        sides = dict(train_short_side=(r(256), r(320)), test_short_side=r(256), test_crop=r(256))
+        if not jitter:
+            sides = dict(train_short_side=(crop, crop), test_short_side=crop, test_crop=crop)
+        return cls(crop=crop, **{**sides, **overrides})
+
+
+def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
+    """(T, H, W, 3) uint8 -> (T, 3, H, W) uint8, without copying."""
+    return torch.from_numpy(np.asarray(frames)).permute(0, 3, 1, 2)
+
+
+def resized_crop(clip: torch.Tensor, box: Box, size: int) -> torch.Tensor:
+    """Cut ``box`` out of a (T, 3, H, W) clip and resize it to size x size, as float in [0, 1]."""
+    top, left, h, w = box
+    window = clip[..., top : top + h, left : left + w].float().div_(255)
+    if (h, w) == (size, size):
+        return window
+    return F.interpolate(window, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def random_box(height: int, width: int, short_range: tuple[int, int], crop: int, generator=None) -> Box:
+    """The source window of a ``crop`` crop at a random position after scaling the short side to a
+    random integer in ``short_range``."""
+    short = int(torch.randint(short_range[0], short_range[1] + 1, (1,), generator=generator))
+    side = min(round(crop * min(height, width) / short), height, width)
+    top = int(torch.randint(0, height - side + 1, (1,), generator=generator))
+    left = int(torch.randint(0, width - side + 1, (1,), generator=generator))
+    return top, left, side, side
+
+
+def view_boxes(height: int, width: int, short_side: int, crop: int, num_crops: int) -> list[Box]:
+    """Source windows of ``num_crops`` crops evenly spaced along the long side (3: the two ends and the
+    centre, as the released code's test views), centred on the short side, after scaling the short side
+    to ``short_side``. Portrait videos get top/centre/bottom."""
+    side = min(round(crop * min(height, width) / short_side), height, width)
+    along = np.linspace(0, max(height, width) - side, num_crops) if num_crops > 1 else [(max(height, width) - side) / 2]
+    across = (min(height, width) - side) // 2
+    if width >= height:
+        return [(across, int(round(a)), side, side) for a in along]
+    return [(int(round(a)), across, side, side) for a in along]
+
+
+def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
+    """(T, 3, H, W) in [0, 1] -> normalised (3, T, H, W), the layout of the models."""
+    m = torch.tensor(mean, dtype=clip.dtype).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=clip.dtype).view(1, 3, 1, 1)
+    return clip.sub_(m).div_(s).permute(1, 0, 2, 3).contiguous()
+
+
+class TrainTransform:
+    """Scale jitter, random crop, random horizontal flip, normalisation; randomness from torch's
+    global generator, which DataLoader seeds per worker."""
+
+    def __init__(self, config: ClipTransformConfig):
+        self.config = config
+
+    def __call__(self, frames: np.ndarray) -> torch.Tensor:
+        c = self.config
+        clip = frames_to_tensor(frames)
+        out = resized_crop(clip, random_box(*clip.shape[-2:], c.train_short_side, c.crop), c.crop)
+        if c.flip and torch.rand(()) < 0.5:
+            out = out.flip(-1)
+        return normalize(out, c.mean, c.std)
+
+
+class EvalTransform:
+    """View ``index`` of ``num_crops`` crops of ``crop`` after scaling the short side to ``short_side``."""
+
+    def __init__(self, config: ClipTransformConfig, crop: int, num_crops: int = 1, index: int = 0):
+        if not 0 <= index < num_crops:
+            raise ValueError(f"EvalTransform: crop index {index} is out of range 0..{num_crops - 1}")
+        self.config, self.crop, self.num_crops, self.index = config, crop, num_crops, index
+
+    def __call__(self, frames: np.ndarray) -> torch.Tensor:
+        c = self.config
+        clip = frames_to_tensor(frames)
+        box = view_boxes(*clip.shape[-2:], c.test_short_side, self.crop, self.num_crops)[self.index]
+        return normalize(resized_crop(clip, box, self.crop), c.mean, c.std)

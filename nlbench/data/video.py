@@ -1,0 +1,293 @@
+"""Reading and writing video files with PyAV, and where in a video a clip's frames come from.
+
+Clips are sampled on a time grid, not by counting frames: frame k of a clip starting at ``start``
+seconds is the frame on screen at ``start + k * sampling_rate / fps`` (the frame with the largest
+presentation time at or before it). A variable-frame-rate video is therefore sampled by its
+timestamps, and a clip that starts late in a long video costs one seek to the keyframe before it
+plus the frames from there, not a decode from the start.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from av.video.reformatter import VideoReformatter
+
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".webm", ".mkv", ".mpg", ".mpeg", ".ogv", ".flv"})
+# A broken file can surface as any of these (PyAV maps FFmpeg errors onto builtins, demuxers raise
+# IndexError/RuntimeError on garbage); all of them mean "this video cannot be read", never a bug here.
+_READ_ERRORS = (av.FFmpegError, OSError, ValueError, IndexError, RuntimeError)
+
+
+class VideoReadError(Exception):
+    """A video that cannot be opened or decoded; ``reason`` says why in a few words."""
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+@dataclass(frozen=True)
+class ClipSampling:
+    """``num_frames`` frames taken every ``sampling_rate`` frames (the paper's 32x2: 32 of 64
+    consecutive frames); the test split is read as ``num_clips`` evenly spaced clips per video."""
+
+    num_frames: int = 32
+    sampling_rate: int = 2
+    num_clips: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("num_frames", "sampling_rate", "num_clips"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ClipSampling: {name}={value!r} is not allowed; expected a positive int")
+
+    def span(self, fps: float) -> float:
+        """Seconds of video one clip covers."""
+        return self.num_frames * self.sampling_rate / fps
+
+    def loops(self, fps: float, duration: float) -> bool:
+        """True when the video is shorter than one clip (by more than half a frame)."""
+        return self.span(fps) > duration + 0.5 / fps
+
+    def times(self, start: float, fps: float, duration: float) -> np.ndarray:
+        """Presentation times (s, from the video's start) of the clip's frames. A video shorter than
+        the clip is looped: times wrap around its duration."""
+        times = start + np.arange(self.num_frames) * (self.sampling_rate / fps)
+        return np.mod(times, duration) if self.loops(fps, duration) else times
+
+    def max_start(self, fps: float, duration: float) -> float:
+        return max(0.0, duration - self.span(fps))
+
+    def test_starts(self, fps: float, duration: float) -> np.ndarray:
+        """``num_clips`` clip starts evenly spaced from the first frame to the last possible start
+        (one clip: the middle one)."""
+        last = self.max_start(fps, duration)
+        return np.array([last / 2]) if self.num_clips == 1 else np.linspace(0.0, last, self.num_clips)
+
+    def __str__(self) -> str:
+        return f"{self.num_frames}x{self.sampling_rate}"
+
+
+@dataclass(frozen=True)
+class VideoMeta:
+    duration: float  # seconds of video frames
+    fps: float  # average frame rate: the sampling grid of clips
+    width: int
+    height: int
+    frames: int  # from the header; 0 when the container does not say
+    codec: str
+    container: str
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class VideoReader:
+    """One open video file: ``meta`` from its header, ``read(times)`` for the frames shown at those times.
+
+    ``frames_decoded`` counts decoded frames, which shows that a late clip seeks instead of decoding
+    the whole video.
+    """
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+        self.frames_decoded = 0
+        # One converter per file: frame.to_ndarray(format=...) builds a new swscale context for every
+        # frame, which costs 20x the conversion itself on small frames.
+        self._to_rgb = VideoReformatter()
+        try:
+            self._container = av.open(str(self.path))
+        except _READ_ERRORS as err:
+            raise VideoReadError(path, f"cannot open: {_why(err)}") from None
+        try:
+            if not self._container.streams.video:
+                raise VideoReadError(path, "no video stream")
+            self._stream = self._container.streams.video[0]
+            self.meta = self._header_meta()
+        except BaseException:
+            self._container.close()
+            raise
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def _header_meta(self) -> VideoMeta:
+        s, c = self._stream, self._container
+        rate = s.average_rate or s.guessed_rate or s.base_rate
+        start = float(s.start_time * s.time_base) if s.start_time is not None else 0.0
+        if s.duration:
+            duration = float(s.duration * s.time_base)
+        elif c.duration:
+            duration = c.duration / av.time_base - max(start, 0.0)
+        else:
+            duration = 0.0
+        fps = float(rate) if rate else (s.frames / duration if s.frames and duration else 0.0)
+        if fps <= 0:
+            raise VideoReadError(self.path, "unknown frame rate")
+        if duration <= 0:  # no duration in the header: the demuxer knows where the last packet ends
+            duration = self._duration_from_packets(fps)
+        self._start = start
+        return VideoMeta(duration, fps, s.codec_context.width, s.codec_context.height, s.frames or 0,
+                         s.codec_context.name, c.format.name)
+
+    def _duration_from_packets(self, fps: float) -> float:
+        end = 0.0
+        try:
+            for packet in self._container.demux(self._stream):
+                if packet.pts is not None:
+                    end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+            self._container.seek(0)
+        except _READ_ERRORS as err:
+            raise VideoReadError(self.path, f"cannot read packets: {_why(err)}") from None
+        if end <= 0:
+            raise VideoReadError(self.path, "no video packets")
+        return end
+
+    def _decode_from(self, seconds: float):
+        """Decoded frames with their times (s from the stream start), from the keyframe at or
+        before ``seconds``."""
+        s = self._stream
+        self._container.seek(max(0, int((seconds + self._start) / s.time_base)), stream=s, backward=True)
+        period = 1.0 / self.meta.fps
+        last = None
+        for frame in self._container.decode(s):
+            self.frames_decoded += 1
+            if frame.pts is not None:
+                t = float(frame.pts * s.time_base) - self._start
+            else:  # no timestamp: the frame after the previous one
+                t = 0.0 if last is None else last + period
+            last = t
+            yield t, frame
+
+    def read(self, times) -> np.ndarray:
+        """RGB frames shown at ``times`` (s from the video's start), as (len(times), H, W, 3) uint8.
+
+        Times past the last frame get the last frame; a decode error raises VideoReadError.
+        """
+        times = np.asarray(times, dtype=np.float64)
+        wanted = np.unique(times)  # sorted: one pass of the decoder serves them all
+        tol = 0.01 / self.meta.fps  # timestamps are rounded to the time base; 1% of a frame absorbs it
+        try:
+            picked = self._pick(wanted, tol, wanted[0])
+            if picked is None:  # the seek landed after the first wanted time: decode from the start
+                picked = self._pick(wanted, tol, 0.0)
+        except _READ_ERRORS as err:
+            raise VideoReadError(self.path, f"decode failed: {_why(err)}") from None
+        if picked is None:
+            raise VideoReadError(self.path, "no frame decodes")
+        return np.stack([picked[i] for i in np.searchsorted(wanted, times)])
+
+    def _pick(self, wanted: np.ndarray, tol: float, seek_to: float) -> list[np.ndarray] | None:
+        period = 1.0 / self.meta.fps
+        out: list[np.ndarray] = []
+        shown = None  # the frame on screen at the current time
+        for t, frame in self._decode_from(seek_to):
+            if shown is None and seek_to > 0 and t > wanted[0] + tol + period:
+                return None
+            current = _Shown(frame, self._to_rgb)
+            while len(out) < len(wanted) and wanted[len(out)] + tol < t:
+                out.append((shown or current).rgb())  # times before the first frame get the first frame
+            shown = current
+            if len(out) == len(wanted):
+                break
+        if shown is None:
+            return None
+        while len(out) < len(wanted):  # past the last frame: hold it
+            out.append(shown.rgb())
+        return out
+
+    def decodable_end(self) -> float:
+        """Seconds up to which frames really decode: one seek near the declared end, then decode
+        to the end. A file cut short says so here while its header still declares the full length."""
+        period = 1.0 / self.meta.fps
+        end = 0.0
+        try:
+            for t, _frame in self._decode_from(max(0.0, self.meta.duration - 1.0 - period)):
+                end = t + period
+        except _READ_ERRORS as err:
+            raise VideoReadError(self.path, f"decode failed after {end:.2f} s: {_why(err)}") from None
+        return end
+
+
+class _Shown:
+    """A decoded frame, converted to RGB once and only if some clip time picks it."""
+
+    __slots__ = ("frame", "_to_rgb", "_rgb")
+
+    def __init__(self, frame: av.VideoFrame, to_rgb: VideoReformatter):
+        self.frame, self._to_rgb, self._rgb = frame, to_rgb, None
+
+    def rgb(self) -> np.ndarray:
+        if self._rgb is None:
+            self._rgb = self._to_rgb.reformat(self.frame, format="rgb24").to_ndarray()
+        return self._rgb
+
+
+def _why(err: BaseException) -> str:
+    text = str(err).split(": '", 1)[0]  # PyAV appends the file name, which the caller already shows
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def probe(path: Path | str) -> VideoMeta:
+    """The header of a video after checking that it really decodes: its first frame, and frames up to
+    near its declared end. Raises VideoReadError with the reason otherwise. The duration returned is
+    the decodable one when that is shorter than the header's."""
+    with VideoReader(path) as reader:
+        reader.read([0.0])
+        meta = reader.meta
+        end = reader.decodable_end()
+    period = 1.0 / meta.fps
+    if end < 0.9 * meta.duration and meta.duration - end > 2 * period:
+        raise VideoReadError(path, f"truncated: frames stop at {end:.2f} s of the {meta.duration:.2f} s declared")
+    if 0 < end < meta.duration:
+        meta = VideoMeta(**{**meta.to_dict(), "duration": end})
+    return meta
+
+
+def write_video(
+    path: Path | str,
+    frames: np.ndarray,
+    fps: float,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    options: dict[str, str] | None = None,
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+) -> Path:
+    """Encode (T, H, W, 3) uint8 RGB frames; the container follows the file's extension.
+
+    ``pts`` with ``time_base`` gives each frame its own timestamp (variable frame rate).
+    """
+    path = Path(path)
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"write_video {path}: frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+    if pts is not None and (time_base is None or len(pts) != len(frames)):
+        raise ValueError(f"write_video {path}: pts needs a time_base and one value per frame")
+    rate = Fraction(fps).limit_denominator(1001)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = frames.shape[1:3]
+        stream.pix_fmt = pix_fmt
+        if options:
+            stream.options = options
+        if pts is not None:
+            stream.codec_context.time_base = time_base
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+            if pts is not None:
+                frame.pts, frame.time_base = int(pts[i]), time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path

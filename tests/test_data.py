@@ -1,0 +1,517 @@
+"""Data: the synthetic benchmark (determinism, balance, every class's relation checked from pixels),
+the video pipeline (decode, seek, loop, VFR, containers, unreadable files), transforms, DataModules
+and the `nlbench data` command line."""
+from __future__ import annotations
+
+import warnings
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nlbench.cli import main
+from nlbench.data import (
+    CLASS_NAMES,
+    ClipSampling,
+    ClipTransformConfig,
+    LoaderConfig,
+    ShortVideoWarning,
+    SyntheticClips,
+    SyntheticConfig,
+    SyntheticDataModule,
+    UnreadableVideoWarning,
+    VideoClips,
+    VideoDataModule,
+    VideoReader,
+    average_views,
+    build_index,
+    collate_clips,
+    export_synthetic,
+    generate,
+    per_class_accuracy,
+    probe,
+    scan_root,
+    write_video,
+)
+from nlbench.data.analysis import accuracy_by_group
+from nlbench.data.synthetic import BACKGROUND, PALETTE
+from nlbench.data.transforms import TrainTransform, random_box, view_boxes
+
+SMALL = SyntheticConfig(split_sizes=(20, 10, 10))
+
+
+# ---------------------------------------------------------------------------------------------------
+# An independent reading of a synthetic clip: find the objects in the pixels and say which class the
+# scene shows, from the geometry alone (no use of the generator's sprites or placement code).
+
+
+def _objects(frame: np.ndarray) -> list[dict]:
+    colours = np.vstack([np.full(3, BACKGROUND), PALETTE]).astype(np.float32)
+    nearest = np.linalg.norm(frame[:, :, None, :].astype(np.float32) - colours, axis=-1).argmin(-1) - 1
+    seen = np.zeros(nearest.shape, bool)
+    found = []
+    for y0, x0 in zip(*np.nonzero(nearest >= 0)):
+        if seen[y0, x0]:
+            continue
+        colour, stack, pixels = nearest[y0, x0], [(y0, x0)], []
+        seen[y0, x0] = True
+        while stack:  # 8-connected flood fill of one colour
+            y, x = stack.pop()
+            pixels.append((y, x))
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    v, u = y + dy, x + dx
+                    inside = 0 <= v < nearest.shape[0] and 0 <= u < nearest.shape[1]
+                    if inside and not seen[v, u] and nearest[v, u] == colour:
+                        seen[v, u] = True
+                        stack.append((v, u))
+        ys, xs = np.array(pixels).T
+        box = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
+        mask = np.zeros((box[2] - box[0], box[3] - box[1]), bool)
+        mask[ys - box[0], xs - box[1]] = True
+        found.append({"colour": int(colour), "box": box, "mask": mask, "centre": (ys.mean(), xs.mean())})
+    return found
+
+
+def _is_square(obj, s) -> bool:
+    return obj["mask"].shape == (s, s) and obj["mask"].all()
+
+
+def infer_class(frames: np.ndarray, s: int) -> tuple[str, list[np.ndarray]]:
+    """The class a clip shows, read from its pixels, and the masks of its cue objects."""
+    T, size = frames.shape[0], frames.shape[1]
+    cues = [[o for o in _objects(f) if not _is_square(o, s)] for f in frames]
+    counts = [len(c) for c in cues]
+    masks = [o["mask"] for c in cues for o in c]
+    far = lambda a, b: all(abs(p - q) > size / 2 for p, q in zip(a["centre"], b["centre"]))  # noqa: E731
+    if counts == [1] * T:
+        ys = np.array([c[0]["centre"][0] for c in cues])
+        assert len({c[0]["colour"] for c in cues}) == 1
+        if (np.diff(ys) > 0).all() and ys[-1] - ys[0] > size / 2:
+            return "motion_down", masks
+        if (np.diff(ys) < 0).all() and ys[0] - ys[-1] > size / 2:
+            return "motion_up", masks
+    if counts == [2] * T:
+        a, b = cues[0]
+        assert all([o["box"] for o in c] == [a["box"], b["box"]] for c in cues), "a cue pair moved"
+        gap = max(max(a["box"][0], b["box"][0]) - min(a["box"][2], b["box"][2]),
+                  max(a["box"][1], b["box"][1]) - min(a["box"][3], b["box"][3]))
+        family = "local" if 1 <= gap <= 2 else "space" if far(a, b) else None
+        if family:
+            return f"{family}_{'same' if a['colour'] == b['colour'] else 'different'}", masks
+    if counts == [1 if t in (0, T - 2) else 0 for t in range(T)]:
+        a, b = cues[0][0], cues[T - 2][0]
+        family = "time" if a["box"] == b["box"] else "spacetime" if far(a, b) else None
+        if family:
+            return f"{family}_{'same' if a['colour'] == b['colour'] else 'different'}", masks
+    return "unrecognised", masks
+
+
+@pytest.mark.parametrize("config", [SyntheticConfig(split_sizes=(100, 10, 10)),
+                                    SyntheticConfig(frames=16, size=64, split_sizes=(20, 10, 10), seed=3)],
+                         ids=["8x32", "16x64"])
+def test_every_clip_shows_the_relation_of_its_class(config):
+    shapes: dict[str, list[np.ndarray]] = {}
+    for i in range(config.split_size("train")):
+        clip = generate(config, "train", i)
+        name, masks = infer_class(clip.frames, config.sprite_size)
+        assert name == CLASS_NAMES[clip.label], f"clip {i}"
+        shapes.setdefault(name.split("_")[0], []).extend(masks)
+    # One cue shape per family, different between families: telling families apart is easy.
+    firsts = {family: masks[0] for family, masks in shapes.items()}
+    for family, masks in shapes.items():
+        assert all(np.array_equal(m, firsts[family]) for m in masks), family
+    assert len({m.tobytes() + bytes(m.shape) for m in firsts.values()}) == len(firsts)
+
+
+def test_same_seed_same_bytes_in_any_order_other_seed_other_bytes():
+    forward = [generate(SMALL, "train", i).frames for i in range(6)]
+    backward = [generate(SMALL, "train", i).frames for i in reversed(range(6))][::-1]
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(forward, backward))
+    other = SyntheticConfig(split_sizes=(20, 10, 10), seed=1)
+    assert all(generate(other, "train", i).frames.tobytes() != f.tobytes() for i, f in enumerate(forward))
+    assert generate(SMALL, "val", 0).frames.tobytes() != forward[0].tobytes()
+    ds = SyntheticClips(SMALL, "train")
+    assert torch.equal(ds[3][0], ds[3][0]) and ds[3][0].dtype == torch.float32
+
+
+def test_class_balance_is_exact_and_cue_colours_say_nothing_alone():
+    config = SyntheticConfig()
+    for split in ("train", "val", "test"):
+        counts = np.bincount(SyntheticClips(config, split).labels)
+        assert len(counts) == 10 and (counts == counts[0]).all()
+    # Each cue's colour alone is uniform in both relations: bag-of-colour features cannot decide.
+    first = {rel: np.zeros(len(PALETTE)) for rel in ("same", "different")}
+    for i in range(600):
+        clip = generate(config, "train", i)
+        spec = config.class_specs[clip.label]
+        if spec.relation in first:
+            first[spec.relation][clip.sprites[0].colour] += 1
+    for hist in first.values():
+        assert hist.min() > 0.5 * hist.mean()
+    with pytest.raises(ValueError, match="multiples of the 10 classes"):
+        SyntheticConfig(split_sizes=(25, 10, 10))
+    with pytest.raises(ValueError, match="frames=7"):
+        SyntheticConfig(frames=7)
+
+
+def test_per_class_view_and_accuracy_table():
+    ds = SyntheticClips(SMALL, "val")
+    per_class = ds.indices_per_class()
+    assert list(per_class) == list(CLASS_NAMES) and all(len(v) == 1 for v in per_class.values())
+    assert all(ds.clip(int(v[0])).label == CLASS_NAMES.index(k) for k, v in per_class.items())
+    preds = ds.labels.copy()
+    preds[per_class["time_same"]] = CLASS_NAMES.index("time_different")
+    table = ds.per_class_accuracy(preds)
+    row = table.set_index("class").loc["time_same"]
+    assert row["accuracy"] == 0 and row["confused_with"] == "time_different" and row["group"] == "time"
+    assert table["accuracy"].sum() == 9
+    groups = accuracy_by_group(table).set_index("group")["accuracy"]
+    assert groups["time"] == 0.5 and groups["local"] == 1.0
+    with pytest.raises(ValueError, match="outside"):
+        per_class_accuracy([10], [0], CLASS_NAMES)
+
+
+def test_average_views_averages_scores_per_video():
+    scores = torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.2, 0.8], [0.4, 0.6]])
+    ids, mean = average_views(scores, torch.tensor([1, 1, 0, 0]))
+    assert ids.tolist() == [0, 1]
+    assert torch.allclose(mean, torch.tensor([[0.3, 0.7], [0.5, 0.5]], dtype=torch.float64))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Video files
+
+
+def numbered(n: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """Frames that carry their own index in 10 black/white 8x8 blocks (survives any codec)."""
+    frames = np.zeros((n, h, w, 3), np.uint8)
+    for i in range(n):
+        for b in range(10):
+            if i >> b & 1:
+                frames[i, (b // 5) * 8 : (b // 5) * 8 + 8, (b % 5) * 8 : (b % 5) * 8 + 8] = 255
+    return frames
+
+
+def ids(frames) -> list[int]:
+    frames = np.asarray(frames)
+    return [sum(int(f[(b // 5) * 8 + 4, (b % 5) * 8 + 4].mean() > 128) << b for b in range(10)) for f in frames]
+
+
+@pytest.mark.parametrize("name,codec", [("v.mp4", "libx264"), ("v.webm", "libvpx-vp9"), ("v.avi", "mpeg4")])
+def test_each_container_seeks_to_a_late_clip_instead_of_decoding_from_the_start(tmp_path, name, codec):
+    path = write_video(tmp_path / name, numbered(250), 25, codec=codec, options={"g": "25"})
+    meta = probe(path)
+    assert (meta.width, meta.height, meta.fps) == (64, 48, 25.0) and meta.duration == pytest.approx(10.0)
+    with VideoReader(path) as reader:
+        clip = reader.read(ClipSampling(8, 2).times(8.0, meta.fps, meta.duration))
+        assert ids(clip) == list(range(200, 216, 2))
+        assert reader.frames_decoded < 50  # one GOP (25) plus the clip's 16 frames, not 216
+
+
+def test_variable_frame_rate_is_sampled_by_timestamps(tmp_path):
+    pts = [0, 100, 150, 400, 450, 700, 900, 1000]  # ms
+    path = write_video(tmp_path / "vfr.mp4", numbered(8), 8, pts=pts, time_base=Fraction(1, 1000))
+    with VideoReader(path) as reader:
+        times = np.array([0.0, 0.12, 0.2, 0.42, 0.5, 0.95])
+        expected = [int(np.searchsorted(np.array(pts) / 1000, t, side="right") - 1) for t in times]
+        assert expected == [0, 1, 2, 3, 4, 6]
+        assert ids(reader.read(times)) == expected
+
+
+def test_short_video_is_looped_and_said_once(tmp_path):
+    write_video(tmp_path / "train" / "a" / "short.mp4", numbered(4), 8)
+    write_video(tmp_path / "train" / "b" / "long.mp4", numbered(16), 8)
+    index = build_index(tmp_path, "train")
+    with pytest.warns(ShortVideoWarning, match="1 of 2 videos .* shorter than a 8x1 clip") as record:
+        ds = VideoClips(index, ClipSampling(8, 1, 1), ClipTransformConfig.scaled(32, jitter=False), mode="test")
+    assert len(record) == 1
+    with VideoReader(index.records[0].path) as reader:
+        meta = reader.meta
+        assert ids(reader.read(ClipSampling(8, 1).times(0.0, meta.fps, meta.duration))) == [0, 1, 2, 3] * 2
+    assert ds[0][0].shape == (3, 8, 32, 32)
+
+
+def _tree(root: Path, files: dict[str, np.ndarray]) -> None:
+    for rel, frames in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        write_video(root / rel, frames, 8, codec="libvpx-vp9" if rel.endswith(".webm") else "libx264")
+
+
+def test_unreadable_files_are_left_out_counted_and_labels_stay(tmp_path):
+    _tree(tmp_path, {f"train/{c}/{c}{i}.mp4": numbered(16) for c in "abc" for i in range(2)})
+    _tree(tmp_path, {"train/b/cut.mp4": numbered(64), "train/c/cut.webm": numbered(64)})
+    for rel in ("train/b/cut.mp4", "train/c/cut.webm"):
+        data = (tmp_path / rel).read_bytes()
+        (tmp_path / rel).write_bytes(data[: len(data) // 2])
+    (tmp_path / "train/a/text.mp4").write_text("not a video")
+    with pytest.warns(UnreadableVideoWarning) as record:
+        index = build_index(tmp_path, "train")
+    assert len(record) == 3 and len(index.unreadable) == 3
+    reasons = {p.name: r for p, r in index.unreadable}
+    assert "cannot open" in reasons["text.mp4"] and "cannot open" in reasons["cut.mp4"]
+    assert "truncated" in reasons["cut.webm"]
+    assert [(r.path.name, index.class_names[r.label]) for r in index.records] == [
+        (f"{c}{i}.mp4", c) for c in "abc" for i in range(2)
+    ]
+    report = scan_root(tmp_path)
+    assert (report.splits[0].videos, len(report.splits[0].unreadable)) == (6, 3)
+
+
+def test_a_file_that_breaks_after_indexing_is_dropped_from_its_batch_only(tmp_path):
+    _tree(tmp_path, {f"train/{c}/{c}.mp4": numbered(8) for c in "ab"})
+    index = build_index(tmp_path, "train")
+    (tmp_path / "train/a/a.mp4").write_bytes(b"gone")
+    ds = VideoClips(index, ClipSampling(8, 1, 1), ClipTransformConfig.scaled(32, jitter=False), mode="train")
+    with pytest.warns(UnreadableVideoWarning, match="a.mp4"):
+        batch = collate_clips([ds[0], ds[1]])
+    clips, labels = batch
+    assert clips.shape[0] == 1 and labels.tolist() == [1] and list(ds.failures) == [tmp_path / "train/a/a.mp4"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one warning per file, not one per access
+        assert collate_clips([ds[0]]) is None
+
+
+def test_csv_manifests_label_by_row_and_win_over_folders(tmp_path):
+    _tree(tmp_path, {"clips/x.mp4": numbered(8), "clips/y.webm": numbered(8), "train/zzz/ignored.mp4": numbered(8)})
+    _manifest(tmp_path, "train", ["clips/x.mp4,dog", "clips/y.webm,cat"])
+    _manifest(tmp_path, "val", ["clips/y.webm,dog"])
+    index = build_index(tmp_path, "train")
+    assert index.class_names == ("cat", "dog") and index.source == tmp_path / "train.csv"
+    assert [(r.path.name, r.label) for r in index.records] == [("x.mp4", 1), ("y.webm", 0)]
+    assert [r.label for r in build_index(tmp_path, "val").records] == [1]
+    _manifest(tmp_path, "val", [])
+    with pytest.raises(ValueError, match="split 'val' is empty"):
+        build_index(tmp_path, "val")
+
+
+def test_portrait_odd_size_video_gives_test_views_along_its_long_side(tmp_path):
+    _tree(tmp_path, {"val/a/portrait.webm": numbered(20, h=61, w=45)})
+    index = build_index(tmp_path, "val", classes=("a",))
+    assert (index.records[0].meta.width, index.records[0].meta.height) == (45, 61)
+    transform = ClipTransformConfig(train_short_side=(40, 48), crop=32, test_short_side=40, test_crop=40, num_crops=3)
+    ds = VideoClips(index, ClipSampling(4, 2, num_clips=2), transform, mode="test")
+    assert len(ds) == 6 and [ds.view(i) for i in range(6)] == [(0, c, k) for c in range(2) for k in range(3)]
+    clip, label, video = ds[5]
+    assert clip.shape == (3, 4, 40, 40) and (label, video) == (0, 0)
+    boxes = view_boxes(61, 45, 40, 40, 3)
+    assert [b[1] for b in boxes] == [0, 0, 0] and [b[0] for b in boxes] == [0, 8, 16]  # top, centre, bottom
+
+
+def test_test_views_are_evenly_spaced_clips_times_crops(tmp_path):
+    _tree(tmp_path, {"test/a/x.mp4": numbered(80), "test/b/y.mp4": numbered(40)})
+    index = build_index(tmp_path, "test", classes=("a", "b"))
+    transform = ClipTransformConfig.scaled(32, num_crops=3)
+    ds = VideoClips(index, ClipSampling(4, 2, num_clips=5), transform, mode="test")
+    assert len(ds) == 2 * 5 * 3
+    items = [ds[i] for i in range(len(ds))]
+    assert all(x.shape == (3, 4, transform.test_crop, transform.test_crop) for x, _, _ in items)
+    assert [v for _, _, v in items] == [0] * 15 + [1] * 15 and [y for _, y, _ in items] == [0] * 15 + [1] * 15
+    # Clip starts 0 .. duration - span, evenly: x.mp4 has 80 frames, a 4x2 clip spans 8.
+    starts = ClipSampling(4, 2, num_clips=5).test_starts(8.0, 10.0)
+    assert np.allclose(starts * 8, [0, 18, 36, 54, 72])
+    with VideoReader(index.records[0].path) as reader:
+        assert ids(reader.read(ClipSampling(4, 2).times(starts[2], 8.0, 10.0))) == [36, 38, 40, 42]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Transforms
+
+
+def test_train_crop_flip_is_one_choice_for_all_frames():
+    torch.manual_seed(0)
+    frames = np.zeros((6, 40, 50, 3), np.uint8)
+    frames[:, :, :25] = 200  # left half bright in every frame
+    config = ClipTransformConfig(train_short_side=(40, 48), crop=32, test_short_side=40, test_crop=40)
+    transform = TrainTransform(config)
+    flips = set()
+    for _ in range(20):
+        out = transform(frames)
+        assert out.shape == (3, 6, 32, 32)
+        assert torch.equal(out, out[:, :1].expand_as(out))  # the same crop and flip on every frame
+        flips.add(bool(out[0, 0, :, 0].mean() < out[0, 0, :, -1].mean()))
+    assert flips == {True, False}
+
+
+def test_boxes_and_config_geometry():
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        top, left, h, w = random_box(240, 320, (256, 320), 224, gen)
+        assert h == w and 168 <= h <= 210 and 0 <= top <= 240 - h and 0 <= left <= 320 - w
+    assert view_boxes(256, 340, 256, 256, 3) == [(0, 0, 256, 256), (0, 42, 256, 256), (0, 84, 256, 256)]
+    assert view_boxes(256, 340, 256, 224, 1) == [(16, 58, 224, 224)]
+    c = ClipTransformConfig.scaled(32)
+    assert (c.train_short_side, c.crop, c.test_short_side, c.test_crop) == ((37, 46), 32, 37, 37)
+    with pytest.raises(ValueError, match="train_short_side"):
+        ClipTransformConfig(train_short_side=(200, 320))
+    with pytest.raises(ValueError, match="num_frames=0"):
+        ClipSampling(num_frames=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# DataModules, export round trip
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_synthetic_datamodule_batches(workers):
+    dm = SyntheticDataModule(SMALL, LoaderConfig(batch_size=4, num_workers=workers))
+    assert dm.num_classes == 10 and dm.class_names == CLASS_NAMES
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 3, 8, 32, 32) and y.shape == (4,)
+    labels = torch.cat([b[1] for b in dm.val_dataloader()])
+    assert labels.tolist() == list(range(10))
+    x, y, video = next(iter(dm.test_dataloader()))
+    assert video.tolist() == [0, 1, 2, 3] and y.tolist() == [0, 1, 2, 3]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export") / "synthetic"
+    config = SyntheticConfig(split_sizes=(10, 10, 10))
+    summary = export_synthetic(root, config)
+    assert summary["videos"] == {"train": 10, "val": 10, "test": 10}
+    return root, config
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_export_scan_and_decode_round_trip(exported, workers):
+    root, config = exported
+    report = scan_root(root)
+    assert report.class_names == CLASS_NAMES
+    assert [(s.split, s.videos, s.classes, s.unreadable) for s in report.splits] == [
+        (split, 10, 10, []) for split in ("train", "val", "test")
+    ]
+    assert report.splits[0].width == (32, 32) and report.splits[0].duration_s == (1.0, 1.0)
+    dm = VideoDataModule(root, ClipSampling(8, 1, 1), ClipTransformConfig.scaled(32, jitter=False, num_crops=1),
+                         LoaderConfig(batch_size=5, num_workers=workers))
+    assert dm.class_names == SyntheticDataModule(config).class_names and dm.test_split == "test"
+    clips, labels, videos = next(iter(dm.test_dataloader()))
+    memory = SyntheticClips(config, "test")
+    for clip, label, video in zip(clips, labels, videos):
+        path = dm.indexes["test"].records[int(video)].path
+        index = int(path.stem.split("_")[1])
+        assert path.parent.name == CLASS_NAMES[int(label)] == CLASS_NAMES[memory.clip(index).label]
+        # H.264 at crf 12 in yuv420p: close to the generated clip (noise std 4 included).
+        assert (clip - memory[index][0]).abs().mean() * 0.225 * 255 < 12
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (5, 3, 8, 32, 32) and dm.unreadable == {"test": (), "train": ()}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Bad input: one line naming the file and row, exit 2
+
+
+def _manifest(root: Path, split: str, rows: list[str]) -> None:
+    (root / f"{split}.csv").write_text("path,label\n" + "".join(f"{r}\n" for r in rows))
+
+
+def _cli_error(argv, capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nlbench: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+def test_cli_missing_root(tmp_path, capsys):
+    assert "does not exist" in _cli_error(["data", "scan", str(tmp_path / "nowhere")], capsys)
+
+
+def test_cli_empty_split(tmp_path, capsys):
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    err = _cli_error(["data", "scan", str(tmp_path)], capsys)
+    assert "split 'train' is empty" in err and str(tmp_path / "train") in err
+
+
+def test_cli_manifest_row_with_unknown_path(tmp_path, capsys):
+    write_video(tmp_path / "v" / "ok.mp4", numbered(8), 8)
+    _manifest(tmp_path, "train", ["v/ok.mp4,a", "v/missing.mp4,a"])
+    err = _cli_error(["data", "scan", str(tmp_path)], capsys)
+    assert f"{tmp_path / 'train.csv'} line 3" in err and "'v/missing.mp4' does not exist" in err
+
+
+def test_cli_label_absent_from_class_list(tmp_path, capsys):
+    write_video(tmp_path / "v" / "ok.mp4", numbered(8), 8)
+    (tmp_path / "classes.txt").write_text("a\nb\n")
+    _manifest(tmp_path, "train", ["v/ok.mp4,a"])
+    _manifest(tmp_path, "val", ["v/ok.mp4,b", "v/ok.mp4,zebra"])
+    err = _cli_error(["data", "scan", str(tmp_path)], capsys)
+    assert f"{tmp_path / 'val.csv'} line 3" in err and "'zebra' is not in the class list" in err
+    # The same mistake in the folder layout names the class folder.
+    _tree(tmp_path / "f", {"train/a/x.mp4": numbered(8), "val/zebra/y.mp4": numbered(8)})
+    err = _cli_error(["data", "scan", str(tmp_path / "f")], capsys)
+    assert str(tmp_path / "f" / "val" / "zebra") in err
+
+
+def test_cli_manifest_without_the_columns(tmp_path, capsys):
+    (tmp_path / "train.csv").write_text("file,class\nx.mp4,a\n")
+    assert "missing label, path" in _cli_error(["data", "scan", str(tmp_path)], capsys)
+
+
+def test_cli_export_refuses_bad_sizes_and_a_used_directory(tmp_path, capsys):
+    assert "split_sizes=(25, 10, 10)" in _cli_error(
+        ["data", "export-synthetic", str(tmp_path / "a"), "--split-sizes", "25,10,10"], capsys
+    )
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "old.txt").write_text("x")
+    assert "is not empty" in _cli_error(["data", "export-synthetic", str(tmp_path / "b")], capsys)
+    with pytest.raises(SystemExit):
+        main(["data", "export-synthetic", str(tmp_path / "c"), "--split-sizes", "10,10"])
+
+
+def test_cli_export_then_scan_json(tmp_path, capsys):
+    import json
+
+    assert main(["data", "export-synthetic", str(tmp_path / "s"), "--split-sizes", "10,10,10", "--json"]) == 0
+    capsys.readouterr()
+    assert main(["data", "scan", str(tmp_path / "s"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [s["videos"] for s in report["splits"]] == [10, 10, 10]
+    assert report["splits"][0]["codecs"] == {"h264/mov": 10}
+    assert main(["data", "scan", str(tmp_path / "s")]) == 0
+    out = capsys.readouterr().out
+    assert all(split in out for split in ("train", "val", "test")) and "h264/mov 10" in out
+
+
+@pytest.mark.filterwarnings("ignore:.*treespec:")  # Lightning's own use of a torch deprecation
+def test_lightning_trainer_runs_on_both_sources(exported):
+    import pytorch_lightning as pl
+
+    class Probe(pl.LightningModule):
+        def __init__(self, num_classes):
+            super().__init__()
+            self.fc = torch.nn.Linear(3, num_classes)
+            self.seen = []
+
+        def forward(self, x):
+            return self.fc(x.mean((2, 3, 4)))
+
+        def training_step(self, batch, _):
+            x, y = batch
+            return torch.nn.functional.cross_entropy(self(x), y)
+
+        def validation_step(self, batch, _):
+            x, y = batch
+            self.seen.append(("val", x.shape[0]))
+
+        def test_step(self, batch, _):
+            x, y, video = batch
+            self.seen.append(("test", video.shape[0]))
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    root, config = exported
+    for dm in (
+        SyntheticDataModule(SMALL, LoaderConfig(batch_size=4, num_workers=0)),
+        VideoDataModule(root, ClipSampling(8, 1, 1), ClipTransformConfig.scaled(32, jitter=False, num_crops=1),
+                        LoaderConfig(batch_size=4, num_workers=0)),
+    ):
+        model = Probe(dm.num_classes)
+        trainer = pl.Trainer(fast_dev_run=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+                             enable_model_summary=False, enable_checkpointing=False)
+        trainer.fit(model, datamodule=dm)
+        trainer.test(model, datamodule=dm, verbose=False)
+        assert ("val", 4) in model.seen and ("test", 4) in model.seen
