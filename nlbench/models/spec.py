@@ -99,6 +99,7 @@ class NonLocalKnobs:
     instantiation: str = "embedded_gaussian"
     mode: str | int = "spacetime"
     inner_channels: int | None = None
+    inner_ratio: float | None = None  # inner channels as a fraction of each block's C (the bottleneck ablation)
     subsample: bool = True
     subsample_order: str | None = None
     pool_kernel: int | tuple[int, ...] = (1, 2, 2)
@@ -112,6 +113,11 @@ class NonLocalKnobs:
             object.__setattr__(self, "pool_kernel", tuple(self.pool_kernel))
         # NonLocalBlock validates every knob; a tiny throwaway block reports a bad one here, with the block's
         # own one-line message, instead of deep inside model construction.
+        ratio = self.inner_ratio
+        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 4):
+            raise ValueError(f"inner_ratio={ratio!r} is not allowed; expected a number in (0, 4] (C/2: 0.5)")
+        if ratio is not None and self.inner_channels is not None:
+            raise ValueError("inner_channels and inner_ratio are both set; give one")
         inner = self.inner_channels if isinstance(self.inner_channels, int) and self.inner_channels > 0 else 1
         self.resolved("paper").block(2 * inner)
 
@@ -125,10 +131,13 @@ class NonLocalKnobs:
         return replace(self, **fill) if fill else self
 
     def kwargs(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "inner_ratio"}
 
     def block(self, channels: int) -> NonLocalBlock:
-        return NonLocalBlock(channels, **self.resolved("paper").kwargs())
+        kwargs = self.resolved("paper").kwargs()
+        if self.inner_ratio is not None:
+            kwargs["inner_channels"] = max(1, round(channels * self.inner_ratio))
+        return NonLocalBlock(channels, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,338 @@
+"""One run's whole configuration: model, data, recipe, devices, seed. Typed, validated when loaded.
+
+A run config is a YAML file with the sections below (every key optional, unknown keys are errors):
+
+    seed: 0
+    model:   ModelConfig's keys plus the non-local knobs (see nlbench.models.make_config), and init_from
+    data:    the synthetic benchmark or a Kinetics-style root, clip sampling, batch sizes, loader workers
+    recipe:  optimiser, lr schedule, epochs, BN handling
+    trainer: accelerator, devices, strategy, nodes, precision
+    measure: the cost profile of the model (same code as ``nlbench profile``)
+    wandb:   W&B project / group / tags / mode (offline unless the user configures it)
+
+``run_id`` hashes everything that changes the result (not ``name``, ``wandb`` or ``measure``), so the same
+run appearing in several ablation tables is trained once.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nlbench.models import ModelConfig, make_config
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message is one line naming the file, key and value."""
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    depth: int = 50
+    arch: str = "c2d"
+    nl_blocks: int | list = 0
+    nl_stage: str | None = None
+    width: str | int = "small"
+    variant: str = "released"
+    dropout: float = 0.5
+    pools: str | None = None
+    stride_on: str | None = None
+    inflation: str | None = None
+    instantiation: str = "embedded_gaussian"
+    mode: str | int = "spacetime"
+    inner_channels: int | None = None
+    inner_ratio: float | None = None
+    subsample: bool = True
+    subsample_order: str | None = None
+    pool_kernel: int | list = (1, 2, 2)
+    scale: bool | float | None = None
+    norm_by: str | None = None
+    init: str | None = None
+    impl: str = "auto"
+    # A checkpoint to start from: a 2-D ImageNet ResNet (torchvision format, inflated for I3D) or a trained
+    # model of the same backbone (its NL blocks, if it has none, keep their identity init).
+    init_from: str | None = None
+
+    def model_config(self, num_classes: int) -> ModelConfig:
+        kwargs = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "init_from"}
+        return make_config(num_classes=num_classes, **kwargs)
+
+
+@dataclass(frozen=True)
+class DataSection:
+    source: str = "synthetic"  # synthetic | video
+    root: str | None = None  # video: Kinetics folders or train/val CSV manifests
+    frames: int = 16  # clip length (num_frames)
+    size: int = 32  # crop size (synthetic: frame size)
+    # synthetic
+    split_sizes: tuple[int, int, int] = (10000, 1000, 1000)
+    data_seed: int = 0
+    distractors: tuple[int, int] = (2, 4)
+    noise: float = 4.0
+    # video
+    sampling_rate: int = 2
+    num_clips: int = 10
+    num_crops: int = 3
+    # loaders
+    batch_size: int = 16
+    eval_batch_size: int | None = None
+    num_workers: int = 0
+    cache_dir: str | None = None  # synthetic: keep generated splits as uint8 arrays here (shared by runs)
+
+
+@dataclass(frozen=True)
+class RecipeSection:
+    optimizer: str = "sgd"  # sgd | adamw
+    lr: float = 0.01
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 1e-4
+    bn_weight_decay: float = 0.0  # the released code: no weight decay on BN
+    schedule: str = "step"  # step | cosine | onecycle | constant
+    epochs: int = 1
+    max_steps: int | None = None  # overrides epochs when set
+    milestones: tuple[float, ...] = (0.375, 0.75)  # step: fractions of training (150k, 300k of 400k)
+    gamma: float = 0.1
+    warmup_steps: int = 0
+    label_smoothing: float = 0.0
+    freeze_bn: bool = False  # the paper's 128-frame runs
+    precise_bn_batches: int = 0  # > 0: recompute BN statistics on this many training batches before eval
+    grad_clip: float | None = None
+    val_every_epochs: int = 1
+
+
+@dataclass(frozen=True)
+class TrainerSection:
+    accelerator: str = "auto"  # auto | cpu | gpu
+    devices: int | str = 1
+    strategy: str = "auto"  # auto | ddp | ddp_spawn ...
+    num_nodes: int = 1
+    precision: str = "32-true"  # 16-mixed / bf16-mixed on GPU
+    deterministic: bool = True
+    threads: int | None = None  # torch CPU threads (None: torch's default)
+
+
+@dataclass(frozen=True)
+class MeasureSection:
+    enabled: bool = True
+    warmup: int = 1
+    repeats: int = 3
+    eval_batch: int | None = None  # latency at this batch too (default: data.eval_batch_size or batch_size)
+
+
+@dataclass(frozen=True)
+class WandbSection:
+    enabled: bool = True
+    mode: str = "auto"  # auto (WANDB_MODE, else online when WANDB_API_KEY is set, else offline) | offline | online
+    project: str = "nlbench"
+    entity: str | None = None
+    group: str | None = None
+    tags: tuple[str, ...] = ()
+    dir: str | None = None  # default: the run directory
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    name: str | None = None
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    recipe: RecipeSection = field(default_factory=RecipeSection)
+    trainer: TrainerSection = field(default_factory=TrainerSection)
+    measure: MeasureSection = field(default_factory=MeasureSection)
+    wandb: WandbSection = field(default_factory=WandbSection)
+
+    # ---------------------------------------------------------------------------------------- building
+
+    @classmethod
+    def from_dict(cls, data: dict | None, source: str = "config") -> "RunConfig":
+        """Build and validate; ``source`` (a file name) prefixes every error."""
+        config = _build(cls, data or {}, source, "")
+        config.validate(source)
+        return config
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            where = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
+        return cls.from_dict(apply_overrides(data, overrides, str(path)), str(path))
+
+    def replace(self, **sections: dict) -> "RunConfig":
+        """A copy with some keys changed: ``cfg.replace(model={"nl_blocks": 5}, seed=1)``."""
+        data = self.to_dict()
+        for key, value in sections.items():
+            if isinstance(value, dict):
+                data[key] = {**data.get(key, {}), **value}
+            else:
+                data[key] = value
+        return RunConfig.from_dict(data)
+
+    def to_dict(self) -> dict:
+        return _plain(asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    # ------------------------------------------------------------------------------------ identity
+
+    def result_dict(self) -> dict:
+        """What decides the result of the run: everything but the name, the logging and the measurements."""
+        data = self.to_dict()
+        for key in ("name", "wandb", "measure"):
+            data.pop(key)
+        return data
+
+    @property
+    def run_id(self) -> str:
+        blob = json.dumps(self.result_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    # ---------------------------------------------------------------------------------- validation
+
+    def validate(self, source: str = "config") -> None:
+        def bad(key: str, value: Any, expected: str) -> ConfigError:
+            return ConfigError(f"{source}: {key}={value!r} is not allowed; expected {expected}")
+
+        try:
+            self.model.model_config(num_classes=10)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{source}: model: {e}") from None
+        d, r, t = self.data, self.recipe, self.trainer
+        if d.source not in ("synthetic", "video"):
+            raise bad("data.source", d.source, "synthetic or video")
+        if d.source == "video" and not d.root:
+            raise ConfigError(f"{source}: data.root is required with data.source=video (a Kinetics-style folder)")
+        for key in ("frames", "size", "batch_size", "sampling_rate", "num_clips", "num_crops"):
+            if getattr(d, key) < 1:
+                raise bad(f"data.{key}", getattr(d, key), "a positive int")
+        if d.eval_batch_size is not None and d.eval_batch_size < 1:
+            raise bad("data.eval_batch_size", d.eval_batch_size, "a positive int")
+        if d.num_workers < 0:
+            raise bad("data.num_workers", d.num_workers, "an int >= 0")
+        if r.optimizer not in ("sgd", "adamw"):
+            raise bad("recipe.optimizer", r.optimizer, "sgd or adamw")
+        if r.schedule not in ("step", "cosine", "onecycle", "constant"):
+            raise bad("recipe.schedule", r.schedule, "step, cosine, onecycle or constant")
+        if not r.lr > 0:
+            raise bad("recipe.lr", r.lr, "a positive number")
+        if r.epochs < 1:
+            raise bad("recipe.epochs", r.epochs, "a positive int")
+        if r.max_steps is not None and r.max_steps < 1:
+            raise bad("recipe.max_steps", r.max_steps, "a positive int")
+        if any(not 0 < m < 1 for m in r.milestones) or list(r.milestones) != sorted(r.milestones):
+            raise bad("recipe.milestones", list(r.milestones), "increasing fractions of training in (0, 1)")
+        if r.weight_decay < 0 or r.bn_weight_decay < 0:
+            raise bad("recipe.weight_decay", r.weight_decay, "a number >= 0")
+        if not 0 <= r.label_smoothing < 1:
+            raise bad("recipe.label_smoothing", r.label_smoothing, "a number in [0, 1)")
+        if r.precise_bn_batches < 0 or r.warmup_steps < 0:
+            raise bad("recipe.precise_bn_batches", r.precise_bn_batches, "an int >= 0")
+        if t.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
+            raise bad("trainer.accelerator", t.accelerator, "auto, cpu or gpu")
+        if t.precision not in ("32-true", "32", "16-mixed", "bf16-mixed", "64-true"):
+            raise bad("trainer.precision", t.precision, "32-true, 16-mixed or bf16-mixed")
+        if self.wandb.mode not in ("auto", "offline", "online", "disabled"):
+            raise bad("wandb.mode", self.wandb.mode, "auto, offline, online or disabled")
+        if self.seed < 0:
+            raise bad("seed", self.seed, "an int >= 0")
+
+
+# ------------------------------------------------------------------------------------------- loading
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Is ``value`` (from YAML) acceptable for the annotation ``hint``?"""
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin in (tuple, list) or hint in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            return False
+        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        return all(_type_ok(v, args[0]) for v in value) if args else True
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
+
+
+def _hint_name(hint: Any) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _build(cls, data: dict, source: str, prefix: str):
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {prefix}{unknown[0]!s}; expected one of {', '.join(prefix + k for k in known)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, value if value is not None else {}, source, f"{prefix}{name}.")
+            continue
+        if not _type_ok(value, hint):
+            raise ConfigError(f"{source}: {prefix}{name}={value!r} has the wrong type; expected {_hint_name(hint)}")
+        if isinstance(value, list) and typing.get_origin(hint) is not list:
+            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
+        kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively: what YAML and JSON write."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def apply_overrides(data: dict, overrides, source: str = "overrides") -> dict:
+    """``["recipe.lr=0.1", "model.nl_blocks=5"]`` applied to a nested dict; values are parsed as YAML."""
+    data = json.loads(json.dumps(data))  # a deep copy
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"{source}: override {item!r} is not KEY=VALUE (e.g. recipe.lr=0.1)")
+        key, raw = item.split("=", 1)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"{source}: override {item!r}: value {raw!r} is not valid YAML") from None
+        *path, last = key.strip().split(".")
+        node = data
+        for part in path:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{source}: override {item!r}: {part} is not a section")
+        node[last] = value
+    return data
