@@ -515,3 +515,20 @@ def test_lightning_trainer_runs_on_both_sources(exported):
         trainer.fit(model, datamodule=dm)
         trainer.test(model, datamodule=dm, verbose=False)
         assert ("val", 4) in model.seen and ("test", 4) in model.seen
+
+
+def test_cached_synthetic_split_matches_generated(tmp_path):
+    from nlbench.data import SyntheticClips, SyntheticConfig
+
+    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(20, 10, 10), seed=3)
+    plain = SyntheticClips(cfg, "val", return_index=True)
+    cached = SyntheticClips(cfg, "val", return_index=True, cache_dir=tmp_path)
+    again = SyntheticClips(cfg, "val", return_index=True, cache_dir=tmp_path)  # reads the file
+    assert len(list(tmp_path.glob("*.npy"))) == 1
+    for i in (0, 7, 9):
+        (a, la, ia), (b, lb, ib), (c, lc, ic) = plain[i], cached[i], again[i]
+        assert torch.equal(a, b) and torch.equal(a, c) and la == lb == lc and ia == ib == ic == i
+    with pytest.raises(IndexError):
+        cached[10]
+    other = SyntheticClips(SyntheticConfig(frames=4, size=24, split_sizes=(20, 10, 10), seed=4), "val", cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npy"))) == 2 and not torch.equal(other[0][0], plain[0][0])

@@ -96,16 +96,22 @@ class _ClipDataModule(pl.LightningDataModule):
 class SyntheticDataModule(_ClipDataModule):
     """The synthetic benchmark generated in memory (no files)."""
 
-    def __init__(self, config: SyntheticConfig | None = None, loader: LoaderConfig | None = None):
+    def __init__(
+        self,
+        config: SyntheticConfig | None = None,
+        loader: LoaderConfig | None = None,
+        cache_dir: str | Path | None = None,
+    ):
         super().__init__(loader)
         self.config = config or SyntheticConfig()
+        self.cache_dir = cache_dir  # see SyntheticClips: splits generated once, memory-mapped
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.config.classes
 
     def _make(self, split: str) -> Dataset:
-        return SyntheticClips(self.config, split, return_index=split == "test")
+        return SyntheticClips(self.config, split, return_index=split == "test", cache_dir=self.cache_dir)
 
 
 class VideoDataModule(_ClipDataModule):
