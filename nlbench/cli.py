@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from nlbench import __version__
 
@@ -229,6 +230,40 @@ def _add_measurement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
+def cmd_train(args) -> int:
+    import json
+
+    from nlbench.training import RunConfig, train_run
+
+    config = RunConfig.load(args.config, args.overrides)
+    run_dir = Path(args.out) if args.out else Path("results/runs") / config.run_id
+    record = train_run(config, run_dir, progress=not args.json)
+    if args.json:
+        print(json.dumps({k: v for k, v in record.items() if k != "config"}, indent=2, default=str))
+    else:
+        keys = ("name", "run_id", "status", "reason", "failed_step", "params", "gflops", "latency_ms",
+                "latency_eval_ms", "train_clips_per_s", "step_ms", "peak_mem_mb", "val_top1", "val_top5",
+                "top1", "top5", "wall_s")
+        for key in keys:
+            value = record.get(key)
+            if value is not None:
+                print(f"{key:>18}  {value:.4g}" if isinstance(value, float) else f"{key:>18}  {value}")
+        print(f"{'record':>18}  {run_dir / 'record.json'}")
+    if record["status"] != "ok":
+        print(f"nlbench: error: run {record['run_id']} failed: {record['reason']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add_train_parser(sub) -> None:
+    p = sub.add_parser("train", help="train and evaluate one run from a config file; prints its record")
+    p.add_argument("config", help="run config YAML (see configs/)")
+    p.add_argument("overrides", nargs="*", help="KEY=VALUE changes, e.g. model.nl_blocks=5 recipe.lr=0.1")
+    p.add_argument("--out", default=None, help="run directory (default: results/runs/<run_id>)")
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    p.set_defaults(func=cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nlbench {__version__}")
@@ -269,19 +304,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=2)
     p.set_defaults(func=cmd_zoo)
     _add_data_parser(sub)
+    _add_train_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except (ValueError, FileNotFoundError, KeyError) as err:
         # A user's mistake gets one line naming it, not a traceback.
         message = err.args[0] if err.args else str(err)
         print(f"nlbench: error: {message}", file=sys.stderr)
         return 2
-    return 0
+    return code or 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,54 @@
+"""Training throughput, measured inside the Lightning loop on the run's own batches."""
+from __future__ import annotations
+
+import statistics
+import time
+
+import pytorch_lightning as pl
+import torch
+
+
+class ThroughputMonitor(pl.Callback):
+    """Step time (forward, backward, optimiser: batch start to batch end) and training throughput (clips
+    per second between consecutive batch ends, so data loading counts), skipping each epoch's first
+    ``skip`` steps (warm-up, worker start)."""
+
+    def __init__(self, batch_size: int, skip: int = 3):
+        self.batch_size, self.skip = batch_size, skip
+        self.step_s: list[float] = []
+        self.interval_s: list[float] = []
+        self._start = self._last_end = None
+        self._index = 0
+
+    def _sync(self, pl_module) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._last_end, self._index = None, 0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._sync(pl_module)
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._sync(pl_module)
+        now = time.perf_counter()
+        if self._index >= self.skip:
+            self.step_s.append(now - self._start)
+            if self._last_end is not None:
+                self.interval_s.append(now - self._last_end)
+        self._last_end, self._index = now, self._index + 1
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._last_end = None  # the pause for validation is not training time
+
+    def summary(self) -> dict:
+        if not self.step_s:
+            return {"step_ms": None, "train_clips_per_s": None}
+        world = 1
+        interval = sum(self.interval_s) / len(self.interval_s) if self.interval_s else statistics.mean(self.step_s)
+        return {
+            "step_ms": statistics.median(self.step_s) * 1e3,
+            "train_clips_per_s": self.batch_size * world / interval,
+        }

@@ -1,0 +1,174 @@
+"""The LightningModule every run trains: any zoo model, cross-entropy, top-1 / top-5, multi-view test.
+
+Test batches are ``(clips, labels, video)``, one item per view; the softmax scores of all views of a video
+are averaged (PAPER.md section 4: 10 clips x 3 crops) before top-k, gathered across processes under DDP.
+"""
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nlbench.data.analysis import average_views
+from nlbench.training.config import RecipeSection
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; ``step`` is the global step where it happened."""
+
+    def __init__(self, step: int, value: float):
+        super().__init__(f"loss is {value} at step {step}")
+        self.step = step
+
+
+def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[torch.Tensor]:
+    """Per-sample 0/1 tensors: is the label among the top k scores."""
+    top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
+    hit = top.eq(labels[:, None])
+    return [hit[:, :k].any(dim=1).float() for k in ks]
+
+
+class VideoClassifier(pl.LightningModule):
+    def __init__(self, model: nn.Module, recipe: RecipeSection, total_steps: int):
+        super().__init__()
+        self.model = model
+        self.recipe = recipe
+        self.total_steps = total_steps
+        self._test_scores: list[torch.Tensor] = []
+        self._test_labels: list[torch.Tensor] = []
+        self._test_videos: list[torch.Tensor] = []
+        self.test_predictions: tuple[torch.Tensor, torch.Tensor] | None = None  # (per-video scores, labels)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.model(clips)
+
+    # ------------------------------------------------------------------------------------- training
+
+    def on_train_epoch_start(self) -> None:
+        if self.recipe.freeze_bn:
+            # The paper's 128-frame runs: BN statistics and affine parameters stay as initialised/loaded.
+            for m in self.model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def training_step(self, batch, batch_idx):
+        if batch is None:  # every clip of the batch came from an unreadable video
+            return None
+        clips, labels = batch[0], batch[1]
+        logits = self(clips)
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.recipe.label_smoothing)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(self.global_step, loss.item())
+        top1, top5 = topk_correct(logits.detach(), labels)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/top1", top1.mean() * 100)
+        self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=False)
+        return loss
+
+    def _eval_step(self, batch, prefix: str):
+        if batch is None:
+            return
+        clips, labels = batch[0], batch[1]
+        logits = self(clips)
+        top1, top5 = topk_correct(logits, labels)
+        n = len(labels)
+        self.log(f"{prefix}/loss", F.cross_entropy(logits, labels), batch_size=n, sync_dist=True)
+        self.log(f"{prefix}/top1", top1.mean() * 100, batch_size=n, sync_dist=True, prog_bar=True)
+        self.log(f"{prefix}/top5", top5.mean() * 100, batch_size=n, sync_dist=True)
+        return logits
+
+    def validation_step(self, batch, batch_idx):
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        if batch is None:
+            return
+        clips, labels, videos = batch
+        logits = self._eval_step(batch, "test_view")
+        self._test_scores.append(logits.softmax(dim=1).float())
+        self._test_labels.append(labels)
+        self._test_videos.append(videos)
+
+    def on_test_epoch_start(self) -> None:
+        self._test_scores, self._test_labels, self._test_videos = [], [], []
+
+    def on_test_epoch_end(self) -> None:
+        classes = self.model.fc.out_features if hasattr(self.model, "fc") else None
+        scores = torch.cat(self._test_scores) if self._test_scores else torch.zeros(0, classes or 1)
+        labels = torch.cat(self._test_labels) if self._test_labels else torch.zeros(0, dtype=torch.long)
+        videos = torch.cat(self._test_videos) if self._test_videos else torch.zeros(0, dtype=torch.long)
+        if self.trainer.world_size > 1:
+            # Ranks see different views (DistributedSampler pads with repeats; a repeated view only
+            # re-weights one video's average by one view).
+            scores, labels, videos = (self._gather(t) for t in (scores, labels, videos))
+        _, video_scores = average_views(scores, videos)
+        video_labels = _labels_per_video(labels, videos)
+        top1, top5 = topk_correct(video_scores, video_labels)
+        self.test_predictions = (video_scores.cpu(), video_labels.cpu())
+        self.log("test/top1", top1.mean() * 100, rank_zero_only=True)
+        self.log("test/top5", top5.mean() * 100, rank_zero_only=True)
+
+    def _gather(self, t: torch.Tensor) -> torch.Tensor:
+        # Ranks may hold different counts (batches of unreadable videos dropped): pad to the longest.
+        n = torch.tensor([len(t)], device=self.device)
+        counts = self.all_gather(n).flatten()
+        pad = int(counts.max()) - len(t)
+        padded = torch.cat([t, t.new_zeros((pad, *t.shape[1:]))]) if pad else t
+        gathered = self.all_gather(padded)
+        return torch.cat([g[: int(c)] for g, c in zip(gathered, counts)])
+
+    # ------------------------------------------------------------------------------------ optimiser
+
+    def configure_optimizers(self):
+        r = self.recipe
+        decay, no_decay = [], []
+        for module in self.model.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if not p.requires_grad:
+                    continue
+                is_bn = isinstance(module, nn.modules.batchnorm._BatchNorm)
+                (no_decay if is_bn else decay).append(p)
+        groups = [
+            {"params": decay, "weight_decay": r.weight_decay},
+            {"params": no_decay, "weight_decay": r.bn_weight_decay},
+        ]
+        if r.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0)
+        else:
+            opt = torch.optim.AdamW(groups, lr=r.lr)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self._scheduler(opt), "interval": "step"}}
+
+    def _scheduler(self, opt):
+        r, total = self.recipe, max(1, self.total_steps)
+        warm = min(r.warmup_steps, total - 1)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            if r.schedule == "constant":
+                return 1.0
+            if r.schedule == "step":
+                return r.gamma ** sum(step >= m * total for m in r.milestones)
+            progress = (step - warm) / max(1, total - warm)
+            if r.schedule == "cosine":
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+            # onecycle: linear warm-up over the first 15 %, then cosine down to 1 % (no separate warm-up)
+            peak = 0.15
+            if progress < peak:
+                return 0.04 + 0.96 * progress / peak
+            return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (progress - peak) / (1 - peak)))
+
+        return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _labels_per_video(labels: torch.Tensor, videos: torch.Tensor) -> torch.Tensor:
+    """The label of each video, in the order ``average_views`` returns its videos."""
+    order = torch.unique(videos)  # sorted, as in average_views
+    out = torch.empty(len(order), dtype=labels.dtype)
+    position = {int(v): i for i, v in enumerate(order)}
+    for label, video in zip(labels.tolist(), videos.tolist()):
+        out[position[video]] = label
+    return out

@@ -1,0 +1,248 @@
+"""One run: build the model and data from a RunConfig, measure the model's cost, train, evaluate, write the record.
+
+The run directory holds ``config.yaml`` (written first), ``model.pt`` (the trained weights), the W&B offline
+folder, and ``record.json``, written atomically and last: a directory with a record is a finished run (ok or
+failed), one without is a run that was interrupted and must be redone.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from nlbench.data import LoaderConfig, SyntheticConfig, SyntheticDataModule, VideoDataModule
+from nlbench.data.transforms import ClipTransformConfig
+from nlbench.data.video import ClipSampling
+from nlbench.io import atomic_write_text
+from nlbench.measure import machine_info, measure_latency, profile_module
+from nlbench.models import load_pretrained
+from nlbench.training.callbacks import ThroughputMonitor
+from nlbench.training.config import ConfigError, RunConfig
+from nlbench.training.module import NonFiniteLossError, VideoClassifier
+from nlbench.training.tracking import make_wandb_logger
+
+
+def build_datamodule(config: RunConfig):
+    d = config.data
+    loader = LoaderConfig(batch_size=d.batch_size, eval_batch_size=d.eval_batch_size, num_workers=d.num_workers)
+    if d.source == "synthetic":
+        synthetic = SyntheticConfig(
+            frames=d.frames, size=d.size, split_sizes=tuple(d.split_sizes), seed=d.data_seed,
+            distractors=tuple(d.distractors), noise=d.noise,
+        )
+        return SyntheticDataModule(synthetic, loader, cache_dir=d.cache_dir)
+    if not Path(d.root).is_dir():
+        raise ConfigError(f"data.root={d.root!r}: no such folder")
+    sampling = ClipSampling(num_frames=d.frames, sampling_rate=d.sampling_rate, num_clips=d.num_clips)
+    # The paper's ratios (short side [256, 320] -> crop 224; test 256) kept for other crop sizes.
+    lo, hi = round(d.size * 256 / 224), round(d.size * 320 / 224)
+    transform = ClipTransformConfig(
+        train_short_side=(lo, hi), crop=d.size, test_short_side=lo, test_crop=lo, num_crops=d.num_crops
+    )
+    return VideoDataModule(d.root, sampling, transform, loader, seed=config.seed)
+
+
+def build_model(config: RunConfig, num_classes: int) -> torch.nn.Module:
+    model = config.model.model_config(num_classes).build()
+    if config.model.init_from:
+        path = Path(config.model.init_from)
+        if not path.is_file():
+            raise ConfigError(f"model.init_from={str(path)!r}: no such file")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        # A trained nlbench model has the fc of its own data set; an ImageNet checkpoint has 1000 classes.
+        fc = {k: v for k, v in state.items() if k.startswith("fc.")}
+        if fc and fc.get("fc.weight") is not None and fc["fc.weight"].shape[0] != num_classes:
+            state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        try:
+            load_pretrained(model, state)
+        except ValueError as e:
+            raise ConfigError(f"model.init_from={str(path)!r}: {e}") from None
+    return model
+
+
+def _total_steps(config: RunConfig, datamodule) -> int:
+    r = config.recipe
+    if r.max_steps:
+        return r.max_steps
+    datamodule.setup("fit")
+    n = len(datamodule.datasets["train"])
+    world = _world_size(config)
+    return max(1, n // (config.data.batch_size * world)) * r.epochs
+
+
+def _world_size(config: RunConfig) -> int:
+    devices = config.trainer.devices
+    per_node = devices if isinstance(devices, int) else 1
+    return max(1, per_node) * config.trainer.num_nodes
+
+
+def _measure(model: torch.nn.Module, config: RunConfig, device: torch.device) -> dict:
+    d, m = config.data, config.measure
+    shape = (3, d.frames, d.size, d.size)
+    profile = profile_module(model, shape, train_batch=d.batch_size, device=device, warmup=m.warmup, repeats=m.repeats)
+    eval_batch = m.eval_batch or d.eval_batch_size or d.batch_size
+    model.eval()
+    with torch.no_grad():
+        x = torch.randn(eval_batch, *shape, device=device)
+        eval_ms = measure_latency(lambda: model(x), warmup=m.warmup, repeats=m.repeats, device=device)["median_ms"]
+    return {
+        "params": profile.params,
+        "gflops": profile.gflops,
+        "latency_ms": profile.latency_ms,
+        "latency_eval_ms": eval_ms,
+        "eval_batch": eval_batch,
+        "peak_mem_mb": profile.peak_mem_mb,
+        "unsupported_ops": profile.unsupported_ops,
+        "timings_ms": profile.timings_ms,
+    }
+
+
+def train_run(
+    config: RunConfig,
+    run_dir: str | Path,
+    *,
+    wandb_group: str | None = None,
+    wandb_tags: tuple[str, ...] = (),
+    progress: bool = True,
+    callbacks: list | None = None,
+) -> dict:
+    """Train and evaluate one run; returns its record (also in ``run_dir/record.json``).
+
+    Config problems (a bad data root, a checkpoint that does not fit) raise ConfigError before anything is
+    written. A failure while training (NaN loss, out of memory, a data error) gives a record with
+    ``status: failed``, its reason and step, and whatever metrics were logged until then.
+    """
+    run_dir = Path(run_dir)
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    if config.trainer.threads:
+        torch.set_num_threads(config.trainer.threads)
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(config)
+    model = build_model(config, datamodule.num_classes)
+    total_steps = _total_steps(config, datamodule)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "record.json").unlink(missing_ok=True)
+    atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+
+    accelerator = config.trainer.accelerator
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    device = torch.device("cuda" if accelerator in ("gpu", "cuda") else "cpu")
+    costs = _measure(model, config, device) if config.measure.enabled else {}
+    model.cpu()
+    # Measuring ran random batches through BN in training mode; training starts from the initial state.
+    pl.seed_everything(config.seed, workers=True, verbose=False)
+    model = build_model(config, datamodule.num_classes)
+
+    module = VideoClassifier(model, config.recipe, total_steps)
+    logger = make_wandb_logger(config, run_dir, group=wandb_group, tags=wandb_tags)
+    throughput = ThroughputMonitor(config.data.batch_size, skip=min(3, total_steps // 2))
+    trainer = pl.Trainer(
+        accelerator=accelerator,
+        devices=config.trainer.devices,
+        strategy=config.trainer.strategy,
+        num_nodes=config.trainer.num_nodes,
+        precision=config.trainer.precision,
+        deterministic=config.trainer.deterministic,
+        max_epochs=None if config.recipe.max_steps else config.recipe.epochs,
+        max_steps=config.recipe.max_steps or -1,
+        check_val_every_n_epoch=config.recipe.val_every_epochs,
+        gradient_clip_val=config.recipe.grad_clip,
+        logger=logger if logger is not None else False,
+        callbacks=[throughput, *(callbacks or [])],
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=10,
+        default_root_dir=str(run_dir),
+    )
+    record: dict = {
+        "run_id": config.run_id,
+        "name": config.name or config.model.model_config(datamodule.num_classes).name,
+        "status": "ok",
+        "reason": None,
+        "failed_step": None,
+        **costs,
+    }
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        if config.recipe.precise_bn_batches:
+            from nlbench.training.precise_bn import recompute_bn_stats
+
+            recompute_bn_stats(module.model, datamodule.train_dataloader(), config.recipe.precise_bn_batches, module.device)
+        val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+        test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        record.update(
+            val_top1=val.get("val/top1"), val_top5=val.get("val/top5"),
+            top1=test.get("test/top1"), top5=test.get("test/top5"),
+            steps=trainer.global_step, epochs=trainer.current_epoch,
+        )
+        if module.test_predictions is not None and trainer.is_global_zero:
+            record["per_class"] = _per_class(*module.test_predictions, datamodule.class_names)
+    except NonFiniteLossError as e:
+        record.update(status="failed", reason=str(e), failed_step=e.step)
+    except torch.OutOfMemoryError as e:
+        record.update(status="failed", reason=f"out of memory: {str(e).splitlines()[0]}", failed_step=trainer.global_step)
+    except (RuntimeError, OSError, ValueError) as e:
+        record.update(
+            status="failed", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+            failed_step=trainer.global_step, traceback=traceback.format_exc(limit=8),
+        )
+    record.update(throughput.summary())
+    record.update(
+        wall_s=time.perf_counter() - t0,
+        machine=machine_info(device) | _devices(config),
+        started=started.isoformat(timespec="seconds"),
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=config.to_dict(),
+    )
+    if logger is not None:
+        summary = {k: v for k, v in record.items() if isinstance(v, (int, float, str)) and v is not None}
+        logger.experiment.summary.update(summary)
+        logger.finalize("success" if record["status"] == "ok" else "failed")
+        record["wandb_dir"] = str(Path(logger.experiment.dir).parent) if trainer.is_global_zero else None
+        if trainer.is_global_zero:
+            logger.experiment.finish(exit_code=0 if record["status"] == "ok" else 1)
+    if not trainer.is_global_zero:
+        return record
+    if record["status"] == "ok":
+        torch.save(module.model.state_dict(), run_dir / "model.pt")
+    atomic_write_text(run_dir / "record.json", json.dumps(_finite(record), indent=2) + "\n")
+    return record
+
+
+def _devices(config: RunConfig) -> dict:
+    t = config.trainer
+    return {"devices": str(t.devices), "num_nodes": str(t.num_nodes), "strategy": t.strategy, "precision": t.precision}
+
+
+def _per_class(scores: torch.Tensor, labels: torch.Tensor, names) -> dict[str, float]:
+    hit = scores.argmax(1).eq(labels).float()
+    return {name: float(hit[labels == k].mean() * 100) for k, name in enumerate(names) if (labels == k).any()}
+
+
+def _finite(value):
+    """NaN/inf are not JSON: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def read_record(run_dir: str | Path) -> dict | None:
+    path = Path(run_dir) / "record.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+__all__ = ["build_datamodule", "build_model", "read_record", "train_run"]
