@@ -77,7 +77,7 @@ class SyntheticClips(Dataset):
         if self._frames is not None:
             if not 0 <= index < self._len:
                 raise IndexError(index)
-            frames, label = np.asarray(self._frames[index]), self.config.label(index)
+            frames, label = np.array(self._frames[index]), self.config.label(index)  # a writable copy
         else:
             clip = self.clip(index)
             frames, label = clip.frames, clip.label

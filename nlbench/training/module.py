@@ -28,7 +28,7 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[
     """Per-sample 0/1 tensors: is the label among the top k scores."""
     top = logits.topk(min(max(ks), logits.shape[1]), dim=1).indices
     hit = top.eq(labels[:, None])
-    return [hit[:, :k].any(dim=1).float() for k in ks]
+    return [hit[:, :k].any(dim=1).double() for k in ks]
 
 
 class VideoClassifier(pl.LightningModule):

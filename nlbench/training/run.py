@@ -10,6 +10,7 @@ import json
 import math
 import time
 import traceback
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,6 +27,9 @@ from nlbench.training.callbacks import ThroughputMonitor
 from nlbench.training.config import ConfigError, RunConfig
 from nlbench.training.module import NonFiniteLossError, VideoClassifier
 from nlbench.training.tracking import make_wandb_logger
+
+# Lightning 2.6 on torch 2.13 warns about a torch-internal pytree API on every fit; nothing to act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def build_datamodule(config: RunConfig):
@@ -161,7 +165,7 @@ def train_run(
         enable_checkpointing=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
-        log_every_n_steps=10,
+        log_every_n_steps=max(1, min(10, total_steps // config.recipe.epochs)),
         default_root_dir=str(run_dir),
     )
     record: dict = {
@@ -181,8 +185,8 @@ def train_run(
         val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
         test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         record.update(
-            val_top1=val.get("val/top1"), val_top5=val.get("val/top5"),
-            top1=test.get("test/top1"), top5=test.get("test/top5"),
+            val_top1=_round(val.get("val/top1")), val_top5=_round(val.get("val/top5")),
+            top1=_round(test.get("test/top1")), top5=_round(test.get("test/top5")),
             steps=trainer.global_step, epochs=trainer.current_epoch,
         )
         if module.test_predictions is not None and trainer.is_global_zero:
@@ -225,8 +229,13 @@ def _devices(config: RunConfig) -> dict:
 
 
 def _per_class(scores: torch.Tensor, labels: torch.Tensor, names) -> dict[str, float]:
-    hit = scores.argmax(1).eq(labels).float()
-    return {name: float(hit[labels == k].mean() * 100) for k, name in enumerate(names) if (labels == k).any()}
+    hit = scores.argmax(1).eq(labels).double()
+    return {name: round(float(hit[labels == k].mean() * 100), 4) for k, name in enumerate(names) if (labels == k).any()}
+
+
+def _round(value: float | None) -> float | None:
+    # Lightning logs metrics as float32: 31.4 comes back as 31.399999618530273.
+    return None if value is None else round(float(value), 4)
 
 
 def _finite(value):

@@ -1,0 +1,261 @@
+"""Training runs: config validation, the record, determinism, multi-view test, precise BN, failures, DDP."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from nlbench.cli import main
+from nlbench.training import ConfigError, RunConfig, VideoClassifier, train_run
+from nlbench.training.config import RecipeSection
+from nlbench.training.precise_bn import recompute_bn_stats
+from nlbench.training.tracking import wandb_mode
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "configs" / "smoke.yaml"
+
+
+def smoke(tmp_path, **sections) -> RunConfig:
+    """The smoke profile, tiny data in a private cache, W&B offline into the run folder."""
+    base = RunConfig.load(SMOKE)
+    sections.setdefault("data", {})
+    sections["data"] = {"cache_dir": str(tmp_path / "cache"), **sections["data"]}
+    return base.replace(**sections)
+
+
+# ------------------------------------------------------------------------------------------ config
+
+
+def test_every_shipped_config_loads():
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        config = RunConfig.load(path, ["data.root=/data/kinetics"] if path.stem == "paper" else [])
+        assert config.run_id == RunConfig.from_dict(config.to_dict()).run_id
+
+
+def test_run_id_ignores_name_and_logging_but_not_results(tmp_path):
+    config = smoke(tmp_path)
+    assert config.replace(name="x", wandb={"project": "other"}, measure={"repeats": 9}).run_id == config.run_id
+    assert config.replace(seed=1).run_id != config.run_id
+    assert config.replace(model={"nl_blocks": 1}).run_id != config.run_id
+    assert config.replace(recipe={"lr": 0.02}).run_id != config.run_id
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        ({"modle": {}}, "unknown key modle"),
+        ({"model": {"dpth": 50}}, "unknown key model.dpth"),
+        ({"model": {"depth": "fifty"}}, "model.depth='fifty' has the wrong type"),
+        ({"model": {"depth": 34}}, "depth=34 is not allowed"),
+        ({"model": {"nl_blocks": 1, "nl_stage": "res6"}}, "nl_stage='res6' is not allowed"),
+        ({"recipe": {"lr": 0}}, "recipe.lr=0 is not allowed"),
+        ({"recipe": {"epochs": True}}, "recipe.epochs=True has the wrong type"),
+        ({"recipe": {"schedule": "poly"}}, "recipe.schedule='poly' is not allowed"),
+        ({"data": {"source": "video"}}, "data.root is required"),
+        ({"trainer": {"precision": "8-bit"}}, "trainer.precision='8-bit' is not allowed"),
+    ],
+)
+def test_bad_config_one_line_error(data, expected):
+    with pytest.raises(ConfigError) as err:
+        RunConfig.from_dict(data, "my.yaml")
+    message = str(err.value)
+    assert message.startswith("my.yaml: ") and expected in message and "\n" not in message
+
+
+def test_overrides_and_cli_errors(tmp_path, capsys):
+    config = RunConfig.load(SMOKE, ["model.nl_blocks=5", "recipe.lr=0.5", "model.nl_blocks_extra=1"][:2])
+    assert config.model.nl_blocks == 5 and config.recipe.lr == 0.5
+    for argv, expected in [
+        (["train", str(SMOKE), "model.dpth=3"], "unknown key model.dpth"),
+        (["train", str(SMOKE), "recipe.lr"], "is not KEY=VALUE"),
+        (["train", str(tmp_path / "missing.yaml")], "no such config file"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("nlbench: error: ") and expected in err and "\n" not in err
+    assert not (ROOT / "results" / "runs" / "missing").exists()
+
+
+def test_wandb_mode_offline_unless_configured(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert wandb_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert wandb_mode("auto") == "online"
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    assert wandb_mode("auto") == "disabled"
+    assert wandb_mode("offline") == "offline"
+
+
+# ------------------------------------------------------------------------------------- whole runs
+
+
+def test_train_run_writes_a_complete_record(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    config = smoke(tmp_path, model={"nl_blocks": 1}, recipe={"max_steps": 6})
+    record = train_run(config, tmp_path / "run", progress=False)
+    on_disk = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert on_disk["run_id"] == record["run_id"] == config.run_id and record["status"] == "ok"
+    for key in ("params", "gflops", "latency_ms", "latency_eval_ms", "train_clips_per_s", "step_ms", "peak_mem_mb",
+                "wall_s", "val_top1", "val_top5", "top1", "top5", "machine", "per_class"):
+        assert on_disk[key] is not None, key
+    assert 0 <= record["top1"] <= record["top5"] <= 100
+    assert record["params"] == sum(p.numel() for p in config.model.model_config(10).build().parameters())
+    assert record["gflops"] > 0 and record["unsupported_ops"] == {}
+    assert record["steps"] == 6 and set(record["per_class"]) == set(RunConfig().model and record["per_class"])
+    assert RunConfig.load(tmp_path / "run" / "config.yaml").run_id == config.run_id
+    assert (tmp_path / "run" / "model.pt").is_file()
+    # W&B offline: a local run folder that `wandb sync` can upload, and no key anywhere in it.
+    offline = list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert len(offline) == 1 and list(offline[0].glob("run-*.wandb"))
+
+
+def test_same_seed_same_metrics_and_weights(tmp_path):
+    config = smoke(tmp_path, recipe={"max_steps": 3}, measure={"enabled": False}, wandb={"enabled": False})
+    a = train_run(config, tmp_path / "a", progress=False)
+    b = train_run(config, tmp_path / "b", progress=False)
+    assert (a["val_top1"], a["top1"], a["top5"]) == (b["val_top1"], b["top1"], b["top5"])
+    wa, wb = torch.load(tmp_path / "a" / "model.pt"), torch.load(tmp_path / "b" / "model.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    c = train_run(config.replace(seed=1), tmp_path / "c", progress=False)
+    wc = torch.load(tmp_path / "c" / "model.pt")
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_nan_loss_fails_the_run_with_its_step(tmp_path, capsys):
+    """A checkpoint with a NaN weight makes the loss NaN at the first step: the run stops, the record says
+    failed with the step, the CLI exits non-zero, and no weights are saved."""
+    model = smoke(tmp_path).model.model_config(10).build()
+    state = model.state_dict()
+    state["conv1.weight"][0, 0, 0, 0, 0] = float("nan")
+    torch.save(state, tmp_path / "nan.pt")
+    config_path = tmp_path / "nan.yaml"
+    config_path.write_text(smoke(tmp_path, model={"init_from": str(tmp_path / "nan.pt")},
+                                 wandb={"enabled": False}, measure={"enabled": False}).to_yaml())
+    assert main(["train", str(config_path), "--out", str(tmp_path / "run")]) == 1
+    assert "failed: loss is nan at step 0" in capsys.readouterr().err
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["status"] == "failed" and record["failed_step"] == 0 and "nan" in record["reason"]
+    assert not (tmp_path / "run" / "model.pt").exists()
+
+
+def test_checkpoint_of_another_architecture_is_a_config_error(tmp_path, capsys):
+    i3d = smoke(tmp_path, model={"arch": "i3d_3x3x3"}).model.model_config(10).build()
+    torch.save(i3d.state_dict(), tmp_path / "i3d.pt")
+    config_path = tmp_path / "c2d.yaml"
+    config_path.write_text(smoke(tmp_path, model={"init_from": str(tmp_path / "i3d.pt")}).to_yaml())
+    assert main(["train", str(config_path), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("nlbench: error: ") and "i3d.pt" in err and "\n" not in err
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_nl_model_starts_from_a_trained_baseline(tmp_path):
+    """The authors' practice: an NL model initialised from a trained C2D keeps the C2D's function (the NL
+    blocks are identity at init), so their outputs agree before any NL training."""
+    base = smoke(tmp_path, recipe={"max_steps": 2}, measure={"enabled": False}, wandb={"enabled": False})
+    train_run(base, tmp_path / "base", progress=False)
+    from nlbench.training.run import build_model
+
+    nl = build_model(base.replace(model={"nl_blocks": 5, "init_from": str(tmp_path / "base" / "model.pt")}), 10)
+    c2d = base.model.model_config(10).build()
+    c2d.load_state_dict(torch.load(tmp_path / "base" / "model.pt"))
+    x = torch.randn(2, 3, 16, 32, 32)
+    nl.eval(), c2d.eval()
+    torch.testing.assert_close(nl(x), c2d(x), rtol=1e-5, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------- module pieces
+
+
+class _Views(torch.utils.data.Dataset):
+    """Test views: video v has views 2v and 2v+1, label v % 3."""
+
+    def __init__(self, n_videos: int = 6):
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(2 * n_videos, 4, generator=g)
+        self.n = n_videos
+
+    def __len__(self):
+        return 2 * self.n
+
+    def __getitem__(self, i):
+        return self.x[i], (i // 2) % 3, i // 2
+
+
+def test_multiview_test_averages_softmax_scores_per_video():
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    module = VideoClassifier(model, RecipeSection(), total_steps=1)
+    data = _Views()
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    result = trainer.test(module, DataLoader(data, batch_size=5), verbose=False)[0]
+    # float64 reference: mean of the two views' softmax, then top-1 against the video's label
+    with torch.no_grad():
+        p = torch.softmax(model(data.x).double(), dim=1).reshape(data.n, 2, 3).mean(1)
+    labels = torch.arange(data.n) % 3
+    expected = (p.argmax(1) == labels).double().mean().item() * 100
+    assert result["test/top1"] == pytest.approx(expected)
+    scores, video_labels = module.test_predictions
+    torch.testing.assert_close(scores, p)
+    assert torch.equal(video_labels, labels)
+
+
+def test_precise_bn_equals_the_true_batch_statistics():
+    torch.manual_seed(0)
+    bn = nn.BatchNorm1d(3)
+    batches = [(torch.randn(8, 3) * 2 + 5, torch.zeros(8)) for _ in range(4)]
+    bn.running_mean.fill_(100.0)
+    assert recompute_bn_stats(bn, batches, num_batches=4) == 4
+    x = torch.cat([b[0] for b in batches]).double()
+    torch.testing.assert_close(bn.running_mean.double(), x.mean(0), rtol=1e-5, atol=1e-5)
+    # cumulative average of per-batch unbiased variances
+    per_batch = torch.stack([b[0].double().var(0, unbiased=True) for b in batches]).mean(0)
+    torch.testing.assert_close(bn.running_var.double(), per_batch, rtol=1e-5, atol=1e-5)
+    assert bn.momentum == 0.1
+
+
+def test_step_schedule_and_no_weight_decay_on_bn():
+    recipe = RecipeSection(lr=0.01, schedule="step", milestones=(0.375, 0.75), gamma=0.1, weight_decay=1e-4)
+    model = nn.Sequential(nn.Conv1d(2, 2, 1), nn.BatchNorm1d(2))
+    module = VideoClassifier(model, recipe, total_steps=400)
+    opt_cfg = module.configure_optimizers()
+    opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
+    assert [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]
+    assert len(opt.param_groups[1]["params"]) == 2  # BN weight and bias
+    lrs = []
+    for _ in range(400):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[149] == pytest.approx(0.01) and lrs[150] == pytest.approx(0.001) and lrs[300] == pytest.approx(1e-4)
+
+
+# ------------------------------------------------------------------------------------------- DDP
+
+
+def test_ddp_two_cpu_processes(tmp_path):
+    """`nlbench train` with trainer.devices=2 and the ddp strategy: Lightning starts a second process, both
+    train with gloo on the CPU, rank 0 writes the record."""
+    config = smoke(tmp_path, trainer={"devices": 2, "strategy": "ddp", "accelerator": "cpu"},
+                   recipe={"max_steps": 2}, wandb={"enabled": False}, measure={"enabled": False})
+    path = tmp_path / "ddp.yaml"
+    path.write_text(config.to_yaml())
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cmd = [sys.executable, "-m", "nlbench.cli", "train", str(path), "--out", str(tmp_path / "run"), "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert record["status"] == "ok" and record["machine"]["devices"] == "2" and record["machine"]["strategy"] == "ddp"
+    assert "gloo" in proc.stderr or "distributed_backend=gloo" in proc.stdout + proc.stderr
+    assert np.isfinite(record["top1"])
