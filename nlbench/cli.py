@@ -255,6 +255,29 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_overhead(args) -> None:
+    from nlbench.io import atomic_write_text
+    from nlbench.measure import machine_info
+    from nlbench.training import RunConfig
+    from nlbench.training.overhead import measure_overhead
+
+    config = RunConfig.load(args.config, args.overrides)
+    result = measure_overhead(config, steps=args.steps, rounds=args.rounds)
+    result["machine"] = machine_info(torch_device("cpu"))
+    for kind, rate in result["clips_per_s"].items():
+        extra = f"  overhead {result['overhead_pct'][kind]:+.1f}%" if kind in result["overhead_pct"] else ""
+        print(f"{kind:>16}  {rate:8.1f} clips/s{extra}")
+    if args.out:
+        atomic_write_text(args.out, json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.out}")
+
+
+def torch_device(name: str):
+    import torch
+
+    return torch.device(name)
+
+
 def _add_train_parser(sub) -> None:
     p = sub.add_parser("train", help="train and evaluate one run from a config file; prints its record")
     p.add_argument("config", help="run config YAML (see configs/)")
@@ -262,6 +285,14 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--out", default=None, help="run directory (default: results/runs/<run_id>)")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("overhead", help="training clips/s under Lightning vs a bare PyTorch loop, same batches")
+    p.add_argument("config", nargs="?", default="configs/tiny.yaml")
+    p.add_argument("overrides", nargs="*")
+    p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--out", default="results/overhead.json")
+    p.set_defaults(func=cmd_overhead)
 
 
 def build_parser() -> argparse.ArgumentParser:
