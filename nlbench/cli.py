@@ -295,6 +295,56 @@ def _add_train_parser(sub) -> None:
     p.set_defaults(func=cmd_overhead)
 
 
+def cmd_sweep(args) -> int:
+    from nlbench.sweep.runner import open_storage, prepare, run_sweep
+
+    # Every table, the profile, the data and the storage are checked before anything is written.
+    prepared = [prepare(t, args.profile, args.storage, args.data, args.results) for t in args.tables]
+    if args.storage:
+        open_storage(args.storage)
+    if args.search:
+        from nlbench.sweep.search import run_search
+
+        if len(args.tables) != 1:
+            raise ValueError("--search tunes one row of one table; give one table file")
+        frame = run_search(args.tables[0], args.row, profile=args.profile, method=args.search, trials=args.trials,
+                           storage=args.storage, data=args.data, results_dir=args.results, progress=not args.quiet)
+        print(frame.to_string(index=False))
+        return 0
+    failed = 0
+    try:
+        for table, (sweep, _) in zip(args.tables, prepared):
+            frame = run_sweep(table, args.profile, args.storage, args.workers, args.data, progress=not args.quiet,
+                              results_dir=args.results)
+            bad = int((frame["status"] != "ok").sum()) if len(frame) else 0
+            failed += bad
+            print(f"{sweep.name}: {len(frame)}/{len(sweep.cells)} runs finished, {bad} failed -> "
+                  f"{Path(args.results) / args.profile / (sweep.table.name + '.csv')}")
+    except KeyboardInterrupt:
+        print("nlbench: interrupted; run the same command again to resume (finished runs are kept)", file=sys.stderr)
+        return 130
+    return 1 if failed else 0
+
+
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="run the ablation tables (ablations/*.yaml): rows x seeds, resumable -> "
+                                     "results/<profile>/<table>.csv")
+    p.add_argument("tables", nargs="+", help="table files, e.g. ablations/2a_instantiation.yaml or ablations/*.yaml")
+    p.add_argument("--profile", default="tiny", help="smoke, tiny (default) or paper (ablations/profiles.yaml)")
+    p.add_argument("--storage", default=None,
+                   help="optuna storage URL (default sqlite:///results/<profile>/sweeps.db); share one to spread a "
+                        "sweep over machines")
+    p.add_argument("--workers", type=int, default=1, help="runs in parallel (processes)")
+    p.add_argument("--data", default=None, help="data set root for profiles that need one (paper)")
+    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument("--search", choices=("random", "tpe"), default=None,
+                   help="instead of the grid: tune recipe.lr and recipe.weight_decay of one row (--row)")
+    p.add_argument("--row", default=None, help="with --search: the row to tune (default: the baseline)")
+    p.add_argument("--trials", type=int, default=10, help="with --search: number of trials")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nlbench {__version__}")
@@ -336,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_zoo)
     _add_data_parser(sub)
     _add_train_parser(sub)
+    _add_sweep_parser(sub)
     return parser
 
 

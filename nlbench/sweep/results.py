@@ -1,0 +1,75 @@
+"""A sweep's results file: ``results/<profile>/<table>.csv``, one row per finished (row, seed), written atomically.
+
+Columns: table, row, the knobs (named by their YAML keys), seed, run_id, the run's costs and accuracies,
+status, reason, wall_s, machine. A run comes from its record (``runs/<run_id>/record.json``) or, when this
+machine does not have it (another machine ran it against the same storage), from the copy kept in the
+optuna trial.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pandas as pd
+
+from nlbench.io import atomic_write_text
+from nlbench.sweep.spec import Cell, Sweep
+
+RECORD_COLUMNS = (
+    "params", "gflops", "latency_ms", "latency_eval_ms", "train_clips_per_s", "step_ms", "peak_mem_mb",
+    "top1", "top5", "val_top1", "val_top5", "status", "reason", "failed_step", "wall_s",
+)
+
+
+def machine_summary(machine: dict | str | None) -> str:
+    """``{"cpu": ..., "cores": "2", "torch": ...}`` -> ``"AMD EPYC 7B13, 2 threads, torch 2.13.0"``."""
+    if not machine:
+        return ""
+    if isinstance(machine, str):
+        return machine
+    parts = []
+    if machine.get("gpu"):
+        devices = machine.get("devices")
+        parts.append(f"{machine['gpu']}" + (f" x{devices}" if devices not in (None, "1", 1) else ""))
+    parts.append(str(machine.get("cpu", "?")))
+    if machine.get("cores"):
+        parts.append(f"{machine['cores']} threads")
+    if machine.get("torch"):
+        parts.append(f"torch {machine['torch']}")
+    return ", ".join(parts)
+
+
+def compact_record(record: dict) -> dict:
+    """What the CSV needs of a record (kept in the optuna trial for machines that do not have the run dir)."""
+    out = {k: record.get(k) for k in ("run_id", *RECORD_COLUMNS)}
+    out["machine"] = machine_summary(record.get("machine"))
+    return out
+
+
+def csv_row(sweep: Sweep, cell: Cell, record: dict) -> dict:
+    row = {"table": sweep.table.name, "row": cell.row, **cell.knobs, "seed": cell.seed, "run_id": cell.run_id}
+    row.update({k: record.get(k) for k in RECORD_COLUMNS})
+    row["machine"] = machine_summary(record.get("machine"))
+    return row
+
+
+def columns(sweep: Sweep) -> list[str]:
+    return ["table", "row", *sweep.knob_columns, "seed", "run_id", *RECORD_COLUMNS, "machine"]
+
+
+def to_frame(sweep: Sweep, records: dict[str, dict]) -> pd.DataFrame:
+    """``records``: cell key -> record; cells without one are left out. Rows in the table's order, then seed."""
+    rows = [csv_row(sweep, c, records[c.key]) for c in sweep.cells if c.key in records]
+    frame = pd.DataFrame(rows, columns=columns(sweep))
+    for column in sweep.knob_columns:  # a list knob (explicit NL placements) as text
+        frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, list) else v)
+    return frame
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    atomic_write_text(path, buffer.getvalue())
+
+
+__all__ = ["RECORD_COLUMNS", "columns", "compact_record", "csv_row", "machine_summary", "to_frame", "write_csv"]

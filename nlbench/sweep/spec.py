@@ -1,0 +1,367 @@
+"""An ablation table (``ablations/<table>.yaml``) and a profile (``ablations/profiles.yaml``) -> the grid of runs.
+
+A table file::
+
+    table: 2a_instantiation            # the file's stem
+    title: "Table 2a: ..."
+    baseline: C2D                      # the row deltas are taken against
+    defaults: {model: {depth: 50}}     # run-config sections shared by every row
+    rows:
+      - row: C2D                       # a label, unique in the table
+        model: {nl_blocks: 0}          # run-config overrides: model (required), data, recipe
+        clip: long                     # optional: the profile's clip overrides (default: `default`)
+        paper: {top1: 71.8, top5: 89.7}   # or null
+    claims: [...]                      # the paper's qualitative findings for the table (see CLAIM_KINDS)
+
+A profile names the base run config, the seeds and what each clip means. Every cell of the grid is one
+(row, seed) with its validated ``RunConfig``: base config <- table defaults <- clip <- row <- seed. Every
+mistake is a ``ConfigError`` whose one-line message names the file, the row and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nlbench.training.config import ConfigError, RunConfig
+
+TABLE_KEYS = ("table", "title", "baseline", "defaults", "rows", "claims")
+ROW_SECTIONS = ("model", "data", "recipe")
+ROW_KEYS = ("row", *ROW_SECTIONS, "clip", "paper")
+PAPER_KEYS = ("top1", "top5", "params_ratio", "gflops_ratio")
+PROFILE_KEYS = ("config", "seeds", "clips", "needs_data")
+# kind -> (required keys besides text and kind, optional keys)
+CLAIM_KINDS = {
+    "above": ("rows", "than"),  # every row in rows: mean top1 > than's
+    "order": ("rows",),  # mean top1 non-decreasing along rows
+    "cheaper_and_better": ("row", "than"),  # row: top1 higher and gflops lower than than's
+    "similar": ("rows", "within"),  # max - min of the rows' mean top1 <= within (points)
+    "smaller_gain": ("row", "than"),  # row's gain over the baseline smaller than each of than's
+}
+DEFAULT_PROFILES = Path(__file__).resolve().parents[2] / "ablations" / "profiles.yaml"
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    config: Path
+    seeds: tuple[int, ...]
+    clips: dict[str, dict]
+    needs_data: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    overrides: dict  # sections model / data / recipe
+    clip: str | None
+    paper: dict | None
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    path: Path
+    title: str
+    baseline: str
+    defaults: dict
+    rows: tuple[Row, ...]
+    claims: tuple[dict, ...]
+
+    def row(self, label: str) -> Row:
+        return next(r for r in self.rows if r.label == label)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One run of the sweep: a row of the table at one seed."""
+
+    row: str
+    seed: int
+    config: RunConfig
+    knobs: dict  # knob column -> value, for the CSV
+
+    @property
+    def run_id(self) -> str:
+        return self.config.run_id
+
+    @property
+    def key(self) -> str:
+        # The optuna grid value: the run_id in it means an edited row or base config is a new cell.
+        return f"{self.row} | seed={self.seed} | {self.run_id}"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    table: Table
+    profile: Profile
+    cells: tuple[Cell, ...]
+    knob_columns: tuple[str, ...]
+    data: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.profile.name}/{self.table.name}"
+
+    def cell(self, key: str) -> Cell | None:
+        return next((c for c in self.cells if c.key == key), None)
+
+
+# ----------------------------------------------------------------------------------------------- files
+
+
+def _read_yaml(path: Path) -> Any:
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+
+
+def _mapping(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping, got {value!r}")
+    return value
+
+
+def _unknown(data: dict, allowed, where: str) -> None:
+    extra = [k for k in data if k not in allowed]
+    if extra:
+        raise ConfigError(f"{where}: unknown key {extra[0]!r}; expected one of {', '.join(allowed)}")
+
+
+def _sections(data: Any, where: str, allowed=ROW_SECTIONS) -> dict:
+    data = _mapping(data, where)
+    _unknown(data, allowed, where)
+    return {k: _mapping(v, f"{where}: {k}") for k, v in data.items()}
+
+
+def load_table(path: str | Path) -> Table:
+    """Read and check a table file (not its runs: ``build_sweep`` validates those against a profile)."""
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with keys {', '.join(TABLE_KEYS)}")
+    _unknown(data, TABLE_KEYS, str(path))
+    for key in ("table", "title", "baseline", "rows"):
+        if key not in data:
+            raise ConfigError(f"{path}: missing key {key!r}")
+    if data["table"] != path.stem:
+        raise ConfigError(f"{path}: table={data['table']!r} must equal the file name's stem {path.stem!r}")
+    defaults = _sections(data.get("defaults"), f"{path}: defaults")
+    if not isinstance(data["rows"], list) or not data["rows"]:
+        raise ConfigError(f"{path}: rows must be a non-empty list")
+    rows: list[Row] = []
+    for i, raw in enumerate(data["rows"]):
+        where = f"{path}: rows[{i}]"
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where} must be a mapping with keys {', '.join(ROW_KEYS)}")
+        label = raw.get("row")
+        if not isinstance(label, str) or not label.strip():
+            raise ConfigError(f"{where}: missing row label (row: <label>)")
+        where = f"{path}: row {label!r}"
+        _unknown(raw, ROW_KEYS, where)
+        if any(r.label == label for r in rows):
+            raise ConfigError(f"{where}: the label is used twice")
+        if "model" not in raw or not isinstance(raw["model"], dict):
+            raise ConfigError(f"{where}: missing model (a mapping of model keys, e.g. model: {{nl_blocks: 0}})")
+        overrides = _sections({k: raw[k] for k in ROW_SECTIONS if k in raw}, where)
+        clip = raw.get("clip")
+        if clip is not None and not isinstance(clip, str):
+            raise ConfigError(f"{where}: clip={clip!r} must be a clip name of the profile (e.g. long)")
+        paper = raw.get("paper")
+        if paper is not None:
+            paper = _mapping(paper, f"{where}: paper")
+            _unknown(paper, PAPER_KEYS, f"{where}: paper")
+            for k, v in paper.items():
+                if not isinstance(v, (int, float)) or isinstance(v, bool):
+                    raise ConfigError(f"{where}: paper.{k}={v!r} must be a number")
+        rows.append(Row(label, overrides, clip, paper))
+    labels = [r.label for r in rows]
+    if data["baseline"] not in labels:
+        raise ConfigError(f"{path}: baseline={data['baseline']!r} is not a row label; rows: {', '.join(labels)}")
+    claims = _claims(data.get("claims"), labels, path)
+    return Table(data["table"], path, str(data["title"]), data["baseline"], defaults, tuple(rows), claims)
+
+
+def _claims(raw: Any, labels: list[str], path: Path) -> tuple[dict, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{path}: claims must be a list")
+    claims = []
+    for i, claim in enumerate(raw):
+        where = f"{path}: claims[{i}]"
+        claim = _mapping(claim, where)
+        kind = claim.get("kind")
+        if kind not in CLAIM_KINDS:
+            raise ConfigError(f"{where}: kind={kind!r} is not allowed; expected one of {', '.join(CLAIM_KINDS)}")
+        needed = CLAIM_KINDS[kind]
+        _unknown(claim, ("text", "kind", *needed), where)
+        for key in ("text", *needed):
+            if key not in claim:
+                raise ConfigError(f"{where}: kind {kind} needs key {key!r}")
+        named = []
+        for key in ("rows", "row", "than"):
+            if key in claim:
+                value = claim[key]
+                many = key == "rows" or (key == "than" and kind == "smaller_gain")
+                if many and (not isinstance(value, list) or not value):
+                    raise ConfigError(f"{where}: {key} must be a non-empty list of row labels")
+                if not many and not isinstance(value, str):
+                    raise ConfigError(f"{where}: {key} must be one row label")
+                named += value if many else [value]
+        for label in named:
+            if label not in labels:
+                raise ConfigError(f"{where}: {label!r} is not a row label; rows: {', '.join(labels)}")
+        if kind == "order" and len(claim["rows"]) < 2:
+            raise ConfigError(f"{where}: kind order needs at least two rows")
+        if kind == "similar" and (not isinstance(claim["within"], (int, float)) or claim["within"] < 0):
+            raise ConfigError(f"{where}: within={claim['within']!r} must be a number of points >= 0")
+        claims.append(dict(claim))
+    return tuple(claims)
+
+
+def _resolve(path: str, base: Path) -> Path:
+    """A path in profiles.yaml: as given (from the current folder), else from the folder holding ablations/."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return base / p
+
+
+def load_profiles(path: str | Path = DEFAULT_PROFILES) -> dict[str, Profile]:
+    path = Path(path)
+    data = _read_yaml(path)
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"{path}: expected a mapping of profile name -> {{config, seeds, clips}}")
+    profiles = {}
+    for name, raw in data.items():
+        where = f"{path}: profile {name}"
+        raw = _mapping(raw, where)
+        _unknown(raw, PROFILE_KEYS, where)
+        if not isinstance(raw.get("config"), str):
+            raise ConfigError(f"{where}: missing config (a run config file, e.g. configs/{name}.yaml)")
+        seeds = raw.get("seeds", [0])
+        if not isinstance(seeds, list) or not seeds or any(
+            not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in seeds
+        ) or len(set(seeds)) != len(seeds):
+            raise ConfigError(f"{where}: seeds={seeds!r} must be a non-empty list of distinct ints >= 0")
+        clips = _mapping(raw.get("clips"), f"{where}: clips")
+        clips = {str(k): _sections(v, f"{where}: clips.{k}") for k, v in clips.items()}
+        clips.setdefault("default", {})
+        needs_data = raw.get("needs_data", False)
+        if not isinstance(needs_data, bool):
+            raise ConfigError(f"{where}: needs_data={needs_data!r} must be true or false")
+        profiles[str(name)] = Profile(str(name), _resolve(raw["config"], path.parent.parent), tuple(seeds), clips,
+                                      needs_data)
+    return profiles
+
+
+# ------------------------------------------------------------------------------------------------ grid
+
+
+def _merge(base: dict, *layers: dict) -> dict:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for layer in layers:
+        for section, values in layer.items():
+            out[section] = {**out.get(section, {}), **values}
+    return out
+
+
+def check_data_root(root: str | Path) -> Path:
+    """A Kinetics-style data set (split folders or manifests, a class list), else a one-line ConfigError."""
+    from nlbench.data.index import available_splits, class_names
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"--data {root}: no such folder (expected a data set: ROOT/{{train,val,test}}/<class>/...)")
+    try:
+        splits = available_splits(root)
+        missing = [s for s in ("train", "val") if s not in splits]
+        if missing:
+            raise ValueError(f"no {missing[0]} split ({root / missing[0]}/ or {root / missing[0]}.csv)")
+        if not class_names(root):
+            raise ValueError("no classes")
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"--data {root}: not a data set: {e}") from None
+    return root
+
+
+def _knob_columns(table: Table, profile: Profile) -> list[tuple[str, str]]:
+    """(section, key) of every knob the table or its clips set, in the run config's field order; plus frames."""
+    used = {("data", "frames")}
+    clips = {r.clip or "default" for r in table.rows}
+    for layer in [table.defaults, *(r.overrides for r in table.rows), *(profile.clips.get(c, {}) for c in clips)]:
+        for section, values in layer.items():
+            used.update((section, k) for k in values)
+    order = {
+        (s, f.name): (i, j)
+        for i, s in enumerate(ROW_SECTIONS)
+        for j, f in enumerate(dataclasses.fields(type(getattr(RunConfig(), s))))
+    }
+    return sorted(used, key=lambda sk: order.get(sk, (99, 0)))
+
+
+def build_sweep(
+    table_path: str | Path,
+    profile: str = "tiny",
+    data: str | Path | None = None,
+    profiles_path: str | Path | None = None,
+) -> Sweep:
+    """The grid rows x seeds of validated run configs; raises ConfigError (one line) on any mistake.
+
+    ``profiles_path`` defaults to ``profiles.yaml`` beside the table file, else the repository's
+    ``ablations/profiles.yaml``.
+    """
+    table = load_table(table_path)
+    if profiles_path is None:
+        beside = table.path.parent / "profiles.yaml"
+        profiles_path = beside if beside.is_file() else DEFAULT_PROFILES
+    profiles = load_profiles(profiles_path)
+    if profile not in profiles:
+        raise ConfigError(f"unknown profile {profile!r}; {profiles_path} defines {', '.join(profiles)}")
+    prof = profiles[profile]
+    base = RunConfig.load(prof.config).to_dict()
+    data_layer: dict = {}
+    if prof.needs_data:
+        if data is None:
+            raise ConfigError(f"profile {profile} needs a data set: pass --data ROOT (make ... DATA=ROOT)")
+        data_layer = {"data": {"root": str(check_data_root(data))}}
+    elif data is not None:
+        raise ConfigError(f"--data {data}: profile {profile} uses the embedded synthetic data; "
+                          f"--data is for profiles with needs_data (e.g. paper)")
+    columns = _knob_columns(table, prof)
+    names = [k for _, k in columns]
+    cells = []
+    for row in table.rows:
+        clip = row.clip or "default"
+        if clip not in prof.clips:
+            raise ConfigError(f"{table.path}: row {row.label!r}: clip={clip!r} is not defined by profile {profile} "
+                              f"(clips: {', '.join(prof.clips)})")
+        merged = _merge(base, table.defaults, prof.clips[clip], row.overrides, data_layer)
+        for seed in prof.seeds:
+            source = f"{table.path}: row {row.label!r} (profile {profile})"
+            config = RunConfig.from_dict({**merged, "seed": seed}, source)
+            knobs = {}
+            for section, key in columns:
+                column = key if names.count(key) == 1 else f"{section}.{key}"
+                value = getattr(getattr(config, section), key)
+                knobs[column] = list(value) if isinstance(value, tuple) else value
+            cells.append(Cell(row.label, seed, config, knobs))
+    knob_names = tuple(cells[0].knobs) if cells else ()
+    return Sweep(table, prof, tuple(cells), knob_names, str(data) if data is not None else None)
+
+
+__all__ = [
+    "CLAIM_KINDS", "Cell", "Profile", "Row", "Sweep", "Table", "build_sweep", "check_data_root", "load_profiles",
+    "load_table",
+]
