@@ -524,3 +524,18 @@ def test_config_is_data():
     assert isinstance(config.spec().nonlocal_knobs, NonLocalKnobs)
     assert math.prod(config.spec().strides()["res5"]) == 8 * 32 * 32
     assert isinstance(NonLocalKnobs().block(8), NonLocalBlock)
+
+
+def test_zero_init_residual_makes_every_residual_branch_start_at_zero():
+    from nlbench.models import Bottleneck
+
+    model = build_model(50, "i3d_3x1x1", nl_blocks=5, width="small", num_classes=10, zero_init_residual=True)
+    blocks = [m for m in model.modules() if isinstance(m, Bottleneck)]
+    assert len(blocks) == 16 and all(b.bn3.weight.abs().sum() == 0 for b in blocks)
+    # a residual block whose branch is zero passes relu(identity) on
+    block = blocks[1]
+    block.eval()
+    x = torch.randn(1, block.conv1.in_channels, 2, 4, 4)
+    torch.testing.assert_close(block(x), torch.relu(x))
+    plain = build_model(50, width="small", num_classes=10)
+    assert all(m.bn3.weight.abs().sum() > 0 for m in plain.modules() if isinstance(m, Bottleneck))

@@ -118,6 +118,10 @@ class VideoResNet(nn.Module):
                 nn.init.zeros_(m.bias)
         nn.init.normal_(self.fc.weight, std=0.01)
         nn.init.zeros_(self.fc.bias)
+        if self.spec.zero_init_residual:
+            for m in self.modules():
+                if isinstance(m, Bottleneck):
+                    nn.init.zeros_(m.bn3.weight)
 
     # ------------------------------------------------------------------------------------ structure
 

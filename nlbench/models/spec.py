@@ -161,6 +161,9 @@ class VideoResNetSpec:
     expansion: int = 4
     num_classes: int = 400
     dropout: float = 0.5
+    # Goyal et al. 2017's zero-gamma: each residual block's last BN starts at 0, so every residual block
+    # (like every non-local block) starts as the identity. Off in the paper; the small CPU recipe uses it.
+    zero_init_residual: bool = False
     nonlocal_knobs: NonLocalKnobs = field(default_factory=NonLocalKnobs)
 
     def __post_init__(self) -> None:

@@ -129,6 +129,7 @@ class ModelConfig:
         variant: ``released`` (default) or ``paper`` (see ``VARIANTS``); ``pools``, ``stride_on`` and
             ``inflation`` override one part of it each (None: the variant's), and so do the non-local knobs.
         dropout: before the fc (paper: 0.5).
+        zero_init_residual: start each residual block's last BN gamma at 0 (Goyal et al.; not the paper's).
         nonlocal_knobs: the keyword arguments of every non-local block.
     """
 
@@ -140,6 +141,7 @@ class ModelConfig:
     num_classes: int = 400
     variant: str = DEFAULT_VARIANT
     dropout: float = 0.5
+    zero_init_residual: bool = False
     pools: str | None = None
     stride_on: str | None = None
     inflation: str | None = None
@@ -231,6 +233,7 @@ class ModelConfig:
             stride_on=variant.stride_on,
             num_classes=self.num_classes,
             dropout=self.dropout,
+            zero_init_residual=self.zero_init_residual,
             nonlocal_knobs=self.nonlocal_knobs.resolved(variant.nonlocal_preset),
         )
 

@@ -41,6 +41,7 @@ class ModelSection:
     width: str | int = "small"
     variant: str = "released"
     dropout: float = 0.5
+    zero_init_residual: bool = False
     pools: str | None = None
     stride_on: str | None = None
     inflation: str | None = None
