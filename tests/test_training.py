@@ -47,6 +47,13 @@ def test_run_id_ignores_name_and_logging_but_not_results(tmp_path):
     assert config.replace(seed=1).run_id != config.run_id
     assert config.replace(model={"nl_blocks": 1}).run_id != config.run_id
     assert config.replace(recipe={"lr": 0.02}).run_id != config.run_id
+    # the same architecture spelled two ways is one run; NL knobs of a model without NL blocks do not matter
+    one = config.replace(model={"nl_blocks": 1})
+    assert one.replace(model={"nl_stage": "res4"}).run_id == one.run_id
+    assert one.replace(model={"nl_blocks": [["res4", 4]]}).run_id == one.run_id
+    assert one.replace(model={"nl_stage": "res3"}).run_id != one.run_id
+    assert config.replace(model={"instantiation": "gaussian"}).run_id == config.run_id
+    assert one.replace(model={"instantiation": "gaussian"}).run_id != one.run_id
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,10 @@ import yaml
 from nlbench.models import ModelConfig, make_config
 
 
+NL_KNOBS = ("instantiation", "mode", "inner_channels", "inner_ratio", "subsample", "subsample_order", "pool_kernel",
+            "scale", "norm_by", "init", "impl")
+
+
 class ConfigError(ValueError):
     """A config that cannot run; the message is one line naming the file, key and value."""
 
@@ -196,6 +200,15 @@ class RunConfig:
         data = self.to_dict()
         for key in ("name", "wandb", "measure"):
             data.pop(key)
+        # One architecture, one id, however it is spelled: "1 block" and "1 block in res4" are the same
+        # placement, and a model without non-local blocks has no non-local knobs.
+        model = data["model"]
+        placement = self.model.model_config(num_classes=10).placement()
+        model["nl_blocks"] = [[stage, i] for stage, indices in sorted(placement.items()) for i in indices]
+        model.pop("nl_stage")
+        if not placement:
+            for knob in NL_KNOBS:
+                model.pop(knob)
         return data
 
     @property
