@@ -298,6 +298,10 @@ def _add_train_parser(sub) -> None:
 def cmd_sweep(args) -> int:
     from nlbench.sweep.runner import open_storage, prepare, run_sweep
 
+    # `ablations/*.yaml` also matches the profiles file, which is not a table.
+    args.tables = [t for t in args.tables if Path(t).name != "profiles.yaml"]
+    if not args.tables:
+        raise ValueError("no table files given (e.g. ablations/2a_instantiation.yaml)")
     # Every table, the profile, the data and the storage are checked before anything is written.
     prepared = [prepare(t, args.profile, args.storage, args.data, args.results) for t in args.tables]
     if args.storage:

@@ -330,7 +330,8 @@ def build_sweep(
     if profile not in profiles:
         raise ConfigError(f"unknown profile {profile!r}; {profiles_path} defines {', '.join(profiles)}")
     prof = profiles[profile]
-    base = RunConfig.load(prof.config).to_dict()
+    # Validated per cell below (paper.yaml alone is incomplete: data.root comes from --data).
+    base = _mapping(_read_yaml(prof.config), str(prof.config))
     data_layer: dict = {}
     if prof.needs_data:
         if data is None:

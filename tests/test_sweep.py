@@ -1,0 +1,311 @@
+"""Sweeps: the grid, dedup by run_id, resume after an interruption, failed runs, the ablation files, bad input.
+
+Most tests run the real optuna machinery against a fake train_run that writes a record in milliseconds;
+one runs the real train_run on configs/smoke.yaml.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from nlbench.cli import main
+from nlbench.io import atomic_write_text
+from nlbench.sweep import runner
+from nlbench.sweep.spec import build_sweep, load_profiles
+from nlbench.training import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+ABLATIONS = REPO / "ablations"
+TABLES = sorted(p for p in ABLATIONS.glob("*.yaml") if p.name != "profiles.yaml")
+
+
+class FakeTrain:
+    """Stands in for train_run: writes config.yaml and a record (last), like the real one; counts its calls."""
+
+    def __init__(self, fail_rows=(), raise_rows=(), interrupt_at=None):
+        self.calls: list[tuple] = []
+        self.fail_rows, self.raise_rows, self.interrupt_at = fail_rows, raise_rows, interrupt_at
+
+    def __call__(self, config, run_dir, *, wandb_group=None, wandb_tags=(), progress=True, callbacks=None):
+        run_dir = Path(run_dir)
+        self.calls.append((config.run_id, wandb_group, tuple(wandb_tags)))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(config.to_yaml())
+        (run_dir / "partial.txt").write_text("half a run")
+        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
+            raise KeyboardInterrupt
+        row = wandb_tags[1] if len(wandb_tags) > 1 else ""
+        if row in self.raise_rows:
+            raise RuntimeError("the fake broke")
+        failed = row in self.fail_rows
+        record = {
+            "run_id": config.run_id, "name": row, "status": "failed" if failed else "ok",
+            "reason": "non-finite loss nan at step 3" if failed else None, "failed_step": 3 if failed else None,
+            "params": 1000 + 10 * _blocks(config), "gflops": 0.5, "latency_ms": 1.0, "latency_eval_ms": 2.0,
+            "train_clips_per_s": 100.0, "step_ms": 5.0, "peak_mem_mb": 10.0, "wall_s": 0.01,
+            "val_top1": None if failed else 50.0, "val_top5": 90.0,
+            "top1": None if failed else 50.0 + _blocks(config) + config.seed / 10, "top5": 90.0,
+            "machine": {"cpu": "fake cpu", "cores": "2", "torch": "x"}, "config": config.to_dict(),
+        }
+        atomic_write_text(run_dir / "record.json", json.dumps(record))
+        return record
+
+
+def _blocks(config) -> int:
+    n = config.model.nl_blocks
+    return n if isinstance(n, int) else len(n)
+
+
+def _table(folder: Path, name: str, rows: list[dict], baseline: str | None = None, **extra) -> Path:
+    path = folder / f"{name}.yaml"
+    data = {"table": name, "title": f"test {name}", "baseline": baseline or rows[0]["row"],
+            "defaults": {"model": {"depth": 50}}, "rows": rows, **extra}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def tables(tmp_path, monkeypatch):
+    """A folder with profiles.yaml (smoke config, 2 seeds) and two tables sharing the C2D and 1-block runs."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "abl"
+    folder.mkdir()
+    profiles = {
+        "test": {"config": str(REPO / "configs" / "smoke.yaml"), "seeds": [0, 1],
+                 "clips": {"default": {"data": {"frames": 16}}, "long": {"data": {"frames": 32}}}},
+        "paperish": {"config": str(REPO / "configs" / "smoke.yaml"), "seeds": [0], "needs_data": True},
+    }
+    (folder / "profiles.yaml").write_text(yaml.safe_dump(profiles))
+    a = _table(folder, "ta", [
+        {"row": "C2D", "model": {"nl_blocks": 0}, "paper": {"top1": 71.8, "top5": 89.7}},
+        {"row": "NL1", "model": {"nl_blocks": 1, "nl_stage": "res4"}, "paper": None},
+        {"row": "NL5", "model": {"nl_blocks": 5}, "paper": None},
+    ], claims=[{"text": "NL helps", "kind": "above", "rows": ["NL1", "NL5"], "than": "C2D"}])
+    b = _table(folder, "tb", [
+        {"row": "base", "model": {"nl_blocks": 0}, "paper": None},
+        {"row": "one block", "model": {"nl_blocks": 1, "nl_stage": "res4"}, "paper": None},
+        {"row": "long", "model": {"nl_blocks": 0}, "clip": "long", "paper": None},
+    ])
+    return folder, a, b
+
+
+def _fake(monkeypatch, **kwargs) -> FakeTrain:
+    fake = FakeTrain(**kwargs)
+    monkeypatch.setattr(runner, "train_run", fake)
+    return fake
+
+
+def test_grid_covers_rows_times_seeds(tables, monkeypatch):
+    folder, a, _ = tables
+    sweep = build_sweep(a, "test")
+    assert [(c.row, c.seed) for c in sweep.cells] == [(r, s) for r in ("C2D", "NL1", "NL5") for s in (0, 1)]
+    assert len({c.run_id for c in sweep.cells}) == 6
+    fake = _fake(monkeypatch)
+    frame = runner.run_sweep(a, "test", progress=False)
+    assert len(fake.calls) == 6
+    csv = pd.read_csv("results/test/ta.csv", keep_default_na=False)
+    assert list(csv["row"]) == ["C2D", "C2D", "NL1", "NL1", "NL5", "NL5"] and list(csv["seed"]) == [0, 1] * 3
+    for column in ("table", "row", "depth", "nl_blocks", "nl_stage", "frames", "seed", "run_id", "params", "gflops",
+                   "latency_ms", "train_clips_per_s", "peak_mem_mb", "top1", "top5", "val_top1", "status", "reason",
+                   "wall_s", "machine"):
+        assert column in csv.columns, column
+    assert set(csv["status"]) == {"ok"} and csv["machine"][0] == "fake cpu, 2 threads, torch x"
+    assert len(frame) == 6
+    # W&B: one group per table, tags table/row/seed
+    assert {g for _, g, _ in fake.calls} == {"test/ta"}
+    assert ("ta", "NL5", "seed=1") in {t for _, _, t in fake.calls}
+    # the study holds one completed trial per cell
+    study = optuna.load_study(study_name="test/ta", storage="sqlite:///results/test/sweeps.db")
+    assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 6
+    # a second sweep of the same table trains nothing
+    runner.run_sweep(a, "test", progress=False)
+    assert len(fake.calls) == 6
+    assert len(pd.read_csv("results/test/ta.csv")) == 6
+
+
+def test_same_run_in_two_tables_is_trained_once(tables, monkeypatch):
+    folder, a, b = tables
+    fake = _fake(monkeypatch)
+    runner.run_sweep(a, "test", progress=False)
+    assert len(fake.calls) == 6
+    frame = runner.run_sweep(b, "test", progress=False)
+    # tb's base and one-block rows are ta's C2D and NL1 runs; only "long" (32 frames) is new
+    assert len(fake.calls) == 8
+    assert len(frame) == 6 and set(frame["status"]) == {"ok"}
+    assert list(frame[frame["row"] == "long"]["frames"]) == [32, 32]
+    ta = pd.read_csv("results/test/ta.csv")
+    assert set(frame[frame["row"] == "base"]["run_id"]) == set(ta[ta["row"] == "C2D"]["run_id"])
+
+
+def test_resume_after_interruption(tables, monkeypatch):
+    folder, a, _ = tables
+    fake = _fake(monkeypatch, interrupt_at=3)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_sweep(a, "test", progress=False)
+    done = pd.read_csv("results/test/ta.csv")
+    assert len(done) == 2  # written after each finished run
+    interrupted = fake.calls[2][0]
+    assert (Path("results/test/runs") / interrupted / "partial.txt").exists()
+    assert not (Path("results/test/runs") / interrupted / "record.json").exists()
+
+    fake2 = _fake(monkeypatch)
+    frame = runner.run_sweep(a, "test", progress=False)
+    redone = [c[0] for c in fake2.calls]
+    assert len(redone) == 4 and interrupted in redone  # the interrupted run is redone
+    assert not set(done["run_id"]) & set(redone)  # finished ones are not
+    csv = pd.read_csv("results/test/ta.csv")
+    assert len(csv) == 6 and not csv.duplicated(["row", "seed"]).any() and set(csv["status"]) == {"ok"}
+    assert len(frame) == 6
+
+
+def test_stale_running_trial_of_a_killed_process_is_redone(tables, monkeypatch):
+    folder, a, _ = tables
+    monkeypatch.setattr(runner, "HEARTBEAT_S", 1)
+    monkeypatch.setattr(runner, "GRACE_S", 1)
+    monkeypatch.setattr(runner, "POLL_S", 0.2)
+    sweep = build_sweep(a, "test")
+    Path("results/test").mkdir(parents=True)
+    storage = runner.open_storage(runner.default_storage("results", "test"))
+    study = runner.open_study(sweep, storage)
+    # a process that took a cell, beat once, then died (kill -9): the trial stays RUNNING
+    study.enqueue_trial({"cell": sweep.cells[0].key})
+    with pytest.warns(UserWarning, match="Heartbeat"):
+        trial = study.ask()
+    trial.suggest_categorical("cell", [c.key for c in sweep.cells])
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(1.5)
+    fake = _fake(monkeypatch)
+    frame = runner.run_sweep(a, "test", progress=False)
+    assert len(fake.calls) == 6 and sweep.cells[0].run_id in [c[0] for c in fake.calls]
+    assert len(frame) == 6
+    states = [t.state for t in study.trials]
+    assert states.count(optuna.trial.TrialState.FAIL) == 1
+
+
+def test_failed_runs_are_recorded_and_the_sweep_goes_on(tables, monkeypatch):
+    folder, a, _ = tables
+    fake = _fake(monkeypatch, fail_rows=("NL1",), raise_rows=("NL5",))
+    frame = runner.run_sweep(a, "test", progress=False)
+    assert len(fake.calls) == 6
+    csv = pd.read_csv("results/test/ta.csv", keep_default_na=False)
+    assert len(csv) == 6 and list(csv["status"]) == ["ok", "ok", "failed", "failed", "failed", "failed"]
+    assert set(csv[csv["row"] == "NL1"]["reason"]) == {"non-finite loss nan at step 3"}
+    assert set(csv[csv["row"] == "NL5"]["reason"]) == {"RuntimeError: the fake broke"}
+    assert len(frame) == 6
+    # a failed run has its record: it is not retrained; a run that raised has none: the next sweep retries it
+    fake2 = _fake(monkeypatch)
+    runner.run_sweep(a, "test", progress=False)
+    assert sorted(t[2][1] for t in fake2.calls) == ["NL5", "NL5"]
+    assert set(pd.read_csv("results/test/ta.csv", keep_default_na=False)["status"]) == {"ok", "failed"}
+
+
+def test_workers_share_the_grid(tables, monkeypatch):
+    folder, a, _ = tables
+    _fake(monkeypatch)
+    monkeypatch.setattr(runner, "MP_CONTEXT", "fork")
+    frame = runner.run_sweep(a, "test", workers=2, progress=False)
+    assert len(frame) == 6 and not frame.duplicated(["row", "seed"]).any()
+    runs = Path("results/test/runs")
+    assert len([p for p in runs.iterdir() if not p.name.startswith(".")]) == 6
+
+
+@pytest.mark.parametrize("profile", ["smoke", "tiny", "paper"])
+def test_every_ablation_table_builds_for_every_profile(profile, tmp_path):
+    assert {p.stem for p in TABLES} == {
+        "2a_instantiation", "2b_stage", "2c_blocks", "2d_space_time", "2e_nl_vs_3d", "2f_nl_i3d", "2g_long_clips",
+        "bottleneck"}
+    assert set(load_profiles(ABLATIONS / "profiles.yaml")) == {"smoke", "tiny", "paper"}
+    data = None
+    if profile == "paper":
+        for split in ("train", "val"):
+            (tmp_path / split / "class_a").mkdir(parents=True)
+        data = tmp_path
+    seeds = {"smoke": 1, "tiny": 3, "paper": 1}[profile]
+    for path in TABLES:
+        sweep = build_sweep(path, profile, data=data)  # every cell's RunConfig is validated
+        spec = yaml.safe_load(path.read_text())
+        assert len(sweep.cells) == len(spec["rows"]) * seeds
+        assert sweep.table.baseline in {r.label for r in sweep.table.rows}
+        for row in spec["rows"]:
+            assert "paper" in row
+        if profile == "paper":
+            assert {c.config.data.root for c in sweep.cells} == {str(tmp_path)}
+    long = build_sweep(ABLATIONS / "2g_long_clips.yaml", profile, data=data)
+    short = build_sweep(ABLATIONS / "2f_nl_i3d.yaml", profile, data=data)
+    assert min(c.config.data.frames for c in long.cells) > max(c.config.data.frames for c in short.cells)
+    if profile == "paper":
+        assert {(c.config.data.frames, c.config.data.sampling_rate, c.config.recipe.freeze_bn) for c in long.cells} \
+            == {(128, 1, True)}
+
+
+def test_shared_runs_across_ablation_tables():
+    ids = {}
+    for path in TABLES:
+        for cell in build_sweep(path, "smoke").cells:
+            ids.setdefault(cell.run_id, set()).add(path.stem)
+    c2d_r50 = build_sweep(ABLATIONS / "2a_instantiation.yaml", "smoke").cells[0].run_id
+    assert ids[c2d_r50] == {"2a_instantiation", "2b_stage", "2c_blocks", "2d_space_time", "2f_nl_i3d"}
+    assert len(ids) == 34  # unique runs per seed over all tables
+
+
+def _cli_error(capsys, argv) -> str:
+    code = main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("nlbench: error: ") and "\n" not in err, (code, err)
+    assert not Path("results").exists()
+    return err
+
+
+def test_bad_input_is_one_line_and_touches_nothing(tables, capsys, tmp_path):
+    folder, a, _ = tables
+    bad_key = _table(folder, "bad_key", [{"row": "x", "model": {"nl_blocks": 0}, "colour": 1}])
+    assert "bad_key.yaml" in (e := _cli_error(capsys, ["sweep", str(bad_key), "--profile", "test"])) and "colour" in e
+    bad_model_key = _table(folder, "bad_model", [{"row": "x", "model": {"nl_blokcs": 0}}])
+    e = _cli_error(capsys, ["sweep", str(bad_model_key), "--profile", "test"])
+    assert "bad_model.yaml" in e and "nl_blokcs" in e and "'x'" in e
+    no_model = _table(folder, "no_model", [{"row": "x", "data": {"frames": 8}}])
+    assert "missing model" in _cli_error(capsys, ["sweep", str(no_model), "--profile", "test"])
+    assert "unknown profile 'nope'" in _cli_error(capsys, ["sweep", str(a), "--profile", "nope"])
+    e = _cli_error(capsys, ["sweep", str(a), "--profile", "test", "--storage", "sqlite:////nonexistent/dir/x.db"])
+    assert "sqlite:////nonexistent/dir/x.db" in e
+    e = _cli_error(capsys, ["sweep", str(a), "--profile", "test", "--storage", "postgresql://me:secret@127.0.0.1:1/db"])
+    assert "127.0.0.1:1" in e and "secret" not in e
+    assert "needs a data set" in _cli_error(capsys, ["sweep", str(a), "--profile", "paperish"])
+    e = _cli_error(capsys, ["sweep", str(a), "--profile", "paperish", "--data", str(tmp_path / "abl")])
+    assert "not a data set" in e
+    # one bad table among good ones: nothing runs
+    assert "bad_key" in _cli_error(capsys, ["sweep", str(a), str(bad_key), "--profile", "test"])
+    claims = _table(folder, "bad_claim", [{"row": "x", "model": {}}],
+                    claims=[{"text": "t", "kind": "above", "rows": ["y"], "than": "x"}])
+    assert "'y' is not a row label" in _cli_error(capsys, ["sweep", str(claims), "--profile", "test"])
+
+
+def test_cli_sweep_several_tables(tables, monkeypatch, capsys):
+    folder, a, b = tables
+    fake = _fake(monkeypatch)
+    code = main(["sweep", str(a), str(b), str(folder / "profiles.yaml"), "--profile", "test", "--quiet"])
+    assert code == 0 and len(fake.calls) == 8
+    out = capsys.readouterr().out
+    assert "test/ta: 6/6 runs finished, 0 failed" in out and "test/tb: 6/6" in out
+
+
+def test_real_train_run_smoke(tmp_path, monkeypatch):
+    """The real train_run on configs/smoke.yaml: two rows, one seed."""
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "abl"
+    folder.mkdir()
+    profiles = {"smoke": {"config": str(REPO / "configs" / "smoke.yaml"), "seeds": [0]}}
+    (folder / "profiles.yaml").write_text(yaml.safe_dump(profiles))
+    table = _table(folder, "real", [{"row": "C2D", "model": {"nl_blocks": 0}},
+                                    {"row": "NL", "model": {"nl_blocks": 1}}])
+    frame = runner.run_sweep(table, "smoke", progress=False)
+    assert list(frame["status"]) == ["ok", "ok"], frame["reason"].tolist()
+    assert frame["params"].iloc[1] > frame["params"].iloc[0] and (frame["gflops"] > 0).all()
+    for run_id in frame["run_id"]:
+        assert (Path("results/smoke/runs") / run_id / "record.json").is_file()
