@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 
-.PHONY: install test test-slow bench model-zoo clean
+.PHONY: install test test-slow bench model-zoo clean ablation-table2
 
 # Pinned CPU torch goes in first: an unpinned torch pulled in by a dependency would be a CUDA build.
 install:
@@ -33,3 +33,11 @@ clean:
 # Params, GFLOPs, CPU latency and peak memory of every Table 2 model at paper scale (about 40 min on 2 busy cores).
 model-zoo:
 	$(BIN)/nlbench zoo --out reports/model_zoo.md --csv results/model_zoo.csv
+
+# Every Table 2 ablation (ablations/*.yaml) at PROFILE (smoke: CI, under a minute; tiny: the default; paper:
+# needs DATA=ROOT), then the reports. Resumable: run it again after an interruption.
+PROFILE ?= tiny
+DATA    ?=
+ablation-table2:
+	$(BIN)/nlbench sweep ablations/*.yaml --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+	$(BIN)/nlbench report --profile $(PROFILE)

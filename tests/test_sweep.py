@@ -309,3 +309,16 @@ def test_real_train_run_smoke(tmp_path, monkeypatch):
     assert frame["params"].iloc[1] > frame["params"].iloc[0] and (frame["gflops"] > 0).all()
     for run_id in frame["run_id"]:
         assert (Path("results/smoke/runs") / run_id / "record.json").is_file()
+
+
+def test_recipe_search_random(tables, monkeypatch):
+    from nlbench.sweep.search import run_search
+
+    folder, a, _ = tables
+    fake = _fake(monkeypatch)
+    frame = run_search(a, "NL1", profile="test", method="random", trials=3, progress=False)
+    assert len(fake.calls) == 3 and len(frame) == 3 and set(frame["state"]) == {"COMPLETE"}
+    base = build_sweep(a, "test").cells[0].config.recipe.lr
+    assert frame["lr"].between(base / 10, base * 10).all()
+    assert Path("results/test/ta_search_NL1.csv").is_file()
+    assert "'nope' is not a row label" in str(pytest.raises(ConfigError, run_search, a, "nope", profile="test").value)
