@@ -349,6 +349,26 @@ def _add_sweep_parser(sub) -> None:
     p.set_defaults(func=cmd_sweep)
 
 
+def cmd_report(args) -> None:
+    from nlbench.report.build import build_reports
+
+    build_reports(args.profile, args.results, args.out, args.ablations, measure=not args.skip_measure,
+                  attention=not args.no_attention)
+
+
+def _add_report_parser(sub) -> None:
+    p = sub.add_parser("report", help="ablation reports from the sweep results -> reports/<profile>/ (tables with "
+                                      "the paper's numbers, claims, plots, README)")
+    p.add_argument("--profile", default="tiny", help="the profile whose results to report (default tiny)")
+    p.add_argument("--results", default="results", help="results folder (default results/): reads <results>/<profile>/")
+    p.add_argument("--out", default="reports", help="reports folder (default reports/): writes <out>/<profile>/")
+    p.add_argument("--ablations", default="ablations", help="folder of the table files (default ablations/)")
+    p.add_argument("--skip-measure", action="store_true",
+                   help="do not re-measure the block's latency/memory vs size; re-plot the existing block_scaling.csv")
+    p.add_argument("--no-attention", action="store_true", help="skip the attention figure (paper's Figure 3)")
+    p.set_defaults(func=cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nlbench {__version__}")
@@ -391,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_parser(sub)
     _add_train_parser(sub)
     _add_sweep_parser(sub)
+    _add_report_parser(sub)
     return parser
 
 
