@@ -200,6 +200,17 @@ def test_report_without_model_skips_attention_with_a_note(setup, capsys):
     assert "Figure 3 (attention): skipped" in (setup / "reports" / "test" / "README.md").read_text()
 
 
+def test_report_keeps_an_earlier_figure_when_the_weights_are_gone(setup, capsys):
+    # model.pt is git-ignored: a report regenerated from a fresh checkout keeps the figure drawn earlier.
+    args = ("test", setup / "results", setup / "reports", setup / "ablations")
+    build.build_reports(*args, measure=False)
+    (setup / "results" / "test" / "runs" / "nl0" / "model.pt").unlink()
+    capsys.readouterr()
+    readme = build.build_reports(*args, measure=False)
+    assert "kept" in capsys.readouterr().out
+    assert "![attention](attention.png)" in readme.read_text() and "t_fixture / NL, seed 0" in readme.read_text()
+
+
 def test_block_scaling_csv_and_png(tmp_path):
     from nlbench.report.block_scaling import write_block_scaling
 

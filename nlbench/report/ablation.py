@@ -133,7 +133,8 @@ def _judge(claim: dict, top1: dict, ci: dict, gflops: dict, baseline: str):
         spread = max(values.values()) - min(values.values())
         widest = max((ci.get(r, math.nan) for r in values), default=math.nan)
         hi, lo = max(values, key=values.get), min(values, key=values.get)
-        detail = f"spread {spread:.2f} points ({hi} {values[hi]:.2f} vs {lo} {values[lo]:.2f}; allowed {claim['within']})"
+        pair = f"{hi} {values[hi]:.2f} vs {lo} {values[lo]:.2f}" if spread else f"all at {values[hi]:.2f}"
+        detail = f"spread {spread:.2f} points ({pair}; allowed {claim['within']})"
         if math.isfinite(widest):
             detail += f", widest CI +/-{widest:.2f}"
         return (HOLDS if spread <= claim["within"] else FAILS), claim["within"] - spread, None, detail

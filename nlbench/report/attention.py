@@ -96,7 +96,9 @@ def query_attention(model: torch.nn.Module, clip: torch.Tensor, query_xy: tuple[
             hook.remove()
         for _, m in blocks:
             m.record_attention = False
-    name, block = max(blocks, key=lambda nb: (nb[1].mode == "spacetime", math.prod(shapes[nb[0]])))
+    # The deepest of the spacetime blocks on the largest map (the finest positions, after the most context).
+    ranked = [(nb[1].mode == "spacetime", math.prod(shapes[nb[0]]), i) for i, nb in enumerate(blocks)]
+    name, block = blocks[max(ranked)[2]]
     t, h, w = (1,) * (3 - len(shapes[name])) + shapes[name]
     att = block.attention[0]  # (groups, positions, keys)
     block.attention = None
@@ -160,7 +162,7 @@ def draw_attention(clip, att: Attention, path: str | Path, title: str, sprite_si
             if s.tops[f] is not None:
                 y, x = s.tops[f]
                 ax.add_patch(Rectangle((x, y), sprite_size, sprite_size, fill=False, ec="lime", lw=1.2))
-        ax.set_title(f"frame {f} (keys {a * frames // tk}-{(a + 1) * frames // tk - 1})", fontsize=8)
+        ax.set_title(f"frame {f} (keys here cover frames {a * frames // tk}-{(a + 1) * frames // tk - 1})", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
     # The query: its cell on the input map, in the panel of its frames.

@@ -217,17 +217,26 @@ def build_reports(
                      "![block scaling](block_scaling.png) (numbers: [block_scaling.csv](block_scaling.csv))")
     if attention:
         found = attention_run(reports, runs_dir)
-        if found is None:
-            _say("note: no trained non-local run with model.pt in "
-                 f"{runs_dir}; the attention figure (paper's Figure 3) is skipped", quiet)
-            extra.append("- Figure 3 (attention): skipped, no trained non-local model (`model.pt`) in the runs.")
-        else:
+        previous = out_dir / "attention.json"
+        info = None
+        if found is not None:
             from nlbench.report.attention import figure3
 
             info = figure3(found[0], out_dir, found[1])
             _say(f"{out_dir / 'attention.png'}: {found[1]}, block {info['block']}", quiet)
+        elif previous.is_file() and (out_dir / "attention.png").is_file():
+            # model.pt is not committed (.gitignore): keep the figure drawn where the weights were.
+            info = json.loads(previous.read_text())
+            _say(f"note: no model.pt in {runs_dir}; kept {out_dir / 'attention.png'} drawn earlier from "
+                 f"{info.get('label')}", quiet)
+        else:
+            _say("note: no trained non-local run with model.pt in "
+                 f"{runs_dir}; the attention figure (paper's Figure 3) is skipped", quiet)
+            extra.append("- Figure 3 (attention): skipped, no trained non-local model (`model.pt`) in the runs.")
+        if info is not None:
+            info.setdefault("label", "")
             extra.append(
-                f"- The paper's Figure 3 on the embedded data: {found[1]}, block `{info['block']}` "
+                f"- The paper's Figure 3 on the embedded data: {info['label']}, block `{info['block']}` "
                 f"(input map {'x'.join(map(str, info['input_map']))}, keys {'x'.join(map(str, info['key_grid']))}), "
                 f"validation clip {info['clip_index']} ({info['class']}). From the query on the first cue, "
                 f"{100 * info['weight_on_other_cue']:.0f}% of the weight goes to keys covering the other cue "
