@@ -15,7 +15,7 @@ import torch
 import yaml
 
 from nlbench.cli import main
-from nlbench.report import ablation, build
+from nlbench.report import ablation, attention, build
 from nlbench.report.ablation import FAILS, HOLDS, UNKNOWN, evaluate_claims, summarise
 from nlbench.report.stats import mean_ci, t_critical
 from nlbench.sweep.spec import load_table
@@ -162,7 +162,7 @@ def test_report_writes_tables_plots_and_readme_atomically(setup, monkeypatch, ca
         written.append(Path(path).name)
         original(path, text)
 
-    for module in (ablation, build, __import__("nlbench.report.attention", fromlist=["x"])):
+    for module in (ablation, build, attention):
         monkeypatch.setattr(module, "atomic_write_text", spy)
     readme = build.build_reports("test", setup / "results", setup / "reports", setup / "ablations",
                                  measure=False, attention=True)
