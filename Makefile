@@ -36,8 +36,10 @@ model-zoo:
 
 # Every Table 2 ablation (ablations/*.yaml) at PROFILE (smoke: CI, under a minute; tiny: the default; paper:
 # needs DATA=ROOT), then the reports. Resumable: run it again after an interruption.
+# WORKERS: runs in parallel; the small profiles run one thread per run, so one worker per core.
 PROFILE ?= tiny
 DATA    ?=
+WORKERS ?= 2
 ablation-table2:
-	$(BIN)/nlbench sweep ablations/*.yaml --profile $(PROFILE) $(if $(DATA),--data $(DATA))
+	$(BIN)/nlbench sweep ablations/*.yaml --profile $(PROFILE) --workers $(WORKERS) $(if $(DATA),--data $(DATA))
 	$(BIN)/nlbench report --profile $(PROFILE)

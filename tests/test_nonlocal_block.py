@@ -156,6 +156,7 @@ def _perturbed_output(block, x, where):
 
 @pytest.mark.parametrize("inst", INSTANTIATIONS)
 def test_space_only_does_not_mix_frames(inst):
+    torch.manual_seed(0)  # concatenation's ReLU may silence a pair for unlucky weights
     x = torch.randn(1, C, 4, 5, 7, dtype=torch.float64)
     block = randomise(make(inst, "space", "after", True, False)).double().eval()
     with torch.no_grad():
@@ -166,6 +167,7 @@ def test_space_only_does_not_mix_frames(inst):
 
 @pytest.mark.parametrize("inst", INSTANTIATIONS)
 def test_time_only_does_not_mix_locations(inst):
+    torch.manual_seed(0)  # concatenation's ReLU may silence a pair for unlucky weights
     x = torch.randn(1, C, 4, 5, 7, dtype=torch.float64)
     block = randomise(make(inst, "time", "after", True, False)).double().eval()
     with torch.no_grad():
@@ -178,6 +180,7 @@ def test_time_only_does_not_mix_locations(inst):
 
 @pytest.mark.parametrize("inst", INSTANTIATIONS)
 def test_spacetime_reaches_far_positions(inst):
+    torch.manual_seed(0)  # concatenation's ReLU may silence a pair for unlucky weights
     x = torch.randn(1, C, 4, 6, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     block = randomise(make(inst, "spacetime", "after", True, False)).double().eval()
     with torch.no_grad():
