@@ -75,7 +75,8 @@ def cmd_profile(args) -> None:
     )
     model = config.build()
     profile = profile_module(
-        model, (3, args.frames, args.size, args.size), train_batch=args.batch, device=args.device, repeats=args.repeats
+        model, (3, args.frames, args.size, args.size), train_batch=args.batch, device=args.device,
+        repeats=args.repeats, channels_last=args.channels_last,
     )
     _print_profile(profile, f"{config.name} at {args.frames}x{args.size}x{args.size}", args.json)
     if not args.json:
@@ -400,6 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, default=400)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
+    p.add_argument("--channels-last", action="store_true", help="weights and activations in NDHWC memory")
     _add_measurement_args(p)
     p.set_defaults(func=cmd_profile)
 

@@ -532,3 +532,23 @@ def test_cached_synthetic_split_matches_generated(tmp_path):
         cached[10]
     other = SyntheticClips(SyntheticConfig(frames=4, size=24, split_sizes=(20, 10, 10), seed=4), "val", cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npy"))) == 2 and not torch.equal(other[0][0], plain[0][0])
+
+
+def test_cached_batch_read_equals_clip_by_clip(tmp_path):
+    from nlbench.data import SyntheticClips, SyntheticConfig
+
+    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(20, 10, 10), seed=3)
+    for return_index in (False, True):
+        ds = SyntheticClips(cfg, "train", return_index=return_index, cache_dir=tmp_path)
+        order = [13, 0, 19, 5, 5]
+        batch = ds.__getitems__(order)
+        assert len(batch) == len(order)
+        for i, got in zip(order, batch):
+            want = ds[i]
+            assert torch.equal(got[0], want[0]) and got[0].is_contiguous() and got[1:] == want[1:]
+    with pytest.raises(IndexError):
+        ds.__getitems__([3, 20])
+    # through a DataLoader (which calls __getitems__), the batches are the clip-by-clip ones
+    loader = torch.utils.data.DataLoader(ds, batch_size=4)
+    first = next(iter(loader))
+    assert torch.equal(first[0], torch.stack([ds[i][0] for i in range(4)]))

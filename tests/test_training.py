@@ -54,6 +54,11 @@ def test_run_id_ignores_name_and_logging_but_not_results(tmp_path):
     assert one.replace(model={"nl_stage": "res3"}).run_id != one.run_id
     assert config.replace(model={"instantiation": "gaussian"}).run_id == config.run_id
     assert one.replace(model={"instantiation": "gaussian"}).run_id != one.run_id
+    # knobs left None are the variant's preset (released: pool before phi/g), C/2 is ratio 0.5
+    assert one.replace(model={"inner_ratio": 0.5, "subsample_order": "before"}).run_id == one.run_id
+    assert one.replace(model={"subsample_order": "after"}).run_id != one.run_id
+    assert one.replace(model={"inner_ratio": 0.25}).run_id != one.run_id
+    assert one.replace(model={"variant": "paper"}).run_id != one.run_id
 
 
 @pytest.mark.parametrize(
@@ -69,6 +74,7 @@ def test_run_id_ignores_name_and_logging_but_not_results(tmp_path):
         ({"recipe": {"schedule": "poly"}}, "recipe.schedule='poly' is not allowed"),
         ({"data": {"source": "video"}}, "data.root is required"),
         ({"trainer": {"precision": "8-bit"}}, "trainer.precision='8-bit' is not allowed"),
+        ({"trainer": {"memory_format": "nhwc"}}, "trainer.memory_format='nhwc' is not allowed"),
     ],
 )
 def test_bad_config_one_line_error(data, expected):
@@ -246,6 +252,46 @@ def test_step_schedule_and_no_weight_decay_on_bn():
         opt.step()
         sched.step()
     assert lrs[149] == pytest.approx(0.01) and lrs[150] == pytest.approx(0.001) and lrs[300] == pytest.approx(1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_fused_optimizer_is_the_textbook_update(optimizer):
+    """The module's (fused) optimiser takes the same steps as torch's per-tensor loop."""
+    torch.manual_seed(0)
+    recipe = RecipeSection(optimizer=optimizer, lr=0.05, weight_decay=0.01, schedule="constant")
+    model = nn.Sequential(nn.Conv3d(3, 4, 3), nn.BatchNorm3d(4), nn.Flatten(), nn.LazyLinear(5))
+    model(torch.randn(2, 3, 4, 5, 5))
+    reference = [p.detach().clone().requires_grad_() for p in model.parameters()]
+    opt = VideoClassifier(model, recipe, total_steps=10).configure_optimizers()["optimizer"]
+    assert opt.defaults.get("fused")
+    decay, no_decay = [reference[i] for i in (0, 1, 4, 5)], [reference[i] for i in (2, 3)]
+    groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
+    ref_opt = (
+        torch.optim.SGD(groups, lr=0.05, momentum=0.9, nesterov=True, foreach=False)
+        if optimizer == "sgd" else torch.optim.AdamW(groups, lr=0.05, foreach=False)
+    )
+    for _ in range(5):
+        grads = [torch.randn_like(p) for p in reference]
+        for p, q, g in zip(model.parameters(), reference, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        opt.step()
+        ref_opt.step()
+    for p, q in zip(model.parameters(), reference):
+        torch.testing.assert_close(p.detach(), q.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_channels_last_module_computes_the_same_logits():
+    from nlbench.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model(50, "i3d_3x1x1", nl_blocks=5, width="small", num_classes=7).eval()
+    x = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        want = model(x)
+        module = VideoClassifier(model, RecipeSection(), total_steps=1, channels_last=True)
+        got = module(x)
+    assert module.model.conv1.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------- DDP

@@ -68,14 +68,20 @@ def profile_module(
     device: str | torch.device = "cpu",
     warmup: int = 1,
     repeats: int = 3,
+    channels_last: bool = False,
 ) -> Profile:
-    """Profile ``module`` on inputs of ``(batch, *input_shape)``; leaves its training flag as it was."""
+    """Profile ``module`` on inputs of ``(batch, *input_shape)``; leaves its training flag as it was.
+    ``channels_last``: time it with weights and inputs in channels-last (NDHWC) memory, as a run does that
+    sets ``trainer.memory_format``."""
     device = torch.device(device)
     module = module.to(device)
     was_training = module.training
     one = torch.randn(1, *input_shape, device=device)
     batch = torch.randn(train_batch, *input_shape, device=device)
     flops = count_flops(module, one)
+    if channels_last:
+        module = module.to(memory_format=torch.channels_last_3d)
+        one, batch = (x.contiguous(memory_format=torch.channels_last_3d) for x in (one, batch))
 
     timings: dict[str, float] = {}
     module.eval()

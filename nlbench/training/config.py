@@ -19,13 +19,13 @@ import dataclasses
 import hashlib
 import json
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from nlbench.models import ModelConfig, make_config
+from nlbench.models import VARIANTS, ModelConfig, make_config
 
 
 NL_KNOBS = ("instantiation", "mode", "inner_channels", "inner_ratio", "subsample", "subsample_order", "pool_kernel",
@@ -121,6 +121,8 @@ class TrainerSection:
     precision: str = "32-true"  # 16-mixed / bf16-mixed on GPU
     deterministic: bool = True
     threads: int | None = None  # torch CPU threads (None: torch's default)
+    # channels_last: NDHWC activations and weights; the small models train ~15-20% faster on a CPU (oneDNN).
+    memory_format: str = "contiguous"  # contiguous | channels_last
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,14 @@ class RunConfig:
         if not placement:
             for knob in NL_KNOBS:
                 model.pop(knob)
+        else:
+            # The knobs as the blocks get them: None filled from the variant's preset, C/2 spelled as ratio 0.5
+            # or left to the default are one bottleneck.
+            knobs = self.model.model_config(num_classes=10).nonlocal_knobs
+            knobs = knobs.resolved(VARIANTS[self.model.variant].nonlocal_preset)
+            if knobs.inner_ratio == 0.5 and knobs.inner_channels is None:
+                knobs = replace(knobs, inner_ratio=None)
+            model.update({k: _plain(v) for k, v in asdict(knobs).items() if k in NL_KNOBS})
         return data
 
     @property
@@ -260,6 +270,8 @@ class RunConfig:
             raise bad("trainer.accelerator", t.accelerator, "auto, cpu or gpu")
         if t.precision not in ("32-true", "32", "16-mixed", "bf16-mixed", "64-true"):
             raise bad("trainer.precision", t.precision, "32-true, 16-mixed or bf16-mixed")
+        if t.memory_format not in ("contiguous", "channels_last"):
+            raise bad("trainer.memory_format", t.memory_format, "contiguous or channels_last")
         if self.wandb.mode not in ("auto", "offline", "online", "disabled"):
             raise bad("wandb.mode", self.wandb.mode, "auto, offline, online or disabled")
         if self.seed < 0:

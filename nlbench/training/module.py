@@ -32,9 +32,10 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[
 
 
 class VideoClassifier(pl.LightningModule):
-    def __init__(self, model: nn.Module, recipe: RecipeSection, total_steps: int):
+    def __init__(self, model: nn.Module, recipe: RecipeSection, total_steps: int, channels_last: bool = False):
         super().__init__()
-        self.model = model
+        self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+        self.model = model.to(memory_format=self.memory_format)
         self.recipe = recipe
         self.total_steps = total_steps
         self._test_scores: list[torch.Tensor] = []
@@ -43,7 +44,7 @@ class VideoClassifier(pl.LightningModule):
         self.test_predictions: tuple[torch.Tensor, torch.Tensor] | None = None  # (per-video scores, labels)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
-        return self.model(clips)
+        return self.model(clips.contiguous(memory_format=self.memory_format))
 
     # ------------------------------------------------------------------------------------- training
 
@@ -138,10 +139,15 @@ class VideoClassifier(pl.LightningModule):
             {"params": decay, "weight_decay": r.weight_decay},
             {"params": no_decay, "weight_decay": r.bn_weight_decay},
         ]
+        # The fused kernels update every tensor in one pass; the per-tensor loop is ~10 small ops per tensor,
+        # which on a CPU costs the small models 5 ms of a 70 ms step. Same update, same result.
+        fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in decay + no_decay)
         if r.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0)
+            opt = torch.optim.SGD(
+                groups, lr=r.lr, momentum=r.momentum, nesterov=r.nesterov and r.momentum > 0, fused=fused
+            )
         else:
-            opt = torch.optim.AdamW(groups, lr=r.lr)
+            opt = torch.optim.AdamW(groups, lr=r.lr, fused=fused)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self._scheduler(opt), "interval": "step"}}
 
     def _scheduler(self, opt):

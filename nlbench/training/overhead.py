@@ -30,7 +30,7 @@ def _bare(model, module: VideoClassifier, batches, skip: int) -> float:
     model.train()
     ends = []
     for clips, labels in batches:
-        loss = F.cross_entropy(model(clips), labels)
+        loss = F.cross_entropy(module(clips), labels)  # forward() only sets the memory format
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -75,7 +75,8 @@ def measure_overhead(config: RunConfig, steps: int = 60, rounds: int = 3, skip: 
             for kind in results:
                 pl.seed_everything(config.seed, verbose=False)
                 model = build_model(config, datamodule.num_classes)
-                module = VideoClassifier(model, config.recipe, total_steps=steps)
+                channels_last = config.trainer.memory_format == "channels_last"
+                module = VideoClassifier(model, config.recipe, total_steps=steps, channels_last=channels_last)
                 if kind == "bare":
                     results[kind].append(_bare(model, module, batches, skip))
                 else:

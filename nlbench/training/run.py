@@ -87,14 +87,24 @@ def _world_size(config: RunConfig) -> int:
     return max(1, per_node) * config.trainer.num_nodes
 
 
+def _channels_last(config: RunConfig) -> bool:
+    return config.trainer.memory_format == "channels_last"
+
+
 def _measure(model: torch.nn.Module, config: RunConfig, device: torch.device) -> dict:
     d, m = config.data, config.measure
     shape = (3, d.frames, d.size, d.size)
-    profile = profile_module(model, shape, train_batch=d.batch_size, device=device, warmup=m.warmup, repeats=m.repeats)
+    channels_last = _channels_last(config)
+    profile = profile_module(
+        model, shape, train_batch=d.batch_size, device=device, warmup=m.warmup, repeats=m.repeats,
+        channels_last=channels_last,
+    )
     eval_batch = m.eval_batch or d.eval_batch_size or d.batch_size
     model.eval()
     with torch.no_grad():
         x = torch.randn(eval_batch, *shape, device=device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
         eval_ms = measure_latency(lambda: model(x), warmup=m.warmup, repeats=m.repeats, device=device)["median_ms"]
     return {
         "params": profile.params,
@@ -146,7 +156,7 @@ def train_run(
     pl.seed_everything(config.seed, workers=True, verbose=False)
     model = build_model(config, datamodule.num_classes)
 
-    module = VideoClassifier(model, config.recipe, total_steps)
+    module = VideoClassifier(model, config.recipe, total_steps, channels_last=_channels_last(config))
     logger = make_wandb_logger(config, run_dir, group=wandb_group, tags=wandb_tags)
     throughput = ThroughputMonitor(config.data.batch_size, skip=min(3, total_steps // 2))
     trainer = pl.Trainer(
@@ -182,7 +192,11 @@ def train_run(
             from nlbench.training.precise_bn import recompute_bn_stats
 
             recompute_bn_stats(module.model, datamodule.train_dataloader(), config.recipe.precise_bn_batches, module.device)
-        val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+        r = config.recipe
+        if r.precise_bn_batches or r.max_steps or r.epochs % r.val_every_epochs or "val/top1" not in trainer.callback_metrics:
+            val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+        else:  # the last epoch's validation saw the final weights and BN statistics
+            val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         record.update(
             val_top1=_round(val.get("val/top1")), val_top5=_round(val.get("val/top5")),
