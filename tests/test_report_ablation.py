@@ -187,7 +187,7 @@ def test_report_writes_tables_plots_and_readme_atomically(setup, monkeypatch, ca
     text = readme.read_text()
     assert "Fixture CPU, 2 threads, torch 2.x, device cpu" in text
     assert "seeds: 0, 1, 2" in text
-    assert "total wall time 5.5 min" in text  # 11 distinct runs x 30 s
+    assert "wall time 5.5 min summed over runs" in text  # 11 distinct runs x 30 s
     assert "4 of 6 hold" in text and "t_unrun" in text  # the table without results is named
     assert "[t_fixture](t_fixture.md) **does not hold**: Worse beats the baseline" in text
 
@@ -248,3 +248,15 @@ def test_cli_results_without_tables_is_an_error(setup, monkeypatch, capsys):
     (setup / "results" / "empty").mkdir()
     assert main(["report", "--profile", "empty"]) == 2
     assert "no results file of a table" in capsys.readouterr().err
+
+
+def test_busy_minutes_is_the_union_of_run_spans():
+    from nlbench.report.build import busy_minutes
+
+    def run(start, end):
+        return {"started": f"2026-01-01T{start}:00+00:00", "finished": f"2026-01-01T{end}:00+00:00"}
+
+    # two overlapping runs (00:00-00:12 busy), a pause, one more run (3 min); a record without times is skipped
+    records = {"a": run("00:00", "00:10"), "b": run("00:05", "00:12"), "c": run("01:00", "01:03"), "d": {}}
+    assert busy_minutes(records) == 15.0
+    assert busy_minutes({"d": {}}) is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
@@ -104,6 +105,27 @@ def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, 
     return TableReport(table, frame, summary, claims, [f"{table.name}.md", f"{table.name}.csv", *plots])
 
 
+def busy_minutes(records: dict[str, dict]) -> float | None:
+    """Minutes during which at least one run was going (the union of the records' start-finish spans): the
+    sweep's elapsed time with parallel workers, without the pauses of an interrupted and resumed sweep."""
+    spans = []
+    for record in records.values():
+        try:
+            spans.append((datetime.fromisoformat(record["started"]), datetime.fromisoformat(record["finished"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    if not spans:
+        return None
+    total, (start, end) = 0.0, sorted(spans)[0]
+    for s, e in sorted(spans)[1:]:
+        if s > end:
+            total += (end - start).total_seconds()
+            start, end = s, e
+        else:
+            end = max(end, e)
+    return (total + (end - start).total_seconds()) / 60
+
+
 def _machines(frames: pd.DataFrame, records: dict[str, dict]) -> list[str]:
     found = set()
     for record in records.values():
@@ -129,6 +151,7 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
     machines = _machines(frames, records)
     claims = [(rep.table.name, c) for rep in reports for c in rep.claims]
     held = sum(c.holds for _, c in claims)
+    busy = busy_minutes({k: records[k] for k in runs["run_id"] if k in records} if "run_id" in runs else records)
     lines = [
         f"# nlbench ablation reports: profile `{profile}`",
         "",
@@ -138,7 +161,9 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         f"- Machine: {'; '.join(machines) or 'unknown'}",
         f"- Profile: `{profile}`; seeds: {', '.join(map(str, seeds))}",
         f"- Runs: {len(runs)} distinct ({ok} ok, {len(runs) - ok} failed; a run shared by several tables counts "
-        f"once), total wall time {wall / 60:.1f} min ({wall / 3600:.2f} h)",
+        f"once), wall time {wall / 60:.1f} min summed over runs"
+        + (f", {busy:.1f} min elapsed with runs in parallel (records' start to finish, pauses left out)"
+           if busy is not None else ""),
         f"- Claims of the paper: {held} of {len(claims)} hold in our numbers",
         "",
         "## Tables",
