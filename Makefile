@@ -30,7 +30,7 @@ bench:
 clean:
 	rm -rf .pytest_cache .benchmarks build *.egg-info
 
-# Params, GFLOPs, CPU latency and peak memory of every Table 2 model at paper scale (about 40 min on 2 busy cores).
+# Params, GFLOPs, CPU latency and peak memory of every Table 2 model at paper scale (about 15 min on a quiet 2-core CPU).
 model-zoo:
 	$(BIN)/nlbench zoo --out reports/model_zoo.md --csv results/model_zoo.csv
 
