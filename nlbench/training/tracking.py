@@ -33,7 +33,7 @@ def make_wandb_logger(config: RunConfig, run_dir: Path, group: str | None = None
     save_dir = Path(w.dir) if w.dir else run_dir
     save_dir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_SILENT", "true")
-    return WandbLogger(
+    logger = WandbLogger(
         project=w.project,
         entity=w.entity,
         group=group or w.group,
@@ -45,3 +45,7 @@ def make_wandb_logger(config: RunConfig, run_dir: Path, group: str | None = None
         config=config.to_dict() | {"run_id": config.run_id},
         job_type="train",
     )
+    # Lightning 2.6 always passes anonymous=None, which wandb 0.31 answers with a deprecation warning on
+    # every run of a sweep; the setting does nothing, so it is left out.
+    getattr(logger, "_wandb_init", {}).pop("anonymous", None)
+    return logger
