@@ -75,19 +75,15 @@ class SyntheticClips(Dataset):
 
     def __getitem__(self, index: int):
         if self._frames is not None:
-            if not 0 <= index < self._len:
-                raise IndexError(index)
-            frames, label = np.array(self._frames[index]), self.config.label(index)  # a writable copy
-        else:
-            clip = self.clip(index)
-            frames, label = clip.frames, clip.label
-        x = normalize(frames_to_tensor(frames).float().div_(255), self.mean, self.std)
-        return (x, label, index) if self.return_index else (x, label)
+            return self.__getitems__([index])[0]
+        clip = self.clip(index)
+        x = normalize(frames_to_tensor(clip.frames).float().div_(255), self.mean, self.std)
+        return (x, clip.label, index) if self.return_index else (x, clip.label)
 
     def __getitems__(self, indices: list[int]) -> list:
         """A batch from the cache in one conversion (DataLoader calls this when it exists): clip by clip,
-        the float conversion and normalisation cost a small model about 5% of its training step. Same bytes
-        as ``__getitem__``."""
+        the float conversion and normalisation cost a small model about 5% of its training step. The same
+        bytes as normalising generated clips one by one."""
         if self._frames is None or not indices:
             return [self[i] for i in indices]
         if not all(0 <= i < self._len for i in indices):

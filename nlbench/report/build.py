@@ -116,8 +116,9 @@ def busy_minutes(records: dict[str, dict]) -> float | None:
             continue
     if not spans:
         return None
-    total, (start, end) = 0.0, sorted(spans)[0]
-    for s, e in sorted(spans)[1:]:
+    spans.sort()
+    total, (start, end) = 0.0, spans[0]
+    for s, e in spans[1:]:
         if s > end:
             total += (end - start).total_seconds()
             start, end = s, e
@@ -151,7 +152,7 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
     machines = _machines(frames, records)
     claims = [(rep.table.name, c) for rep in reports for c in rep.claims]
     held = sum(c.holds for _, c in claims)
-    busy = busy_minutes({k: records[k] for k in runs["run_id"] if k in records} if "run_id" in runs else records)
+    busy = busy_minutes(records)  # the records of these tables' runs, one per run
     lines = [
         f"# nlbench ablation reports: profile `{profile}`",
         "",

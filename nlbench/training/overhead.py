@@ -75,8 +75,9 @@ def measure_overhead(config: RunConfig, steps: int = 60, rounds: int = 3, skip: 
             for kind in results:
                 pl.seed_everything(config.seed, verbose=False)
                 model = build_model(config, datamodule.num_classes)
-                channels_last = config.trainer.memory_format == "channels_last"
-                module = VideoClassifier(model, config.recipe, total_steps=steps, channels_last=channels_last)
+                module = VideoClassifier(
+                    model, config.recipe, total_steps=steps, channels_last=config.trainer.channels_last
+                )
                 if kind == "bare":
                     results[kind].append(_bare(model, module, batches, skip))
                 else:

@@ -87,14 +87,10 @@ def _world_size(config: RunConfig) -> int:
     return max(1, per_node) * config.trainer.num_nodes
 
 
-def _channels_last(config: RunConfig) -> bool:
-    return config.trainer.memory_format == "channels_last"
-
-
 def _measure(model: torch.nn.Module, config: RunConfig, device: torch.device) -> dict:
     d, m = config.data, config.measure
     shape = (3, d.frames, d.size, d.size)
-    channels_last = _channels_last(config)
+    channels_last = config.trainer.channels_last
     profile = profile_module(
         model, shape, train_batch=d.batch_size, device=device, warmup=m.warmup, repeats=m.repeats,
         channels_last=channels_last,
@@ -156,7 +152,7 @@ def train_run(
     pl.seed_everything(config.seed, workers=True, verbose=False)
     model = build_model(config, datamodule.num_classes)
 
-    module = VideoClassifier(model, config.recipe, total_steps, channels_last=_channels_last(config))
+    module = VideoClassifier(model, config.recipe, total_steps, channels_last=config.trainer.channels_last)
     logger = make_wandb_logger(config, run_dir, group=wandb_group, tags=wandb_tags)
     throughput = ThroughputMonitor(config.data.batch_size, skip=min(3, total_steps // 2))
     trainer = pl.Trainer(
