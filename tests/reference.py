@@ -13,7 +13,8 @@ import numpy as np
 
 def _weights(conv):
     w = conv.weight.detach().double().numpy()
-    return w.reshape(w.shape[0], w.shape[1]), conv.bias.detach().double().numpy()
+    bias = np.zeros(w.shape[0]) if conv.bias is None else conv.bias.detach().double().numpy()
+    return w.reshape(w.shape[0], w.shape[1]), bias
 
 
 def _embed(conv, feat):
@@ -49,14 +50,19 @@ def _sees(mode, kernel, i, j) -> bool:
 
 
 def _group_size(mode, t, h, w) -> int:
-    """N in C(x) = N: how many positions the output position's group holds (before subsampling)."""
+    """N: how many positions the output position's group holds (before subsampling)."""
     return {"spacetime": t * h * w, "space": h * w, "time": t}.get(mode, mode * h * w if isinstance(mode, int) else 0)
 
 
-def reference_forward(block, x, *, bn_training: bool | None = None):
+def reference_forward(block, x, *, bn_training: bool | None = None, norm_by: str = "keys"):
     """z = BN(W_z y) + x with y from eq. (1), for a block and an input of any supported rank.
 
-    Returns (z, weights) where weights[b][i] maps each seen key position to f(x_i, x_j) / C(x).
+    With subsampling the paper writes eq. (1) as y_i = 1/C(x_hat) sum_j f(x_i, x_hat_j) g(x_hat_j): for dot
+    product and concatenation C(x_hat) is the number of keys x_hat_j that position i sums over
+    (``norm_by="keys"``, the paper; deliberately not read from the block). ``norm_by="positions"`` divides
+    by the positions of x in i's group instead, the block's other, non-paper option.
+
+    Returns (z, weights) where weights[b][i] maps each seen key position to f(x_i, x_j) / C.
     """
     x = x.detach().double().numpy()
     shape = x.shape
@@ -94,7 +100,7 @@ def reference_forward(block, x, *, bn_training: bool | None = None):
                     w_f = block.w_f.weight.detach().double().numpy()[0]
                     d = th_i.shape[0]
                     f = np.maximum(0.0, np.array([w_f[:d] @ th_i + w_f[d:] @ p for p in ph]))  # eq. (5)
-                norm = _group_size(block.mode, T, H, W) if block.norm_by == "positions" else len(J)
+                norm = _group_size(block.mode, T, H, W) if norm_by == "positions" else len(J)
             y[:, i[0], i[1], i[2]] = (f[:, None] * gj).sum(0) / norm
             weights[i] = dict(zip(J, f / norm))
         ys.append(y)

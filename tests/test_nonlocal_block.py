@@ -46,7 +46,9 @@ CASES = [
 @pytest.mark.parametrize("inst,mode,order,sub,scale", CASES)
 @pytest.mark.parametrize("impl", ["naive", "auto"])
 def test_matches_reference_float64(inst, mode, order, sub, scale, impl):
-    # Odd H and W exercise floor-mode pooling; T = 4 so that 2-frame groups exist.
+    # The default block (norm_by left alone) against the paper's equations: with subsampling, dot product
+    # and concatenation divide by C(x_hat) = N', the keys. Odd H and W exercise floor-mode pooling; T = 4
+    # so that 2-frame groups exist.
     x = torch.randn(2, C, 4, 5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     block = randomise(make(inst, mode, order, sub, scale, impl)).double().eval()
     expected, _ = reference_forward(block, x)
@@ -56,6 +58,35 @@ def test_matches_reference_float64(inst, mode, order, sub, scale, impl):
     delta, expected_delta = (out - x).numpy(), expected - x.numpy()
     assert np.abs(expected_delta).max() > 1e-2
     np.testing.assert_allclose(delta, expected_delta, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("inst", ["dot_product", "concatenation"])
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("impl", ["naive", "auto"])
+def test_norm_by_positions_divides_by_the_positions_of_x(inst, mode, impl):
+    x = torch.randn(2, C, 4, 5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    # A 2x2x2 kernel so that every mode subsamples (time-only pools t alone).
+    block = make(inst, mode, "after", True, False, impl, norm_by="positions", pool_kernel=(2, 2, 2))
+    block = randomise(block).double().eval()
+    expected, _ = reference_forward(block, x, norm_by="positions")
+    paper, _ = reference_forward(block, x)
+    with torch.no_grad():
+        delta = (block(x) - x).numpy()
+    np.testing.assert_allclose(delta, expected - x.numpy(), rtol=1e-9, atol=1e-9)
+    # Not the paper's: the non-local term is N'/N times the paper's C(x_hat) one.
+    assert np.abs(delta - (paper - x.numpy())).max() > 1e-3
+
+
+@pytest.mark.parametrize("impl", ["naive", "auto"])
+def test_without_w_z_bias(impl):
+    x = torch.randn(2, C, 2, 5, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    block = randomise(make("dot_product", "spacetime", "after", True, False, impl, W_z_bias=False)).double().eval()
+    assert block.W_z.bias is None
+    assert sum(p.numel() for p in block.parameters()) == sum(
+        p.numel() for p in make("dot_product", "spacetime", "after", True, False).parameters()) - C
+    expected, _ = reference_forward(block, x)
+    with torch.no_grad():
+        np.testing.assert_allclose((block(x) - x).numpy(), expected - x.numpy(), rtol=1e-9, atol=1e-9)
 
 
 @pytest.mark.parametrize("inst", INSTANTIATIONS)
@@ -238,20 +269,31 @@ def test_named_submodules_and_w_f_halves():
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_presets_set_the_documented_knobs(name):
+@pytest.mark.parametrize("inst", INSTANTIATIONS)
+def test_presets_set_the_documented_knobs(name, inst):
     p = PRESETS[name]
-    block = NonLocalBlock.from_preset(name, 16)
+    block = NonLocalBlock.from_preset(name, 16, instantiation=inst)
     assert block.subsample_order == p.subsample_order and block.init == p.init and block.norm_by == p.norm_by
-    assert block.scale == pytest.approx(8**-0.5 if p.scale else 1.0)
+    assert (block.W_z.bias is not None) == p.W_z_bias
+    d_k = 16 if inst == "gaussian" else 8
+    assert block.scale == pytest.approx(d_k**-0.5 if inst in p.scaled else 1.0)
     x = torch.randn(1, 16, 2, 4, 6, dtype=torch.float64)
     randomise(block).double().eval()
     expected, _ = reference_forward(block, x)
     np.testing.assert_allclose(block(x).detach().numpy(), expected, rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.parametrize("name", ["released", "slowfast", "mmcv", "mmaction2"])
+def test_no_preset_scales_dot_product_or_concatenation(name):
+    # Caffe2, SlowFast, pytorchvideo and mmcv apply d^-0.5 inside their softmax branch only.
+    for inst in ("dot_product", "concatenation"):
+        assert NonLocalBlock.from_preset(name, 16, instantiation=inst).scale == 1.0
+
+
 def test_preset_overrides_win():
     block = NonLocalBlock.from_preset("released", 16, instantiation="concatenation", subsample_order="after")
     assert block.scale == 1.0 and block.subsample_order == "after"
+    assert NonLocalBlock.from_preset("released", 16, scale=False).scale == 1.0
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,17 @@
 """The non-local block of Wang et al. (CVPR 2018), eq. (1)-(6), in every variant the ablations use.
 
-    y_i = 1/C(x) * sum_j f(x_i, x_j) g(x_j)          (1)
-    z_i = BN(W_z y_i) + x_i                          (6)
+    y_i = 1/C(x_hat) * sum_j f(x_i, x_hat_j) g(x_hat_j)   (1, with subsampling: j over the keys x_hat)
+    z_i = BN(W_z y_i) + x_i                               (6)
 
 Names follow the paper: ``theta``, ``phi`` and ``g`` are the 1x1x1 embeddings, ``W_z`` the output
 projection, ``bn`` the BatchNorm after it (None for the ``zero_conv`` init) and, for concatenation,
 ``w_f`` the projection of [theta_i, phi_j] to a scalar (first half of its weights multiplies theta).
 
-Where the paper and its released code differ (PAPER.md section 2) both behaviours are selectable:
-``scale`` (d_inner^-0.5 before the softmax), ``subsample_order`` (max pool after phi/g, or pool the
-input before them), ``init`` and ``norm_by`` (dot product / concatenation divide by the number of
-positions N or of subsampled keys N'). ``NonLocalBlock.from_preset`` reproduces named peers.
+Where the paper and its released code or its re-implementations differ (docs/paper.md section 2,
+docs/presets.md) both behaviours are selectable: ``scale`` (d^-0.5 on theta^T phi), ``subsample_order``
+(max pool after phi/g, or pool the input before them), ``init``, ``norm_by`` and ``W_z_bias``. The knobs
+are declared once in ``nlbench.ops.knobs``; ``NonLocalBlock.from_preset`` reproduces named peers, and
+``tests/test_peers.py`` checks each preset against its peer's installed code.
 """
 from __future__ import annotations
 
@@ -21,40 +22,49 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nlbench.ops import pairwise
+from nlbench.ops.knobs import BY_NAME, FAST_IMPL, INSTANTIATIONS, MODES
 
-INSTANTIATIONS = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
-MODES = ("spacetime", "space", "time")
-SUBSAMPLE_ORDERS = ("after", "before")
-INITS = ("paper", "caffe2", "zero_conv", "pytorch")
-NORMS = ("positions", "keys")
-# The fast exact path of each instantiation; "auto" picks it (dot product: only where it is cheaper).
-FAST_IMPL = {
-    "gaussian": "sdpa",
-    "embedded_gaussian": "sdpa",
-    "dot_product": "assoc",
-    "concatenation": "sorted",
-}
-IMPLS = ("auto", "naive", "sdpa", "assoc", "sorted")
+SOFTMAX = ("gaussian", "embedded_gaussian")
 
 
 @dataclass(frozen=True)
 class Preset:
-    """What a peer implementation computes, in this block's knobs (see PAPER.md section 2)."""
+    """What a peer implementation computes, in this block's knobs (see docs/presets.md).
 
-    scale: bool
+    ``scaled``: the instantiations whose logits theta^T phi the peer multiplies by d^-0.5. Every peer
+    scales inside its softmax branch only, so dot product and concatenation are never scaled by a preset.
+    """
+
+    scaled: tuple[str, ...]
     subsample_order: str
     init: str
     norm_by: str
+    W_z_bias: bool
     doc: str
+
+    def knobs(self, instantiation: str = "embedded_gaussian") -> dict:
+        """The preset's value of every preset knob (``nlbench.ops.knobs.PRESET_KNOBS``) for ``instantiation``."""
+        return dict(
+            scale=instantiation in self.scaled, subsample_order=self.subsample_order, init=self.init,
+            norm_by=self.norm_by, W_z_bias=self.W_z_bias,
+        )
 
 
 PRESETS: dict[str, Preset] = {
-    "paper": Preset(False, "after", "paper", "positions", "the CVPR paper's text"),
-    "released": Preset(True, "before", "caffe2", "keys", "facebookresearch/video-nonlocal-net (Caffe2)"),
-    "slowfast": Preset(True, "before", "paper", "keys", "facebookresearch/SlowFast Nonlocal"),
-    "mmcv": Preset(True, "after", "zero_conv", "keys", "mmcv NonLocal3d defaults (norm_cfg=None)"),
-    "mmaction2": Preset(True, "after", "caffe2", "keys", "mmcv NonLocal3d with BN3d, as mmaction2 builds it"),
-    "alexhex7": Preset(False, "after", "pytorch", "keys", "AlexHex7/Non-local_pytorch"),
+    # The paper's text: no scaling, pool after phi/g, MSRA init, C(x_hat) = N' (its subsampled eq. 1).
+    "paper": Preset((), "after", "paper", "keys", True, "the CVPR paper's text"),
+    # video-nonlocal-net's nonlocal_helper.py: USE_SCALE inside the USE_SOFTMAX branch only; the dot
+    # product divides by the number of keys (ReduceBackSum of ones); every conv has a bias.
+    "released": Preset(SOFTMAX, "before", "caffe2", "keys", True, "facebookresearch/video-nonlocal-net (Caffe2)"),
+    # SlowFast's Nonlocal and pytorchvideo's create_nonlocal (the same forward): scale in "softmax" only.
+    "slowfast": Preset(SOFTMAX, "before", "paper", "keys", True, "facebookresearch/SlowFast Nonlocal, pytorchvideo"),
+    # mmcv NonLocal3d defaults (use_scale=True, norm_cfg=None): use_scale acts in embedded_gaussian only;
+    # without a norm, conv_out keeps its bias and is zero-initialised.
+    "mmcv": Preset(("embedded_gaussian",), "after", "zero_conv", "keys", True, "mmcv NonLocal3d defaults (norm_cfg=None)"),
+    # mmaction2 1.x's Kinetics I3D non-local configs: NonLocal3d(use_scale=False, norm_cfg=BN3d); a ConvModule
+    # followed by a norm has no bias, so conv_out (W_z) has none.
+    "mmaction2": Preset((), "after", "caffe2", "keys", False, "mmcv NonLocal3d with BN3d, as mmaction2's I3D configs"),
+    "alexhex7": Preset((), "after", "pytorch", "keys", True, "AlexHex7/Non-local_pytorch"),
 }
 
 
@@ -63,10 +73,8 @@ def _bad(arg: str, value, allowed) -> ValueError:
 
 
 def _triple(pool_kernel) -> tuple[int, int, int]:
-    """(kt, kh, kw) from an int or a 1-3 tuple; shorter tuples name the trailing axes."""
+    """(kt, kh, kw) from an int or a 1-3 tuple (checked by its knob); shorter tuples name the trailing axes."""
     k = (pool_kernel,) if isinstance(pool_kernel, int) else tuple(pool_kernel)
-    if not 1 <= len(k) <= 3 or not all(isinstance(v, int) and v >= 1 for v in k):
-        raise _bad("pool_kernel", pool_kernel, "an int or a tuple of 1 to 3 positive ints (t, h, w)")
     return (1,) * (3 - len(k)) + k
 
 
@@ -82,9 +90,15 @@ class NonLocalBlock(nn.Module):
         subsample: max-pool the keys/values with ``pool_kernel`` (t, h, w). Pooling acts only along the
             axes the mode attends over (space: h, w; time: t); a rank-3/4 input uses the trailing entries.
         subsample_order: ``after`` (paper: pool phi(x) and g(x)) or ``before`` (released code: pool x).
-        scale: softmax scaling of theta^T phi: False (paper), True (d_k^-0.5, released code) or a float.
-            Applies to gaussian, embedded gaussian and dot product; concatenation has no logits to scale.
-        norm_by: C(x) of dot product / concatenation: ``positions`` (paper: N) or ``keys`` (released: N').
+        scale: multiply theta^T phi by d_k^-0.5 (True) or a float; False: the paper. The released code
+            scales inside its softmax only; on dot product it is a constant factor on f (no peer uses it
+            there). Concatenation has no logits to scale.
+        norm_by: C of dot product / concatenation. ``keys`` (default): N', the number of keys each
+            position sums over, which is the paper's C(x_hat) with subsampling and what every peer divides
+            by. ``positions``: N, the positions of x (of the group), what a reading of eq. (1) that keeps
+            C(x) = N after subsampling gives; it was this block's default before, kept so older runs can be
+            reproduced. Without subsampling the two are equal.
+        W_z_bias: W_z has a bias (paper, Caffe2, SlowFast); mmcv's conv_out has none when a norm follows.
         init: ``paper`` (MSRA, BN gamma 0), ``caffe2`` (Normal 0.01, BN gamma 0), ``zero_conv`` (no BN,
             W_z zero) or ``pytorch`` (PyTorch's default conv init, BN gamma 0).
         impl: ``auto`` (fastest exact path), ``naive`` (materialises the N x N' matrix) or the
@@ -103,35 +117,27 @@ class NonLocalBlock(nn.Module):
         subsample_order: str = "after",
         pool_kernel: int | tuple[int, ...] = (1, 2, 2),
         scale: bool | float = False,
-        norm_by: str = "positions",
+        norm_by: str = "keys",
         init: str = "paper",
+        W_z_bias: bool = True,
         impl: str = "auto",
     ) -> None:
         super().__init__()
         if not isinstance(in_channels, int) or in_channels < 1:
             raise _bad("in_channels", in_channels, "a positive int")
-        if instantiation not in INSTANTIATIONS:
-            raise _bad("instantiation", instantiation, f"one of {INSTANTIATIONS}")
-        if not (mode in MODES or (isinstance(mode, int) and not isinstance(mode, bool) and mode >= 1)):
-            raise _bad("mode", mode, f"one of {MODES} or a temporal group size k >= 1")
+        given = dict(instantiation=instantiation, mode=mode, inner_channels=inner_channels, subsample=subsample,
+                     subsample_order=subsample_order, pool_kernel=pool_kernel, scale=scale, norm_by=norm_by,
+                     init=init, W_z_bias=W_z_bias, impl=impl)
+        for name, value in given.items():
+            BY_NAME[name].validate(value, "NonLocalBlock")
         inner_channels = in_channels // 2 if inner_channels is None else inner_channels
-        if not isinstance(inner_channels, int) or inner_channels < 1:
-            raise _bad("inner_channels", inner_channels, "a positive int")
-        if subsample_order not in SUBSAMPLE_ORDERS:
-            raise _bad("subsample_order", subsample_order, f"one of {SUBSAMPLE_ORDERS}")
-        if init not in INITS:
-            raise _bad("init", init, f"one of {INITS}")
-        if norm_by not in NORMS:
-            raise _bad("norm_by", norm_by, f"one of {NORMS}")
-        if impl not in IMPLS or (impl not in ("auto", "naive") and impl != FAST_IMPL[instantiation]):
+        if impl not in ("auto", "naive") and impl != FAST_IMPL[instantiation]:
             allowed = ("auto", "naive", FAST_IMPL[instantiation])
             raise _bad("impl", impl, f"one of {allowed} for instantiation={instantiation!r}")
         if isinstance(scale, bool):
             scale_value = None if scale else 1.0  # None: d_k^-0.5, resolved below
-        elif isinstance(scale, (int, float)) and scale > 0:
-            scale_value = float(scale)
         else:
-            raise _bad("scale", scale, "False, True or a positive float")
+            scale_value = float(scale)
         if instantiation == "concatenation" and scale is not False:
             raise _bad("scale", scale, "False for instantiation='concatenation' (it has no logits to scale)")
 
@@ -154,18 +160,19 @@ class NonLocalBlock(nn.Module):
         self.pool_kernel = kernel
         self.norm_by = norm_by
         self.init = init
+        self.W_z_bias = W_z_bias
         self.impl = impl
         embedded = instantiation != "gaussian"
         key_channels = inner_channels if embedded else in_channels
         self.scale = scale_value if scale_value is not None else key_channels**-0.5
 
-        def conv(c_in: int, c_out: int) -> nn.Conv3d:
-            return nn.Conv3d(c_in, c_out, kernel_size=1)
+        def conv(c_in: int, c_out: int, bias: bool = True) -> nn.Conv3d:
+            return nn.Conv3d(c_in, c_out, kernel_size=1, bias=bias)
 
         self.theta = conv(in_channels, inner_channels) if embedded else None
         self.phi = conv(in_channels, inner_channels) if embedded else None
         self.g = conv(in_channels, inner_channels)
-        self.W_z = conv(inner_channels, in_channels)
+        self.W_z = conv(inner_channels, in_channels, bias=W_z_bias)
         self.bn = None if init == "zero_conv" else nn.BatchNorm3d(in_channels)
         self.w_f = nn.Linear(2 * inner_channels, 1, bias=False) if instantiation == "concatenation" else None
         self.record_attention = False  # set True to keep the last pairwise weights in .attention
@@ -177,12 +184,7 @@ class NonLocalBlock(nn.Module):
         """A block that computes what a named peer computes; keyword overrides win."""
         if preset not in PRESETS:
             raise _bad("preset", preset, f"one of {tuple(PRESETS)}")
-        p = PRESETS[preset]
-        kwargs = dict(scale=p.scale, subsample_order=p.subsample_order, init=p.init, norm_by=p.norm_by)
-        if overrides.get("instantiation") == "concatenation":
-            kwargs["scale"] = False
-        if preset in ("mmcv", "mmaction2") and overrides.get("instantiation", "embedded_gaussian") != "embedded_gaussian":
-            kwargs["scale"] = False  # mmcv scales only its embedded_gaussian mode
+        kwargs = PRESETS[preset].knobs(overrides.get("instantiation", "embedded_gaussian"))
         kwargs.update(overrides)
         return cls(in_channels, **kwargs)
 
@@ -191,12 +193,12 @@ class NonLocalBlock(nn.Module):
         for m in convs:
             if self.init == "paper":
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
             elif self.init in ("caffe2", "zero_conv"):
                 nn.init.normal_(m.weight, std=0.01)
-                nn.init.zeros_(m.bias)
             else:
                 m.reset_parameters()
+            if m.bias is not None and self.init != "pytorch":
+                nn.init.zeros_(m.bias)
         if self.w_f is not None:
             if self.init == "paper":
                 nn.init.kaiming_normal_(self.w_f.weight, mode="fan_in", nonlinearity="relu")
@@ -207,7 +209,8 @@ class NonLocalBlock(nn.Module):
         # A fresh block is the identity (z = x), so it can be dropped into a trained network.
         if self.bn is None:
             nn.init.zeros_(self.W_z.weight)
-            nn.init.zeros_(self.W_z.bias)
+            if self.W_z.bias is not None:
+                nn.init.zeros_(self.W_z.bias)
         else:
             nn.init.zeros_(self.bn.weight)
             nn.init.zeros_(self.bn.bias)
@@ -216,7 +219,8 @@ class NonLocalBlock(nn.Module):
         return (
             f"{self.in_channels}, inner={self.inner_channels}, {self.instantiation}, mode={self.mode}, "
             f"subsample={self.pool_kernel if self.subsample else False} ({self.subsample_order}), "
-            f"scale={self.scale:.4g}, norm_by={self.norm_by}, init={self.init}, impl={self.impl}"
+            f"scale={self.scale:.4g}, norm_by={self.norm_by}, init={self.init}, W_z_bias={self.W_z_bias}, "
+            f"impl={self.impl}"
         )
 
     # ------------------------------------------------------------------------------------ forward
@@ -288,6 +292,7 @@ class NonLocalBlock(nn.Module):
         t_keys = t // self.pool_kernel[0] if self.subsample else t
 
         q, k, v = self._group(theta, t, groups), self._group(phi, t_keys, groups), self._group(g, t_keys, groups)
+        # C(x_hat) = N', the keys each query sums over (paper eq. 1 with subsampling); or N, its group's positions.
         norm = float(q.shape[1] if self.norm_by == "positions" else k.shape[1])
         naive = return_attention or self.record_attention or self.impl == "naive"
         y, weights = self._pairwise(q, k, v, norm, naive)
@@ -299,7 +304,9 @@ class NonLocalBlock(nn.Module):
         if self.mode == "time":
             y = y.reshape(b, h * w, t, d).transpose(1, 2)
         y = y.reshape(b, t * h * w, d)
-        z = torch.matmul(self.W_z.weight.flatten(1), y.transpose(1, 2)) + self.W_z.bias[:, None]
+        z = torch.matmul(self.W_z.weight.flatten(1), y.transpose(1, 2))
+        if self.W_z.bias is not None:
+            z = z + self.W_z.bias[:, None]
         z = z.view(b, c, t, h, w)
         if self.bn is not None:
             z = self.bn(z)
@@ -328,4 +335,4 @@ class NonLocalBlock(nn.Module):
         return pairwise.concatenation_sorted(a, b, v, norm), None
 
 
-__all__ = ["NonLocalBlock", "PRESETS", "Preset", "INSTANTIATIONS", "MODES"]
+__all__ = ["NonLocalBlock", "PRESETS", "Preset", "INSTANTIATIONS", "MODES", "SOFTMAX"]
