@@ -239,7 +239,7 @@ def test_variant_picks_the_nonlocal_preset_and_knobs_override_it():
     (mixed,) = on_meta(depth=50, nl_blocks=1, variant="paper", subsample_order="before").nonlocal_blocks().values()
     assert (released.subsample_order, released.init, released.norm_by) == ("before", "caffe2", "keys")
     assert released.scale == pytest.approx(512**-0.5)
-    assert (paper.subsample_order, paper.init, paper.norm_by, paper.scale) == ("after", "paper", "positions", 1.0)
+    assert (paper.subsample_order, paper.init, paper.norm_by, paper.scale) == ("after", "paper", "keys", 1.0)
     assert (mixed.subsample_order, mixed.init) == ("before", "paper")
     # Concatenation has no logits to scale: the released preset's scale does not apply to it.
     (concat,) = on_meta(depth=50, nl_blocks=1, instantiation="concatenation").nonlocal_blocks().values()
@@ -285,8 +285,8 @@ def test_impossible_placements_name_the_option_and_the_allowed_range():
         (dict(width="tiny"), "width='tiny' is not allowed"),
         (dict(variant="caffe"), "variant='caffe' is not allowed"),
         (dict(stride_on="7x7"), "stride_on='7x7' is not allowed"),
-        (dict(instantiation="cosine"), "NonLocalBlock: instantiation='cosine' is not allowed"),
-        (dict(pool_kernel=(3, 2, 2, 2)), "NonLocalBlock: pool_kernel"),
+        (dict(instantiation="cosine"), "NonLocalKnobs: instantiation='cosine' is not allowed"),
+        (dict(pool_kernel=(3, 2, 2, 2)), "NonLocalKnobs: pool_kernel"),
     ],
 )
 def test_bad_options(kwargs, match):

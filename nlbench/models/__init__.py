@@ -1,4 +1,4 @@
-"""The paper's video models: C2D / I3D ResNet-50/101 with non-local blocks (PAPER.md section 3)."""
+"""The paper's video models: C2D / I3D ResNet-50/101 with non-local blocks (docs/paper.md section 3)."""
 from nlbench.models.pretrained import LoadReport, inflate_weight, load_pretrained
 from nlbench.models.resnet import Bottleneck, VideoResNet
 from nlbench.models.spec import STAGES, BlockSpec, NonLocalKnobs, StageSpec, VideoResNetSpec

@@ -1,5 +1,5 @@
 """Start a video model from a checkpoint on disk: a 2-D ImageNet ResNet in torchvision's state-dict format, or
-a trained video model of the same backbone (PAPER.md section 3). Nothing is downloaded.
+a trained video model of the same backbone (docs/paper.md section 3). Nothing is downloaded.
 
 - 2-D -> C2D: every kxk kernel becomes 1xkxk, the same weights (the 1x1 and 3x3 convs, conv1 7x7).
 - 2-D -> I3D: a kernel inflated to t x k x k gets each of its t planes = weight / t, so on a clip that is

@@ -1,14 +1,15 @@
 """What a video ResNet is, as data: small frozen dataclasses that ``VideoResNet`` builds from.
 
-Every variant of PAPER.md section 3 (C2D / I3D kernels, paper / released-code pools and strides, where the
+Every variant of docs/paper.md section 3 (C2D / I3D kernels, paper / released-code pools and strides, where the
 non-local blocks go and with which knobs) differs only in the values held here, never in code paths, the
 way torchvision's ``models/video/resnet.py`` passes per-stage conv makers to one ``VideoResNet``.
 Each dataclass checks its own fields when it is made, so a bad spec fails where it is written.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, make_dataclass, replace
 
+from nlbench.ops.knobs import BLOCK_KNOBS, KNOBS, PRESET_KNOBS, model_fields
 from nlbench.ops.nonlocal_block import PRESETS, NonLocalBlock
 
 # The paper's stage names and the torchvision attribute each one is built as, so that a 2-D ImageNet
@@ -81,43 +82,20 @@ class StageSpec:
         object.__setattr__(self, "nonlocal_after", after)
 
 
-# The four knobs where the paper and the released code differ (PAPER.md section 2); a knob left None takes
-# its value from a NonLocalBlock preset: the model variant's in ModelConfig, the paper's otherwise.
-PRESET_KNOBS = ("scale", "subsample_order", "init", "norm_by")
-
-
-@dataclass(frozen=True)
-class NonLocalKnobs:
-    """The keyword arguments every non-local block of a model is built with (see ``NonLocalBlock``).
-
-    ``inner_channels=None`` gives each block half its input channels (the paper's bottleneck: 512 in res4,
-    256 in res3); an int fixes it for every block. ``scale``, ``subsample_order``, ``init`` and ``norm_by``
-    left None follow a ``NonLocalBlock`` preset (``resolved``): ``ModelConfig`` uses its variant's, so the
-    released-code models pool x before phi and g, the order whose FLOPs reproduce Table 2e.
-    """
-
-    instantiation: str = "embedded_gaussian"
-    mode: str | int = "spacetime"
-    inner_channels: int | None = None
-    inner_ratio: float | None = None  # inner channels as a fraction of each block's C (the bottleneck ablation)
-    subsample: bool = True
-    subsample_order: str | None = None
-    pool_kernel: int | tuple[int, ...] = (1, 2, 2)
-    scale: bool | float | None = None
-    norm_by: str | None = None
-    init: str | None = None
-    impl: str = "auto"
+class _NonLocalKnobsMethods:
+    """The methods of ``NonLocalKnobs``, whose fields come from ``nlbench.ops.knobs.KNOBS``."""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.pool_kernel, int):
+        if isinstance(self.pool_kernel, list):
             object.__setattr__(self, "pool_kernel", tuple(self.pool_kernel))
-        # NonLocalBlock validates every knob; a tiny throwaway block reports a bad one here, with the block's
-        # own one-line message, instead of deep inside model construction.
-        ratio = self.inner_ratio
-        if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 < ratio <= 4):
-            raise ValueError(f"inner_ratio={ratio!r} is not allowed; expected a number in (0, 4] (C/2: 0.5)")
-        if ratio is not None and self.inner_channels is not None:
+        for knob in KNOBS:
+            value = getattr(self, knob.name)
+            if not (knob.preset and value is None):
+                knob.validate(value, "NonLocalKnobs")
+        if self.inner_ratio is not None and self.inner_channels is not None:
             raise ValueError("inner_channels and inner_ratio are both set; give one")
+        # The checks that relate two knobs live in NonLocalBlock: a tiny throwaway block reports a bad
+        # combination here, with the block's own one-line message, instead of deep inside model construction.
         inner = self.inner_channels if isinstance(self.inner_channels, int) and self.inner_channels > 0 else 1
         self.resolved("paper").block(2 * inner)
 
@@ -125,19 +103,33 @@ class NonLocalKnobs:
         """These knobs with every None filled from ``NonLocalBlock`` preset ``preset``."""
         if preset not in PRESETS:
             raise ValueError(f"NonLocalKnobs: preset={preset!r} is not allowed; expected one of {tuple(PRESETS)}")
-        fill = {k: getattr(PRESETS[preset], k) for k in PRESET_KNOBS if getattr(self, k) is None}
-        if self.instantiation == "concatenation" and self.scale is None:
-            fill["scale"] = False  # concatenation has no logits to scale
+        values = PRESETS[preset].knobs(self.instantiation)
+        fill = {k: values[k] for k in PRESET_KNOBS if getattr(self, k) is None}
         return replace(self, **fill) if fill else self
 
     def kwargs(self) -> dict:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "inner_ratio"}
+        return {name: getattr(self, name) for name in BLOCK_KNOBS}
 
     def block(self, channels: int) -> NonLocalBlock:
         kwargs = self.resolved("paper").kwargs()
         if self.inner_ratio is not None:
             kwargs["inner_channels"] = max(1, round(channels * self.inner_ratio))
         return NonLocalBlock(channels, **kwargs)
+
+
+# One field per knob of nlbench.ops.knobs (the knobs where the paper and its peers differ default to None:
+# ModelConfig fills them from its variant's preset, or from nl_preset).
+NonLocalKnobs = make_dataclass("NonLocalKnobs", model_fields(), bases=(_NonLocalKnobsMethods,), frozen=True)
+NonLocalKnobs.__module__ = __name__  # so it pickles (spawned sweep workers) and prints as nlbench's
+NonLocalKnobs.__doc__ = """The keyword arguments every non-local block of a model is built with (see ``NonLocalBlock``).
+
+    ``inner_channels=None`` gives each block half its input channels (the paper's bottleneck: 512 in res4,
+    256 in res3); an int fixes it for every block; ``inner_ratio`` sets it as a fraction of each block's C.
+    The preset knobs (``nlbench.ops.knobs.PRESET_KNOBS``: scale, subsample_order, norm_by, init, W_z_bias)
+    left None follow a ``NonLocalBlock`` preset (``resolved``): ``ModelConfig`` uses its variant's (or its
+    ``nl_preset``), so the released-code models pool x before phi and g, the order whose FLOPs reproduce
+    Table 2e.
+    """
 
 
 @dataclass(frozen=True)

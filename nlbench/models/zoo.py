@@ -1,7 +1,7 @@
 """The paper's models by name: ``ModelConfig`` turns (depth, arch, non-local preset, width, variant) into a
 ``VideoResNetSpec`` using the tables below, and ``build_model`` builds it.
 
-Every choice is a row of data (PAPER.md section 3):
+Every choice is a row of data (docs/paper.md section 3):
 
 - ``DEPTHS``: residual blocks per stage. ``WIDTHS``: channels of conv1 and of res2's bottleneck (res3..res5
   double it each stage); ``small`` keeps the topology at 1/8 of the channels for CPU work.
@@ -9,8 +9,8 @@ Every choice is a row of data (PAPER.md section 3):
 - ``INFLATION``: which residual blocks of each stage are inflated, as (period, offset): block i is inflated
   when i % period == offset.
 - ``VARIANTS``: the released code (video-nonlocal-net ``resnet_video_org.py``, the 32-frame models of the
-  paper, and its non-local block) versus the paper's text: pool kernels, which conv carries a block's stride,
-  the inflation pattern, the non-local block's preset.
+  paper, and its non-local block) versus the paper's text, and mmaction2's ``ResNet3d`` (docs/presets.md):
+  pool kernels, which conv carries a block's stride, the inflation pattern, the non-local block's preset.
 - ``NL_PRESETS``: how many non-local blocks each stage gets; ``spread`` says which residual blocks they follow.
 
 The default variant is ``released``: the only one whose parameter and FLOP counts reproduce all of Table 2e
@@ -22,6 +22,8 @@ from dataclasses import dataclass, field, fields, replace
 
 from nlbench.models.resnet import VideoResNet
 from nlbench.models.spec import STAGES, STRIDE_ON, BlockSpec, NonLocalKnobs, StageSpec, VideoResNetSpec
+from nlbench.ops.knobs import NAMES as KNOB_NAMES
+from nlbench.ops.nonlocal_block import PRESETS
 
 DEPTHS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 WIDTHS: dict[str, int] = {"paper": 64, "small": 8}
@@ -51,6 +53,8 @@ INFLATION: dict[str, tuple[tuple[int, int], ...]] = {
 POOLS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
     "paper": ((3, 3, 3), (3, 1, 1)),  # Table 1
     "released": ((2, 3, 3), (2, 1, 1)),  # same strides, so the same output sizes
+    # mmaction2 ResNet3d: pool1 MaxPool3d((1, 3, 3), stride (pool1_stride_t=2, 2, 2)), pool2 (2, 1, 1).
+    "mmaction2": ((1, 3, 3), (2, 1, 1)),
 }
 
 
@@ -72,6 +76,12 @@ VARIANTS: dict[str, Variant] = {
     # The paper's text: Table 1's pools, the original ResNet's stride on the first 1x1 (R101 C2D: 34.5 G,
     # the paper's 34.2 G), "one of every two residual blocks" inflated, the paper's non-local block.
     "paper": Variant(pools="paper", stride_on="1x1", inflation="every_other", nonlocal_preset="paper"),
+    # mmaction2 1.x's Kinetics I3D (configs/_base_/models/i3d_r50.py: ResNet3d, conv1 5x7x7 stride 2, pool1
+    # 1x3x3, inflate ((1,1,1), (1,0,1,0), (1,0,1,0,1,0), (0,1,0)) in its 3x1x1 style, style='pytorch' = stride
+    # on the 3x3; I3DHead dropout 0.5, fc 2048 -> 400) with mmcv NonLocal3d blocks after res3 {1, 3} and
+    # res4 {1, 3, 5}. Its published counts (R50 I3D 28.0 M / 43.5 G; NL dot product 35.4 M / 59.3 G, FLOPs
+    # at 32x256x256) are reproduced in reports/model_zoo.md.
+    "mmaction2": Variant(pools="mmaction2", stride_on="3x3", inflation="released", nonlocal_preset="mmaction2"),
 }
 DEFAULT_VARIANT = "released"
 
@@ -126,8 +136,11 @@ class ModelConfig:
             other count, puts all of them in that one stage, spaced by ``spread`` (10 in res3 is an error).
         width: ``paper`` (64), ``small`` (8) or an int: channels of conv1 and of res2's bottleneck.
         num_classes: fc outputs (Kinetics-400: 400).
-        variant: ``released`` (default) or ``paper`` (see ``VARIANTS``); ``pools``, ``stride_on`` and
-            ``inflation`` override one part of it each (None: the variant's), and so do the non-local knobs.
+        variant: ``released`` (default), ``paper`` or ``mmaction2`` (see ``VARIANTS``); ``pools``,
+            ``stride_on`` and ``inflation`` override one part of it each (None: the variant's), and so do
+            the non-local knobs.
+        nl_preset: the ``NonLocalBlock`` preset that fills the non-local knobs left None (None: the
+            variant's).
         dropout: before the fc (paper: 0.5).
         zero_init_residual: start each residual block's last BN gamma at 0 (Goyal et al.; not the paper's).
         nonlocal_knobs: the keyword arguments of every non-local block.
@@ -145,6 +158,7 @@ class ModelConfig:
     pools: str | None = None
     stride_on: str | None = None
     inflation: str | None = None
+    nl_preset: str | None = None
     nonlocal_knobs: NonLocalKnobs = field(default_factory=NonLocalKnobs)
 
     def __post_init__(self) -> None:
@@ -159,6 +173,8 @@ class ModelConfig:
             _option("inflation", self.inflation, INFLATION)
         if self.nl_stage is not None:
             _option("nl_stage", self.nl_stage, STAGES)
+        if self.nl_preset is not None:
+            _option("nl_preset", self.nl_preset, PRESETS)
         if isinstance(self.width, str):
             _option("width", self.width, WIDTHS)
         elif not isinstance(self.width, int) or isinstance(self.width, bool) or self.width < 1:
@@ -234,8 +250,12 @@ class ModelConfig:
             num_classes=self.num_classes,
             dropout=self.dropout,
             zero_init_residual=self.zero_init_residual,
-            nonlocal_knobs=self.nonlocal_knobs.resolved(variant.nonlocal_preset),
+            nonlocal_knobs=self.resolved_knobs(),
         )
+
+    def resolved_knobs(self) -> NonLocalKnobs:
+        """The non-local knobs every block gets: those left None filled from ``nl_preset`` or the variant's."""
+        return self.nonlocal_knobs.resolved(self.nl_preset or self._variant().nonlocal_preset)
 
     @property
     def name(self) -> str:
@@ -254,6 +274,8 @@ class ModelConfig:
                 for f in fields(knobs)
                 if getattr(knobs, f.name) != getattr(plain, f.name)
             ]
+            if self.nl_preset is not None:
+                changed.insert(0, f"nl_preset={self.nl_preset}")
             if changed:
                 label += f" [{', '.join(changed)}]"
         if self.width != "paper":
@@ -268,14 +290,14 @@ class ModelConfig:
         return VideoResNet(self.spec())
 
 
-_KNOBS = tuple(f.name for f in fields(NonLocalKnobs))
+_KNOBS = KNOB_NAMES
 _CONFIG = tuple(f.name for f in fields(ModelConfig) if f.name != "nonlocal_knobs")
 
 
 def make_config(**kwargs) -> ModelConfig:
-    """``ModelConfig`` from flat keyword arguments: the non-local block's knobs (``instantiation``, ``mode``,
-    ``inner_channels``, ``subsample``, ``subsample_order``, ``pool_kernel``, ``scale``, ``norm_by``, ``init``,
-    ``impl``) go to its ``nonlocal_knobs``."""
+    """``ModelConfig`` from flat keyword arguments: the non-local block's knobs (``nlbench.ops.knobs.NAMES``:
+    ``instantiation``, ``mode``, ``inner_channels``, ``inner_ratio``, ``subsample``, ``subsample_order``,
+    ``pool_kernel``, ``scale``, ``norm_by``, ``init``, ``W_z_bias``, ``impl``) go to its ``nonlocal_knobs``."""
     unknown = sorted(set(kwargs) - set(_KNOBS) - set(_CONFIG))
     if unknown:
         raise TypeError(f"build_model: unexpected keyword argument(s) {unknown}; expected {_CONFIG + _KNOBS}")

@@ -19,54 +19,56 @@ import dataclasses
 import hashlib
 import json
 import typing
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from nlbench.models import VARIANTS, ModelConfig, make_config
+from nlbench.models import ModelConfig, make_config
+from nlbench.ops.knobs import KNOBS, model_fields
+from nlbench.ops.knobs import NAMES as KNOB_NAMES
 
 
-NL_KNOBS = ("instantiation", "mode", "inner_channels", "inner_ratio", "subsample", "subsample_order", "pool_kernel",
-            "scale", "norm_by", "init", "impl")
+# The non-local knobs, declared once in nlbench.ops.knobs.
+NL_KNOBS = KNOB_NAMES
 
 
 class ConfigError(ValueError):
     """A config that cannot run; the message is one line naming the file, key and value."""
 
 
-@dataclass(frozen=True)
-class ModelSection:
-    depth: int = 50
-    arch: str = "c2d"
-    nl_blocks: int | list = 0
-    nl_stage: str | None = None
-    width: str | int = "small"
-    variant: str = "released"
-    dropout: float = 0.5
-    zero_init_residual: bool = False
-    pools: str | None = None
-    stride_on: str | None = None
-    inflation: str | None = None
-    instantiation: str = "embedded_gaussian"
-    mode: str | int = "spacetime"
-    inner_channels: int | None = None
-    inner_ratio: float | None = None
-    subsample: bool = True
-    subsample_order: str | None = None
-    pool_kernel: int | list = (1, 2, 2)
-    scale: bool | float | None = None
-    norm_by: str | None = None
-    init: str | None = None
-    impl: str = "auto"
-    # A checkpoint to start from: a 2-D ImageNet ResNet (torchvision format, inflated for I3D) or a trained
-    # model of the same backbone (its NL blocks, if it has none, keep their identity init).
-    init_from: str | None = None
+def _model_config(self, num_classes: int) -> ModelConfig:
+    kwargs = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "init_from"}
+    return make_config(num_classes=num_classes, **kwargs)
 
-    def model_config(self, num_classes: int) -> ModelConfig:
-        kwargs = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "init_from"}
-        return make_config(num_classes=num_classes, **kwargs)
+
+# ModelConfig's keys, then one per non-local knob (nlbench.ops.knobs: the knobs where the paper and its peers
+# differ default to None and follow the variant's preset, or nl_preset), then init_from: a checkpoint to start
+# from, a 2-D ImageNet ResNet (torchvision format, inflated for I3D) or a trained model of the same backbone
+# (its NL blocks, if it has none, keep their identity init).
+ModelSection = make_dataclass(
+    "ModelSection",
+    [
+        ("depth", int, 50),
+        ("arch", str, "c2d"),
+        ("nl_blocks", int | list, 0),
+        ("nl_stage", str | None, None),
+        ("width", str | int, "small"),
+        ("variant", str, "released"),
+        ("dropout", float, 0.5),
+        ("zero_init_residual", bool, False),
+        ("pools", str | None, None),
+        ("stride_on", str | None, None),
+        ("inflation", str | None, None),
+        ("nl_preset", str | None, None),
+        *model_fields(),
+        ("init_from", str | None, None),
+    ],
+    frozen=True,
+    namespace={"model_config": _model_config},
+)
+ModelSection.__module__ = __name__
 
 
 @dataclass(frozen=True)
@@ -212,17 +214,21 @@ class RunConfig:
         placement = self.model.model_config(num_classes=10).placement()
         model["nl_blocks"] = [[stage, i] for stage, indices in sorted(placement.items()) for i in indices]
         model.pop("nl_stage")
+        model.pop("nl_preset")  # what it chooses is in the resolved knobs below
         if not placement:
             for knob in NL_KNOBS:
                 model.pop(knob)
         else:
-            # The knobs as the blocks get them: None filled from the variant's preset, C/2 spelled as ratio 0.5
+            # The knobs as the blocks get them: None filled from the preset, C/2 spelled as ratio 0.5
             # or left to the default are one bottleneck.
-            knobs = self.model.model_config(num_classes=10).nonlocal_knobs
-            knobs = knobs.resolved(VARIANTS[self.model.variant].nonlocal_preset)
+            knobs = self.model.model_config(num_classes=10).resolved_knobs()
             if knobs.inner_ratio == 0.5 and knobs.inner_channels is None:
                 knobs = replace(knobs, inner_ratio=None)
             model.update({k: _plain(v) for k, v in asdict(knobs).items() if k in NL_KNOBS})
+            # A knob added after run ids existed is hashed only when it differs from what ran before it.
+            for knob in KNOBS:
+                if knob.has_legacy and model[knob.name] == knob.legacy:
+                    model.pop(knob.name)
         return data
 
     @property
