@@ -7,11 +7,13 @@ TORCH   ?= torch==2.13.0
 .PHONY: install test test-slow bench model-zoo clean ablation-table2
 
 # Pinned CPU torch goes in first: an unpinned torch pulled in by a dependency would be a CUDA build.
+# The `peers` extra (tests/test_peers.py) goes in with --no-deps, its list read from pyproject.toml.
 install:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "$(TORCH)"
 	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install --no-deps $$($(BIN)/python -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['peers']))")
 
 test:
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 tests
