@@ -19,10 +19,6 @@ def _shape(text: str) -> tuple[int, ...]:
     return dims
 
 
-def _mode(text: str):
-    return int(text) if text.isdigit() else text
-
-
 def _print_profile(profile, title: str, as_json: bool) -> None:
     if as_json:
         print(json.dumps(profile.to_dict(), indent=2))
@@ -33,33 +29,37 @@ def _print_profile(profile, title: str, as_json: bool) -> None:
     table = Table(title=title)
     table.add_column("measure")
     table.add_column("value", justify="right")
-    table.add_row("params", f"{profile.params / 1e6:.3f} M")
+    table.add_row("params", f"{profile.params / 1e6:.3f} M ({profile.params:,})")
     table.add_row("GFLOPs (multiply-adds, one input)", f"{profile.gflops:.3f}")
     for name, ms in profile.timings_ms.items():
         table.add_row(f"latency {name}", f"{ms:.1f} ms")
-    table.add_row("peak memory, training step", f"{profile.peak_mem_mb:.1f} MiB")
+    if profile.peak_mem_mb is not None:
+        table.add_row("peak memory, training step", f"{profile.peak_mem_mb:.1f} MiB")
     table.add_row("ops not counted", ", ".join(f"{k} x{v}" for k, v in profile.unsupported_ops.items()) or "none")
     table.add_row("machine", f"{profile.machine.get('cpu')} / {profile.machine.get('device')}")
     Console().print(table)
 
 
+def _knob_values(args) -> dict:
+    """The non-local knobs given on the command line (checked: one line naming the flag), and the preset."""
+    from nlbench.ops import PRESETS
+    from nlbench.ops.knobs import KNOBS
+
+    if args.nl_preset is not None and args.nl_preset not in PRESETS:
+        raise ValueError(f"--nl-preset {args.nl_preset!r} is not allowed; expected one of {tuple(PRESETS)}")
+    return {k.name: k.from_text(getattr(args, k.name)) for k in KNOBS if getattr(args, k.name) is not None}
+
+
 def cmd_block(args) -> None:
     from nlbench.measure import profile_module
-    from nlbench.ops import NonLocalBlock
+    from nlbench.models import NonLocalKnobs
 
-    block = NonLocalBlock(
-        args.channels,
-        instantiation=args.instantiation,
-        mode=args.mode,
-        inner_channels=args.inner_channels,
-        subsample=not args.no_subsample,
-        subsample_order=args.order,
-        scale=args.scale,
-        norm_by=args.norm_by,
-        impl=args.impl,
-    )
+    # Knobs not given take the preset's value (--nl-preset; default: the paper's, i.e. the block's defaults).
+    knobs = NonLocalKnobs(**_knob_values(args)).resolved(args.nl_preset or "paper")
+    block = knobs.block(args.channels)
     profile = profile_module(
-        block, (args.channels, *args.shape), train_batch=args.batch, device=args.device, repeats=args.repeats
+        block, (args.channels, *args.shape), train_batch=args.batch, device=args.device, repeats=args.repeats,
+        timing=not args.counts_only,
     )
     _print_profile(profile, f"NonLocalBlock: {block.extra_repr()}", args.json)
 
@@ -68,15 +68,15 @@ def cmd_profile(args) -> None:
     from nlbench.measure import profile_module
     from nlbench.models import make_config
 
-    knobs = {k: v for k, v in (("instantiation", args.instantiation), ("mode", args.nl_mode)) if v is not None}
     config = make_config(
         depth=args.depth, arch=args.arch, nl_blocks=args.nl_blocks, nl_stage=args.nl_stage,
-        width=args.width, num_classes=args.num_classes, variant=args.variant, **knobs,
+        width=args.width, num_classes=args.num_classes, variant=args.variant, nl_preset=args.nl_preset,
+        **_knob_values(args),
     )
     model = config.build()
     profile = profile_module(
         model, (3, args.frames, args.size, args.size), train_batch=args.batch, device=args.device,
-        repeats=args.repeats, channels_last=args.channels_last,
+        repeats=args.repeats, channels_last=args.channels_last, timing=not args.counts_only,
     )
     _print_profile(profile, f"{config.name} at {args.frames}x{args.size}x{args.size}", args.json)
     if not args.json:
@@ -92,9 +92,12 @@ def cmd_profile(args) -> None:
 
 
 def cmd_zoo(args) -> None:
-    from nlbench.report.model_zoo import run
+    from nlbench.report.model_zoo import run, run_peers
 
-    run(args.out, args.csv, args.repeats)
+    if args.peers_only:
+        run_peers(args.out, args.peers_csv)
+    else:
+        run(args.out, args.csv, args.repeats, args.peers_csv)
 
 
 def _split_sizes(text: str) -> tuple[int, int, int]:
@@ -224,7 +227,33 @@ def _add_data_parser(sub) -> None:
     p.set_defaults(func=cmd_data_bench)
 
 
+# Old spellings of generated flags, kept working.
+_KNOB_ALIASES = {"block": {"subsample_order": ("--order",)}, "profile": {"mode": ("--nl-mode",)}}
+
+
+def _add_knob_args(p: argparse.ArgumentParser, command: str) -> None:
+    """One flag per non-local knob (nlbench.ops.knobs, the one declaration), and --nl-preset. Values are
+    parsed after argparse (``_knob_values``) so that a bad one is a single line naming the flag."""
+    from nlbench.ops import PRESETS
+    from nlbench.ops.knobs import KNOBS
+
+    group = p.add_argument_group("non-local block knobs (not given: the preset's value, else the default)")
+    group.add_argument("--nl-preset", default=None, metavar="NAME",
+                       help=f"fill the knobs not given from a peer's preset: one of {', '.join(PRESETS)}")
+    for knob in KNOBS:
+        aliases = _KNOB_ALIASES.get(command, {}).get(knob.name, ())
+        default = "C/2" if knob.name == "inner_channels" else knob.default
+        # Boolean knobs also work as plain switches (--scale, --subsample).
+        switch = dict(nargs="?", const="true") if knob.name in ("scale", "subsample", "W_z_bias") else {}
+        group.add_argument(knob.flag, *aliases, dest=knob.name, default=None, metavar="VALUE", **switch,
+                           help=f"{knob.help}; {knob.expected} (block default: {default})")
+    group.add_argument("--no-subsample", dest="subsample", action="store_const", const="false",
+                       help="same as --subsample false")
+
+
 def _add_measurement_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--counts-only", action="store_true",
+                   help="params and GFLOPs only, no timing or memory (seconds at paper scale)")
     p.add_argument("--batch", type=int, default=8, help="training batch for the batched timings")
     p.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (median reported)")
     p.add_argument("--device", default="cpu")
@@ -378,14 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("block", help="cost of one non-local block: params, FLOPs, latency, peak memory")
     p.add_argument("--channels", type=int, default=512, help="input channels C (res3: 512, res4: 1024)")
     p.add_argument("--shape", type=_shape, default=(4, 28, 28), help="T x H x W of the feature map")
-    p.add_argument("--instantiation", default="embedded_gaussian")
-    p.add_argument("--mode", type=_mode, default="spacetime", help="spacetime, space, time or a group size k")
-    p.add_argument("--inner-channels", type=int, default=None)
-    p.add_argument("--no-subsample", action="store_true")
-    p.add_argument("--order", default="after", help="subsampling order: after (paper) or before (released)")
-    p.add_argument("--scale", action="store_true", help="d^-0.5 softmax scaling (released code)")
-    p.add_argument("--norm-by", default="positions")
-    p.add_argument("--impl", default="auto")
+    _add_knob_args(p, "block")
     _add_measurement_args(p)
     p.set_defaults(func=cmd_block)
 
@@ -394,21 +416,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arch", default="c2d", help="c2d, i3d_3x3x3 or i3d_3x1x1")
     p.add_argument("--nl-blocks", type=int, default=0, help="0, 1, 5 or 10 (the paper's presets)")
     p.add_argument("--nl-stage", default=None, help="res2..res5: stage of the block(s)")
-    p.add_argument("--instantiation", default=None)
-    p.add_argument("--nl-mode", type=_mode, default=None, help="spacetime, space, time or a group size k")
     p.add_argument("--width", default="paper", help="paper, small or an int base width")
-    p.add_argument("--variant", default="released", help="released (default) or paper")
+    p.add_argument("--variant", default="released", help="released (default), paper or mmaction2 (its ResNet3d)")
     p.add_argument("--num-classes", type=int, default=400)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--channels-last", action="store_true", help="weights and activations in NDHWC memory")
+    _add_knob_args(p, "profile")
     _add_measurement_args(p)
     p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("zoo", help="measure every model of Table 2 at paper scale -> reports/model_zoo.md")
     p.add_argument("--out", default="reports/model_zoo.md")
     p.add_argument("--csv", default="results/model_zoo.csv")
+    p.add_argument("--peers-csv", default="results/model_zoo_peers.csv")
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--peers-only", action="store_true",
+                   help="only re-count the table against the peers' published numbers (seconds; no timing)")
     p.set_defaults(func=cmd_zoo)
     _add_data_parser(sub)
     _add_train_parser(sub)

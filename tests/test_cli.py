@@ -17,7 +17,7 @@ def test_block_json_has_the_documented_keys(capsys):
 @pytest.mark.parametrize(
     "argv,needle",
     [
-        (["block", "--instantiation", "softmax"], "instantiation='softmax'"),
+        (["block", "--instantiation", "softmax"], "--instantiation 'softmax' is not allowed; expected one of"),
         (["block", "--channels", "16", "--shape", "2x1x4"], "pool_kernel=(1, 2, 2) is larger"),
         (["block", "--mode", "3", "--channels", "16", "--shape", "4x4x4"], "does not divide T=4"),
     ],
@@ -58,3 +58,88 @@ def test_profile_bad_input_is_one_line(argv, needle, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert needle in err and err.count("\n") == 1
+
+
+# ------------------------------------------------------------------------------ knobs, presets, counts
+
+from nlbench.cli import build_parser  # noqa: E402
+from nlbench.ops import PRESETS  # noqa: E402
+from nlbench.ops.knobs import KNOBS  # noqa: E402
+
+
+def _options(command: str) -> set[str]:
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return {s for action in sub.choices[command]._actions for s in action.option_strings}
+
+
+@pytest.mark.parametrize("command", ["block", "profile"])
+def test_every_knob_and_the_preset_is_a_flag(command):
+    options = _options(command)
+    assert {k.flag for k in KNOBS} | {"--nl-preset", "--counts-only"} <= options
+
+
+BAD = [
+    ("--nl-preset", "caffe3", "one of ('paper', 'released'"),
+    ("--instantiation", "softmax", "one of ('gaussian'"),
+    ("--mode", "spatial", "one of ('spacetime', 'space', 'time') or a temporal group size"),
+    ("--subsample-order", "during", "one of ('after', 'before')"),
+    ("--pool-kernel", "1x2", None),  # valid: not an error
+    ("--pool-kernel", "2by2", "an int or 1 to 3 positive ints"),
+    ("--scale", "-1", "false, true or a positive float"),
+    ("--norm-by", "mean", "one of ('keys', 'positions')"),
+    ("--init", "xavier", "one of ('paper', 'caffe2'"),
+    ("--w-z-bias", "maybe", "true or false"),
+    ("--impl", "fastest", "one of ('auto', 'naive'"),
+    ("--inner-channels", "0", "a positive int"),
+    ("--inner-ratio", "9", "a number in (0, 4]"),
+    ("--subsample", "sometimes", "true or false"),
+]
+
+
+@pytest.mark.parametrize("command", ["block", "profile"])
+@pytest.mark.parametrize("flag,value,expected", [b for b in BAD if b[2]])
+def test_bad_knob_or_preset_is_one_line_naming_flag_and_allowed_values(command, flag, value, expected, capsys):
+    assert main([command, flag, value, "--counts-only"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"{flag} {value!r} is not allowed" in err and expected in err
+
+
+def test_block_counts_only_with_a_preset(capsys):
+    argv = ["block", "--channels", "16", "--shape", "3x5x7", "--nl-preset", "mmaction2", "--instantiation",
+            "dot_product", "--counts-only", "--json"]
+    assert main(argv) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["latency_ms"] is None and record["peak_mem_mb"] is None and record["timings_ms"] == {}
+    assert record["params"] == 16 * 8 * 3 + 8 * 3 + 8 * 16 + 2 * 16  # mmaction2: no bias on W_z
+    # Every knob given on the command line reaches the block.
+    argv = ["block", "--channels", "16", "--shape", "4x6x6", "--instantiation", "concatenation", "--mode", "2",
+            "--inner-ratio", "0.25", "--pool-kernel", "2x2x2", "--subsample-order", "before", "--norm-by",
+            "positions", "--init", "caffe2", "--w-z-bias", "false", "--impl", "naive", "--counts-only"]
+    assert main(argv) == 0
+    title = capsys.readouterr().out
+    for needle in ("inner=4", "concatenation", "mode=2", "(2, 2, 2) (before)", "norm_by=positions", "init=caffe2",
+                   "W_z_bias=False", "impl=naive"):
+        assert needle in title.replace("\n", " ")
+
+
+def test_profile_reproduces_mmaction2_nl_i3d_counts(capsys):
+    # mmaction2's i3d_imagenet-pretrained-r50-nl-dot-product_8xb8-32x2x1-100e_kinetics400-rgb: 35.4 M params,
+    # 59.3 GFLOPs (its metafile counts at 256x256); its 0.x metafile gives the exact 35,397,840.
+    argv = ["profile", "--depth", "50", "--arch", "i3d_3x1x1", "--nl-blocks", "5", "--instantiation", "dot_product",
+            "--frames", "32", "--size", "256", "--counts-only", "--nl-preset", "mmaction2", "--variant", "mmaction2",
+            "--json"]
+    assert main(argv) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["params"] == 35_397_840
+    assert round(record["gflops"], 1) == 59.3
+    assert record["unsupported_ops"] == {}
+
+
+@pytest.mark.slow
+def test_profile_reproduces_mmaction2_i3d_counts(capsys):
+    argv = ["profile", "--depth", "50", "--arch", "i3d_3x1x1", "--frames", "32", "--size", "256", "--counts-only",
+            "--variant", "mmaction2", "--json"]
+    assert main(argv) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["params"] == 28_043_472 and round(record["gflops"], 1) == 43.5

@@ -20,8 +20,8 @@ from nlbench.ops import NonLocalBlock
 class Profile:
     params: int
     gflops: float  # multiply-adds of ONE input (batch 1), / 1e9
-    latency_ms: float  # median inference forward at batch 1
-    peak_mem_mb: float  # peak memory of one forward+backward at the training batch
+    latency_ms: float | None  # median inference forward at batch 1 (None: counts only, nothing timed)
+    peak_mem_mb: float | None  # peak memory of one forward+backward at the training batch (None: not measured)
     unsupported_ops: dict[str, int]
     timings_ms: dict[str, float]  # every timed variant, by name
     breakdown: list[dict] = field(default_factory=list)  # top-level parts and every NL block
@@ -69,16 +69,29 @@ def profile_module(
     warmup: int = 1,
     repeats: int = 3,
     channels_last: bool = False,
+    timing: bool = True,
 ) -> Profile:
     """Profile ``module`` on inputs of ``(batch, *input_shape)``; leaves its training flag as it was.
     ``channels_last``: time it with weights and inputs in channels-last (NDHWC) memory, as a run does that
-    sets ``trainer.memory_format``."""
+    sets ``trainer.memory_format``. ``timing=False``: params and FLOPs only (one traced forward, seconds
+    even at paper scale), latency and memory left None."""
     device = torch.device(device)
     module = module.to(device)
     was_training = module.training
     one = torch.randn(1, *input_shape, device=device)
-    batch = torch.randn(train_batch, *input_shape, device=device)
     flops = count_flops(module, one)
+    if not timing:
+        return Profile(
+            params=sum(p.numel() for p in module.parameters()),
+            gflops=flops.total / 1e9,
+            latency_ms=None,
+            peak_mem_mb=None,
+            unsupported_ops=dict(flops.unsupported),
+            timings_ms={},
+            breakdown=_breakdown(module, flops.by_module),
+            machine=machine_info(device),
+        )
+    batch = torch.randn(train_batch, *input_shape, device=device)
     if channels_last:
         module = module.to(memory_format=torch.channels_last_3d)
         one, batch = (x.contiguous(memory_format=torch.channels_last_3d) for x in (one, batch))
