@@ -325,7 +325,7 @@ def test_r101_c2d_params_and_flops_match_the_paper():
     # is the paper's own convention: 34.5 G, within 1.5% (fvcore also charges the BNs).
     assert abs(flops(depth=101) / 34.2e9 - 1) < 0.04, flops(depth=101)
     assert abs(flops(depth=101, variant="paper") / 34.2e9 - 1) < 0.015
-    # The R50 of PAPER.md section 5.
+    # The R50 of docs/paper.md section 5.
     assert abs(n_params(on_meta(depth=50)) / 24.3e6 - 1) < 0.01
 
 
@@ -539,3 +539,53 @@ def test_zero_init_residual_makes_every_residual_branch_start_at_zero():
     torch.testing.assert_close(block(x), torch.relu(x))
     plain = build_model(50, width="small", num_classes=10)
     assert all(m.bn3.weight.abs().sum() > 0 for m in plain.modules() if isinstance(m, Bottleneck))
+
+
+# ------------------------------------------------------------------------------ peers' models, knobs
+
+
+def test_mmaction2_variant_matches_its_resnet3d_parameter_counts():
+    # mmaction2 0.x metafile (configs/recognition/i3d/metafile.yml): exact counts of its R50 I3D models.
+    assert sum(p.numel() for p in on_meta(depth=50, arch="i3d_3x1x1", variant="mmaction2").parameters()) == 28_043_472
+    for inst, expected in (("dot_product", 35_397_840), ("embedded_gaussian", 35_397_840), ("gaussian", 31_723_728)):
+        model = on_meta(depth=50, arch="i3d_3x1x1", variant="mmaction2", nl_blocks=5, instantiation=inst)
+        assert sum(p.numel() for p in model.parameters()) == expected
+        assert all(b.W_z.bias is None and b.scale == 1.0 for b in model.nonlocal_blocks().values())
+    assert on_meta(variant="mmaction2").pool1.kernel_size == (1, 3, 3)
+
+
+def test_nl_preset_overrides_the_variants_preset():
+    (block,) = on_meta(depth=50, nl_blocks=1, nl_preset="mmaction2").nonlocal_blocks().values()
+    assert (block.subsample_order, block.init, block.W_z_bias, block.scale) == ("after", "caffe2", False, 1.0)
+    (block,) = on_meta(depth=50, nl_blocks=1, nl_preset="mmaction2", W_z_bias=True).nonlocal_blocks().values()
+    assert block.W_z_bias is True
+    with pytest.raises(ValueError, match="nl_preset='caffe3' is not allowed"):
+        make_config(nl_preset="caffe3")
+
+
+def test_model_config_and_run_config_take_every_knob_once():
+    from dataclasses import fields
+
+    from nlbench.ops.knobs import KNOBS
+    from nlbench.training.config import ModelSection
+
+    knobs = {f.name: f.default for f in fields(NonLocalKnobs)}
+    section = {f.name: f.default for f in fields(ModelSection)}
+    for knob in KNOBS:
+        expected = None if knob.preset else knob.default
+        assert knobs[knob.name] == expected and section[knob.name] == expected
+
+
+def test_committed_run_ids_are_unchanged_where_what_runs_is_unchanged():
+    # The dot-product runs' ids change on purpose: the released preset no longer scales dot product.
+    import glob
+
+    from nlbench.training import RunConfig
+
+    paths = sorted(glob.glob("results/tiny/runs/*/config.yaml"))
+    if not paths:
+        pytest.skip("no committed runs under results/tiny/runs")
+    for path in paths:
+        config = RunConfig.load(path)
+        if config.model.instantiation != "dot_product" or config.model.nl_blocks == 0:
+            assert config.run_id == path.split("/")[-2], path
