@@ -589,3 +589,19 @@ def test_committed_run_ids_are_unchanged_where_what_runs_is_unchanged():
         config = RunConfig.load(path)
         if config.model.instantiation != "dot_product" or config.model.nl_blocks == 0:
             assert config.run_id == path.split("/")[-2], path
+
+
+@pytest.mark.slow
+def test_peer_table_reproduces_every_published_count():
+    from nlbench.report.model_zoo import PEER_ROWS, measure_peers
+
+    df = measure_peers()
+    for row, (_, ours) in zip(PEER_ROWS, df.iterrows()):
+        if row.peer == "mmaction2":
+            published = row.params.replace(",", "")
+            if published.isdigit():
+                assert ours["params"] == int(published), row.published_as
+            else:
+                assert f"{ours['params'] / 1e6:.1f} M" == row.params, row.published_as
+            if row.gflops:
+                assert f"{ours['GFLOPs']:.1f} G" == row.gflops, row.published_as
