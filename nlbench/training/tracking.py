@@ -99,6 +99,7 @@ def wandb_init_kwargs(config: RunConfig, run_dir: Path, group: str | None = None
     mode = wandb_mode(w.mode)
     if not w.enabled or mode == "disabled":
         return {}
+    os.environ.setdefault("WANDB_SILENT", "true")  # the run's first line already says where it logs
     save_dir = Path(w.dir) if w.dir else Path(run_dir)
     save_dir.mkdir(parents=True, exist_ok=True)
     return dict(
@@ -126,7 +127,6 @@ def make_wandb_logger(config: RunConfig, run_dir: Path, group: str | None = None
         return None
     from pytorch_lightning.loggers import WandbLogger
 
-    os.environ.setdefault("WANDB_SILENT", "true")
     kwargs["save_dir"] = kwargs.pop("dir")
     logger = WandbLogger(**kwargs)
     # Lightning 2.6 always passes anonymous=None, which wandb 0.31 answers with a deprecation warning on
