@@ -381,7 +381,8 @@ def cmd_report(args) -> None:
     from nlbench.report.build import build_reports
 
     build_reports(args.profile, args.results, args.out, args.ablations, measure=not args.skip_measure,
-                  attention=not args.no_attention)
+                  attention=not args.no_attention, from_wandb=args.from_wandb, data=args.data,
+                  log_wandb=not args.no_wandb)
 
 
 def _add_report_parser(sub) -> None:
@@ -394,6 +395,12 @@ def _add_report_parser(sub) -> None:
     p.add_argument("--skip-measure", action="store_true",
                    help="do not re-measure the block's latency/memory vs size; re-plot the existing block_scaling.csv")
     p.add_argument("--no-attention", action="store_true", help="skip the attention figure (paper's Figure 3)")
+    p.add_argument("--from-wandb", metavar="PATH|ENTITY/PROJECT", default=None,
+                   help="take the run records from W&B: offline run folders under PATH, or a project's runs "
+                        "(public API); written to <results>/wandb/<profile>/ first")
+    p.add_argument("--data", default=None, help="with --from-wandb: the data set root of a profile that needs one")
+    p.add_argument("--no-wandb", action="store_true",
+                   help="do not log the tables to W&B (one report run per table, offline unless logged in)")
     p.set_defaults(func=cmd_report)
 
 
