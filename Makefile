@@ -12,6 +12,7 @@ install:
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install "$(TORCH)"
 	$(BIN)/python -m pip install -e ".[dev]"
+	$(BIN)/python -m pip install -e ".[sweeps]" && $(BIN)/python -m pip install --no-deps "sweeps==0.3.0"
 
 test:
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 tests

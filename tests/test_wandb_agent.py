@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-sweeps = pytest.importorskip("sweeps")
+import sweeps  # W&B's sweep engine (make install puts it in)
 from wandb.wandb_agent import Agent  # noqa: E402
 
 from nlbench.cli import main  # noqa: E402

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-sweeps = pytest.importorskip("sweeps")
+import sweeps  # W&B's sweep engine (make install puts it in)
 from wandb.sdk.launch.sweeps.utils import create_sweep_command_args  # noqa: E402
 
 from nlbench.cli import build_parser, main  # noqa: E402
