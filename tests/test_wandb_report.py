@@ -146,3 +146,22 @@ def test_mode_auto_online_under_a_sweep_agent_or_with_a_key(offline, monkeypatch
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
     mode, why = resolve_mode("auto")
     assert mode == "online" and "k" * 40 not in why
+
+
+def test_offline_reader_joins_records_across_blocks(offline):
+    """A record longer than the log's 32 KiB block is split in first / middle / last chunks; read it whole."""
+    import wandb
+
+    from nlbench.report.wandb_source import read_offline_run
+
+    big = "".join(chr(97 + i % 26) for i in range(100_000))
+    run = wandb.init(mode="offline", dir=str(offline), project="nlbench", config={"big": big, "seed": 3})
+    run.summary.update({"run_id": "r1", "status": "ok", "nested": {"a": {"b": 1.5}}, "big": big})
+    run.summary.update({"nested": {"a": {"b": 2.5}}})
+    folder = Path(run.dir).parent
+    run.finish()
+    wandb.teardown()
+    read = read_offline_run(folder)
+    assert read.state == "finished" and read.id == run.id
+    assert read.config["big"] == big and read.config["seed"] == 3
+    assert read.summary["big"] == big and read.summary["nested"] == {"a": {"b": 2.5}}
