@@ -76,8 +76,9 @@ def test_agent_run_trains_a_smoke_cell_attached_to_the_agents_run_and_reuses_it(
     run_args = grid_run(config, ROW)
 
     assert launch(config, run_args, "agentrun1") == 0
-    out = capfd.readouterr().out
-    assert out.splitlines()[0].startswith(f"W&B: offline for run {cell.run_id}: WANDB_MODE=offline"), out
+    captured = capfd.readouterr()
+    assert captured.err.splitlines()[0] == f"W&B: offline for run {cell.run_id}: WANDB_MODE=offline", captured.err
+    assert f"run {cell.run_id} trained" in captured.out
     run_dir = tmp / "results" / "smoke" / "runs" / cell.run_id
     record = json.loads((run_dir / "record.json").read_text())
     assert record["run_id"] == cell.run_id and record["status"] == "ok" and record["config"] == cell.config.to_dict()

@@ -81,7 +81,7 @@ def agent_run(table: str, profile: str, row: str, seed: str | int, *, data: str 
     group, tags = sweep.name, (sweep.table.name, cell.row, f"seed={cell.seed}")
     params = {"table": sweep.table.name, "profile": profile, "row": cell.row}  # seed is in the run config
     run_dir = Path(results) / profile / "runs" / cell.run_id
-    print(describe(cell.config), flush=True)
+    print(describe(cell.config), file=sys.stderr, flush=True)  # the run's first line, as train_run's
     with _run_lock(run_dir):
         record = read_record(run_dir)
         reused = record is not None and record.get("run_id") == cell.run_id

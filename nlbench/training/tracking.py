@@ -10,8 +10,8 @@
 - offline otherwise: no account, no network, no prompt. Offline runs are folders that ``wandb sync``
   uploads later.
 
-The first line of every run says which mode and why. nlbench never reads, prints or stores the key: it checks
-that the variable is non-empty or that the netrc entry exists, and wandb itself reads the key.
+The first line of every run (on stderr) says which mode and why. nlbench never reads, prints or stores the
+key: it checks that the variable is non-empty or that the netrc entry exists, and wandb itself reads the key.
 """
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ def make_wandb_logger(config: RunConfig, run_dir: Path, group: str | None = None
     when W&B is disabled. Prints the run's W&B line first (unless a run is active: who started it did)."""
     active = getattr(sys.modules.get("wandb"), "run", None)
     if active is None:
-        print(describe(config), flush=True)
+        print(describe(config), file=sys.stderr, flush=True)  # stderr: `nlbench train --json` owns stdout
     kwargs = wandb_init_kwargs(config, run_dir, group, tags)
     if not kwargs:
         return None
