@@ -107,8 +107,9 @@ def test_agent_run_trains_a_smoke_cell_attached_to_the_agents_run_and_reuses_it(
     assert second.state == "finished"
 
 
-def test_agent_run_exits_non_zero_when_the_run_fails(agent_env):
+def test_agent_run_exits_non_zero_when_the_run_fails(agent_env, monkeypatch, capsys):
     tmp = agent_env
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # in-process, no W&B: the exit status is what is tested here
     table = tmp / "nan.yaml"  # a row whose loss diverges at once
     table.write_text(yaml.safe_dump({
         "table": "nan", "title": "diverges", "baseline": "big lr",
@@ -116,10 +117,8 @@ def test_agent_run_exits_non_zero_when_the_run_fails(agent_env):
     (tmp / "profiles.yaml").write_text(yaml.safe_dump({"smoke": {
         "config": str(ROOT / "configs" / "smoke.yaml"), "seeds": [0], "clips": {"default": {}}}}))
     sweep = build_sweep(table, "smoke")
-    config = sweep_config(sweep)
-    config["parameters"]["table"] = {"value": str(table)}  # TABLE may be a path
-    code = launch(config, grid_run(config, "big lr"), "agentfail")
-    assert code == 1
+    assert main(["agent-run", f"--table={table}", "--profile=smoke", "--row=big lr", "--seed=0"]) == 1
+    assert "failed" in capsys.readouterr().err
     record = json.loads((tmp / "results" / "smoke" / "runs" / sweep.cells[0].run_id / "record.json").read_text())
     assert record["status"] == "failed" and "loss is" in record["reason"]
 

@@ -31,11 +31,29 @@ def offline(monkeypatch, tmp_path):
     return tmp_path
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two smoke runs of a two-row table through the optuna sweep, W&B offline in each run dir (once)."""
+    tmp = tmp_path_factory.mktemp("sweep")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HOME", str(tmp / "home"))
+        for name in ("WANDB_MODE", "WANDB_API_KEY", "WANDB_SWEEP_ID", "NETRC", "WANDB_BASE_URL"):
+            mp.delenv(name, raising=False)
+        mp.chdir(tmp)
+        _sweep(tmp)
+    return tmp
+
+
 @pytest.fixture
-def smoke_sweep(offline, monkeypatch):
-    """Two smoke runs of a two-row table through the optuna sweep, W&B offline in each run dir."""
-    tmp = offline
+def smoke_sweep(trained, offline, monkeypatch):
+    """A copy of the trained sweep, the current folder in it."""
+    tmp = offline / "sweep"
+    shutil.copytree(trained, tmp)
     monkeypatch.chdir(tmp)
+    return tmp
+
+
+def _sweep(tmp: Path) -> None:
     ablations = tmp / "ablations"
     ablations.mkdir()
     (ablations / "profiles.yaml").write_text(yaml.safe_dump({"smoke": {
@@ -50,7 +68,6 @@ def smoke_sweep(offline, monkeypatch):
 
     wandb.teardown()  # what the end of the sweep's process does: W&B's core process flushes the offline runs
     assert list(frame["status"]) == ["ok", "ok"]
-    return tmp
 
 
 def test_report_from_offline_wandb_folders_renders_the_same_tables(smoke_sweep):
@@ -102,7 +119,8 @@ def test_report_logs_each_table_to_an_offline_report_run(smoke_sweep, capsys):
     assert json.loads(claims_file.read_text())["data"][0][0] == "NL beats C2D"
     assert list(folder.glob("files/media/images/tw_acc_vs_gflops_*.png"))
     # The log itself: the run's history step names the table and image keys.
-    history = [r.history for r in read_log(next(folder.glob("run-*.wandb"))) if r.WhichOneof("record_type") == "history"]
+    log = next(folder.glob("run-*.wandb"))
+    history = [r.history for r in read_log(log) if r.WhichOneof("record_type") == "history"]
     keys = {item.key or item.nested_key[0] for h in history for item in h.item}
     assert {"ablation", "claims", "runs", "tw_acc_vs_gflops"} <= keys
 
