@@ -202,13 +202,13 @@ def build_reports(
     quiet: bool = False,
     from_wandb: str | Path | None = None,
     data: str | None = None,
-    log_wandb: bool = True,
+    log_wandb: bool = False,
 ) -> Path:
     """Write ``out/profile/``; returns its README path. Missing inputs raise FileNotFoundError / ValueError.
 
     ``from_wandb``: the records come from W&B runs (offline run folders under a path, or ENTITY/PROJECT),
     written as results under ``results/wandb/`` first (``data``: the root of a profile that needs one).
-    ``log_wandb``: log each table to a W&B report run in its group (``wandb_tables``).
+    ``log_wandb``: log each table to a W&B report run in its group (``wandb_tables``; the CLI's default).
     """
     if from_wandb is not None:
         from nlbench.report.wandb_source import materialise

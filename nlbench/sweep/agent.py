@@ -1,4 +1,6 @@
-"""One cell of an ablation table, launched by a W&B sweep agent: ``nlbench agent-run --table T --profile P --row R --seed S``.
+"""One cell of an ablation table, launched by a W&B sweep agent.
+
+``nlbench agent-run --table T --profile P --row R --seed S``.
 
 The agent starts this process with the sweep's parameters as argv (``--row=Embedded Gaussian --seed=0 ...``,
 built by ``wandb.sdk.launch.sweeps.utils``) and its environment (``WANDB_SWEEP_ID``, ``WANDB_RUN_ID``,
