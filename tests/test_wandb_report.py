@@ -183,3 +183,15 @@ def test_offline_reader_joins_records_across_blocks(offline):
     assert read.state == "finished" and read.id == run.id
     assert read.config["big"] == big and read.config["seed"] == 3
     assert read.summary["big"] == big and read.summary["nested"] == {"a": {"b": 2.5}}
+
+
+def test_from_wandb_errors_are_one_line(offline, monkeypatch, capsys):
+    monkeypatch.chdir(offline)
+    (offline / "empty").mkdir()
+    argv = ["report", "--profile", "smoke", "--ablations", str(ROOT / "ablations"), "--no-wandb", "--from-wandb"]
+    for source, expected in ((str(offline / "empty"), "no nlbench run records"),
+                             ("a/b/c", "neither a folder of W&B run folders nor ENTITY/PROJECT"),
+                             ("someone/nlbench", "W&B cannot list project someone/nlbench")):  # not logged in
+        assert main([*argv, source]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("nlbench: error: --from-wandb") and expected in err and "\n" not in err, err

@@ -169,7 +169,12 @@ def load_runs(source: str | Path) -> list[WandbRun]:
         return offline_runs(source)
     if str(source).count("/") != 1:
         raise ValueError(f"--from-wandb {source}: neither a folder of W&B run folders nor ENTITY/PROJECT")
-    return api_runs(str(source))
+    try:
+        return api_runs(str(source))
+    except Exception as e:  # not logged in, no network, no such project: wandb's own errors, one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise ValueError(f"--from-wandb {source}: no such folder, and W&B cannot list project {source}: "
+                         f"{type(e).__name__}: {first}") from None
 
 
 # ---------------------------------------------------------------------------------------- records
