@@ -14,6 +14,7 @@ install:
 	$(BIN)/python -m pip install "$(TORCH)"
 	$(BIN)/python -m pip install -e ".[dev]"
 	$(BIN)/python -m pip install --no-deps $$($(BIN)/python -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['peers']))")
+	$(BIN)/python -m pip install -e ".[sweeps]" && $(BIN)/python -m pip install --no-deps "sweeps==0.3.0"
 
 test:
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 tests

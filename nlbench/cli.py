@@ -326,6 +326,12 @@ def _add_train_parser(sub) -> None:
 
 
 def cmd_sweep(args) -> int:
+    if args.wandb_sweep:  # W&B's controller runs the grid instead: write the sweep files, train nothing
+        from nlbench.sweep.wandb_sweep import export_sweeps
+
+        for path in export_sweeps(args.tables, args.profile, args.wandb_sweep, args.data):
+            print(f"wrote {path}: wandb sweep {path}; then on each node: wandb agent ENTITY/PROJECT/SWEEP_ID")
+        return 0
     from nlbench.sweep.runner import open_storage, prepare, run_sweep
 
     # `ablations/*.yaml` also matches the profiles file, which is not a table.
@@ -376,14 +382,36 @@ def _add_sweep_parser(sub) -> None:
     p.add_argument("--row", default=None, help="with --search: the row to tune (default: the baseline)")
     p.add_argument("--trials", type=int, default=10, help="with --search: number of trials")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--wandb-sweep", metavar="DIR", default=None,
+                   help="train nothing: write one W&B sweep config per table, DIR/<table>.yaml, for `wandb sweep`")
     p.set_defaults(func=cmd_sweep)
+
+
+def cmd_agent_run(args) -> int:
+    from nlbench.sweep.agent import main as agent_main
+
+    return agent_main(args)
+
+
+def _add_agent_parser(sub) -> None:
+    p = sub.add_parser("agent-run", help="one cell of a table, as a W&B sweep agent launches it (see "
+                                         "`nlbench sweep --wandb-sweep`); exit 1 when the run fails")
+    p.add_argument("--table", required=True, help="table name (2a_instantiation) or its YAML path")
+    p.add_argument("--profile", required=True, help="smoke, tiny or paper (ablations/profiles.yaml)")
+    p.add_argument("--row", required=True, help="row label, e.g. 'Embedded Gaussian'")
+    p.add_argument("--seed", required=True, help="one of the profile's seeds")
+    p.add_argument("--data", default=None, help="data set root for profiles that need one (paper)")
+    p.add_argument("--results", default="results", help="results folder (default results/)")
+    p.add_argument("--ablations", default="ablations", help="where table names are looked up (default ablations/)")
+    p.set_defaults(func=cmd_agent_run)
 
 
 def cmd_report(args) -> None:
     from nlbench.report.build import build_reports
 
     build_reports(args.profile, args.results, args.out, args.ablations, measure=not args.skip_measure,
-                  attention=not args.no_attention)
+                  attention=not args.no_attention, from_wandb=args.from_wandb, data=args.data,
+                  log_wandb=not args.no_wandb)
 
 
 def _add_report_parser(sub) -> None:
@@ -396,6 +424,12 @@ def _add_report_parser(sub) -> None:
     p.add_argument("--skip-measure", action="store_true",
                    help="do not re-measure the block's latency/memory vs size; re-plot the existing block_scaling.csv")
     p.add_argument("--no-attention", action="store_true", help="skip the attention figure (paper's Figure 3)")
+    p.add_argument("--from-wandb", metavar="PATH|ENTITY/PROJECT", default=None,
+                   help="take the run records from W&B: offline run folders under PATH, or a project's runs "
+                        "(public API); written to <results>/wandb/<profile>/ first")
+    p.add_argument("--data", default=None, help="with --from-wandb: the data set root of a profile that needs one")
+    p.add_argument("--no-wandb", action="store_true",
+                   help="do not log the tables to W&B (one report run per table, offline unless logged in)")
     p.set_defaults(func=cmd_report)
 
 
@@ -437,6 +471,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_parser(sub)
     _add_train_parser(sub)
     _add_sweep_parser(sub)
+    _add_agent_parser(sub)
     _add_report_parser(sub)
     return parser
 

@@ -200,8 +200,22 @@ def build_reports(
     measure: bool = True,
     attention: bool = True,
     quiet: bool = False,
+    from_wandb: str | Path | None = None,
+    data: str | None = None,
+    log_wandb: bool = False,
 ) -> Path:
-    """Write ``out/profile/``; returns its README path. Missing inputs raise FileNotFoundError / ValueError."""
+    """Write ``out/profile/``; returns its README path. Missing inputs raise FileNotFoundError / ValueError.
+
+    ``from_wandb``: the records come from W&B runs (offline run folders under a path, or ENTITY/PROJECT),
+    written as results under ``results/wandb/`` first (``data``: the root of a profile that needs one).
+    ``log_wandb``: log each table to a W&B report run in its group (``wandb_tables``; the CLI's default).
+    """
+    if from_wandb is not None:
+        from nlbench.report.wandb_source import materialise
+
+        folder, found = materialise(from_wandb, profile, Path(results) / "wandb", ablations, data)
+        _say(f"{found} run records from W&B ({from_wandb}) -> {folder}", quiet)
+        results = Path(results) / "wandb"
     results_dir, out_dir, ablations = Path(results) / profile, Path(out) / profile, Path(ablations)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"{results_dir}: no such folder; run `nlbench sweep ablations/*.yaml --profile "
@@ -275,6 +289,10 @@ def build_reports(
     path = out_dir / "README.md"
     atomic_write_text(path, readme)
     _say(f"{path}", quiet)
+    if log_wandb:
+        from nlbench.report.wandb_tables import log_reports
+
+        log_reports(reports, profile, out_dir, records, quiet)
     return path
 
 

@@ -26,7 +26,7 @@ from nlbench.models import load_pretrained
 from nlbench.training.callbacks import ThroughputMonitor
 from nlbench.training.config import ConfigError, RunConfig
 from nlbench.training.module import NonFiniteLossError, VideoClassifier
-from nlbench.training.tracking import make_wandb_logger
+from nlbench.training.tracking import make_wandb_logger, run_summary
 
 # Lightning 2.6 on torch 2.13 warns about a torch-internal pytree API on every fit; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
@@ -219,8 +219,7 @@ def train_run(
         config=config.to_dict(),
     )
     if logger is not None:
-        summary = {k: v for k, v in record.items() if isinstance(v, (int, float, str)) and v is not None}
-        logger.experiment.summary.update(summary)
+        logger.experiment.summary.update(run_summary(record))
         logger.finalize("success" if record["status"] == "ok" else "failed")
         record["wandb_dir"] = str(Path(logger.experiment.dir).parent) if trainer.is_global_zero else None
         if trainer.is_global_zero:
