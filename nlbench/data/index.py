@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nlbench.data.probes import ProbeCache, default_cache_dir, probe_files
+from nlbench.data import probes
 from nlbench.data.video import VIDEO_EXTENSIONS, VideoMeta
 
 SPLITS = ("train", "val", "test")
@@ -165,8 +165,8 @@ def build_index(
         records = tuple(VideoRecord(f, label_of[c]) for f, c in items)
         return VideoIndex(root, split, source, classes, records)
 
-    cache = ProbeCache(root, default_cache_dir() if cache_dir == "auto" else cache_dir)
-    metas = probe_files([f for f, _ in items], cache, workers=workers, processes=processes, progress=progress)
+    cache = probes.ProbeCache(root, probes.default_cache_dir() if cache_dir == "auto" else cache_dir)
+    metas = probes.probe_files([f for f, _ in items], cache, workers=workers, processes=processes, progress=progress)
     records, unreadable = [], []
     for (file, label), meta in zip(items, metas):
         if isinstance(meta, VideoMeta):
