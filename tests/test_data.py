@@ -581,3 +581,20 @@ def test_cached_batch_read_equals_clip_by_clip(tmp_path):
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
     first = next(iter(loader))
     assert torch.equal(first[0], torch.stack([generated[i][0] for i in range(4)]))
+
+
+def test_cli_scan_lists_every_unreadable_path_whole_at_any_width(tmp_path, capsys, monkeypatch):
+    _tree(tmp_path, {"train/a/ok.mp4": numbered(8), "val/a/ok.mp4": numbered(8)})
+    long_name = "broken_" + "x" * 120 + ".mp4"  # longer than any terminal line
+    for rel in (f"train/abseiling/{long_name}", "val/a/also broken.mp4"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("not a video")
+    monkeypatch.setenv("COLUMNS", "40")
+    for workers in ("1", "2"):  # threads, processes
+        assert main(["data", "scan", str(tmp_path), "--workers", workers]) == 0
+        out = capsys.readouterr().out
+        assert f"  train  train/abseiling/{long_name}  (cannot open" in out
+        assert "  val  val/a/also broken.mp4  (cannot open" in out
+    with pytest.raises(SystemExit, match="2"):
+        main(["data", "scan", str(tmp_path), "--workers", "0"])
+    assert "--workers: '0' is not a positive int" in capsys.readouterr().err
