@@ -190,17 +190,28 @@ def cmd_data_scan(args) -> None:
 
 def cmd_data_bench(args) -> None:
     from nlbench.data import SyntheticConfig
-    from nlbench.data.bench import bench_loader
+    from nlbench.data.bench import bench_loader, stage_times
 
+    sampling = transform = None
+    if args.config:
+        from nlbench.data.video import ClipSampling
+        from nlbench.training.config import RunConfig
+
+        d = RunConfig.load(args.config).data
+        sampling = ClipSampling(d.frames, d.sampling_rate, d.num_clips, d.short_clip)
+        transform = d.transform()
     results = bench_loader(
         args.root,
         synthetic=SyntheticConfig(frames=args.frames, size=args.size),
         workers=args.workers,
         batch_size=args.batch_size,
         batches=args.batches,
+        sampling=sampling,
+        transform=transform,
     )
+    stages = stage_times(args.root, sampling, transform, clips=args.clips) if args.root else None
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"loader": results, "stages": stages}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -211,7 +222,17 @@ def cmd_data_bench(args) -> None:
     for r in results:
         table.add_row(r["source"], str(r["workers"]), str(r["batch_size"]), "x".join(map(str, r["clip_shape"] or ())),
                       f"{r['clips_per_s']:.1f}", f"{r['warmup_s']:.2f}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if stages:
+        from nlbench.data.video import STAGES
+
+        table = Table(title=f"CPU ms per training clip ({stages['clip']}, {stages['clips']} clips, one process)")
+        for column in (*STAGES, "transform", "total", "clips/s a core"):
+            table.add_column(column, justify="right")
+        table.add_row(*(f"{stages[k]:.3f}" for k in (*STAGES, "transform")), f"{stages['total_ms']:.3f}",
+                      f"{stages['clips_per_s']:.0f}")
+        console.print(table)
 
 
 def _add_data_parser(sub) -> None:
@@ -246,6 +267,8 @@ def _add_data_parser(sub) -> None:
     p.add_argument("--batches", type=int, default=20, help="timed batches after 2 warm-up ones")
     p.add_argument("--frames", type=int, default=8, help="in-memory set: frames per clip")
     p.add_argument("--size", type=int, default=32, help="in-memory set: frame size")
+    p.add_argument("--config", default=None, help="video root: sample and transform as this run config's data section")
+    p.add_argument("--clips", type=_positive, default=200, help="video root: clips timed stage by stage")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data_bench)
 

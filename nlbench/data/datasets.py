@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from nlbench.data.transforms import (
     frames_to_tensor,
     normalize,
 )
-from nlbench.data.video import ClipSampling, VideoReader, VideoReadError
+from nlbench.data.video import STAGES, ClipSampling, VideoReader, VideoReadError
 
 MODES = ("train", "val", "test")
 
@@ -167,6 +168,8 @@ class VideoClips(Dataset):
         else:
             self._transforms = [EvalTransform(c, c.test_crop, c.num_crops, k) for k in range(c.num_crops)]
         self.failures: dict[Path, str] = {}  # videos that failed while loading, in this process
+        # CPU seconds per stage in this process (``nlbench data bench``): the reader's, then the transform.
+        self.seconds = dict.fromkeys((*STAGES, "transform"), 0.0)
         self._cache: tuple[tuple[int, int], np.ndarray] | None = None
         self.records, self.short_clips = self._apply_short_clip_policy()
 
@@ -222,7 +225,9 @@ class VideoClips(Dataset):
                 warnings.warn(f"dropping unreadable video {record.path}: {err.reason}", UnreadableVideoWarning)
             x, label = torch.empty(0), -1
         else:
+            t0 = time.thread_time()
             x, label = self._transforms[crop](frames), record.label
+            self.seconds["transform"] += time.thread_time() - t0
         return (x, label, video) if self.mode == "test" else (x, label)
 
     def _frames(self, video: int, clip: int) -> np.ndarray:
@@ -240,6 +245,8 @@ class VideoClips(Dataset):
             else:
                 start = float(s.test_starts(meta.fps, meta.duration)[clip])
             frames = reader.read(s.times(start, meta.fps, meta.duration))
+        for stage, seconds in reader.seconds.items():  # after the file is closed: closing counts as "open"
+            self.seconds[stage] += seconds
         self._cache = ((video, clip), frames)
         return frames
 

@@ -112,12 +112,22 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 def resized_crop(clip: torch.Tensor, box: Box, size: int) -> torch.Tensor:
-    """Cut ``box`` out of a (T, 3, H, W) clip and resize it to size x size, as float in [0, 1]."""
+    """Cut ``box`` out of a (T, 3, H, W) uint8 clip and resize it to size x size: the window itself (a
+    uint8 view, no copy) when it already has that size, else float in [0, 255]."""
     top, left, h, w = box
-    window = clip[..., top : top + h, left : left + w].float().div_(255)
+    window = clip[..., top : top + h, left : left + w]
     if (h, w) == (size, size):
         return window
-    return F.interpolate(window, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(window.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def to_model(clip: torch.Tensor, mean, std) -> torch.Tensor:
+    """(T, 3, H, W) in [0, 255] (uint8 or float) -> normalised float (3, T, H, W), the layout of the models:
+    one transposing conversion and one fused scale-and-shift, ``(x / 255 - mean) / std``."""
+    scale = (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))).view(3, 1, 1, 1)
+    shift = (torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(3, 1, 1, 1)
+    out = clip.permute(1, 0, 2, 3).to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+    return out.mul_(scale).sub_(shift)
 
 
 def random_box(height: int, width: int, short_range: tuple[int, int], crop: int, generator=None) -> Box:
@@ -143,7 +153,8 @@ def view_boxes(height: int, width: int, short_side: int, crop: int, num_crops: i
 
 
 def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
-    """(T, 3, H, W) in [0, 1] -> normalised (3, T, H, W), the layout of the models."""
+    """(T, 3, H, W) in [0, 1] -> normalised (3, T, H, W), the layout of the models (the synthetic source's
+    path; the video path's ``to_model`` gives the same values to float rounding in fewer passes)."""
     m = torch.tensor(mean, dtype=clip.dtype).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=clip.dtype).view(1, 3, 1, 1)
     return clip.sub_(m).div_(s).permute(1, 0, 2, 3).contiguous()
@@ -162,7 +173,7 @@ class TrainTransform:
         out = resized_crop(clip, random_box(*clip.shape[-2:], c.train_short_range, c.crop), c.crop)
         if c.flip and torch.rand(()) < 0.5:
             out = out.flip(-1)
-        return normalize(out, c.mean, c.std)
+        return to_model(out, c.mean, c.std)
 
 
 class EvalTransform:
@@ -177,4 +188,4 @@ class EvalTransform:
         c = self.config
         clip = frames_to_tensor(frames)
         box = view_boxes(*clip.shape[-2:], c.test_short_side, self.crop, self.num_crops)[self.index]
-        return normalize(resized_crop(clip, box, self.crop), c.mean, c.std)
+        return to_model(resized_crop(clip, box, self.crop), c.mean, c.std)
