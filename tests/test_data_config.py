@@ -170,3 +170,28 @@ def test_synthetic_run_ids_do_not_depend_on_the_video_keys():
     video = base.replace(data={"source": "video", "root": "/data"})
     assert video.run_id != video.replace(data={"short_clip": "loop"}).run_id
     assert video.run_id == video.replace(data={"index_cache": "/elsewhere"}).run_id
+
+
+def test_res3_slots_of_the_c2d_see_four_even_frames():
+    """docs/synthetic_data.md's temporal receptive field, measured: perturb one input frame at a time and see
+    which res3 slots of the R50 C2D (the paper's strides) change."""
+    from nlbench.models import make_config
+
+    torch.manual_seed(0)
+    model = make_config(depth=50, arch="c2d", width="small", num_classes=10).build().eval()
+    out = {}
+    model.layer2.register_forward_hook(lambda module, inputs, output: out.__setitem__("res3", output))
+    x0 = torch.randn(1, 3, 16, 32, 32)
+    with torch.no_grad():
+        model(x0)
+        base = out["res3"].clone()
+        sees: dict[int, set[int]] = {slot: set() for slot in range(base.shape[2])}
+        for frame in range(16):
+            for sign in (1, -1):
+                x = x0.clone()
+                x[:, :, frame] += sign * 50 * torch.rand(1, 3, 32, 32)
+                model(x)
+                changed = (out["res3"] - base).abs().amax(dim=(0, 1, 3, 4)) > 1e-6
+                for slot in changed.nonzero().flatten().tolist():
+                    sees[slot].add(frame)
+    assert {slot: sorted(frames) for slot, frames in sees.items()} == {0: [0, 2, 4, 6], 1: [8, 10, 12, 14]}
