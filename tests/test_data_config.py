@@ -195,3 +195,17 @@ def test_res3_slots_of_the_c2d_see_four_even_frames():
                 for slot in changed.nonzero().flatten().tolist():
                     sees[slot].add(frame)
     assert {slot: sorted(frames) for slot, frames in sees.items()} == {0: [0, 2, 4, 6], 1: [8, 10, 12, 14]}
+
+
+def test_data_bench_shows_each_stage(tmp_path, capsys):
+    _tree(tmp_path)
+    assert main(["data", "bench", str(tmp_path), "--workers", "0", "--batch-size", "2", "--batches", "2",
+                 "--clips", "4", "--config", str(ROOT / "configs" / "smoke.yaml"), "--json"]) == 0
+    import json
+
+    out = json.loads(capsys.readouterr().out)
+    stages = out["stages"]
+    assert stages["clips"] == 4 and stages["clip"] == "16x1 at 32"
+    assert all(stages[k] > 0 for k in ("open", "decode", "convert", "transform")) and stages["seek"] == 0
+    assert sum(stages[k] for k in ("open", "seek", "decode", "convert", "transform")) <= stages["total_ms"] * 1.01
+    assert out["loader"][0]["clip_shape"] == [3, 16, 32, 32]
