@@ -69,7 +69,8 @@ class ClipTransformConfig:
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"ClipTransformConfig: mean={self.mean!r} / std={self.std!r}: expected 3 values, std > 0")
         if self.ensemble not in ENSEMBLES:
-            raise ValueError(f"ClipTransformConfig: ensemble={self.ensemble!r} is not allowed; expected one of {ENSEMBLES}")
+            raise ValueError(f"ClipTransformConfig: ensemble={self.ensemble!r} is not allowed; "
+                             f"expected one of {ENSEMBLES}")
 
     @property
     def train_short_range(self) -> tuple[int, int]:
