@@ -209,3 +209,19 @@ def test_data_bench_shows_each_stage(tmp_path, capsys):
     assert all(stages[k] > 0 for k in ("open", "decode", "convert", "transform")) and stages["seek"] == 0
     assert sum(stages[k] for k in ("open", "seek", "decode", "convert", "transform")) <= stages["total_ms"] * 1.01
     assert out["loader"][0]["clip_shape"] == [3, 16, 32, 32]
+
+
+@pytest.mark.parametrize("rule", ["mean_softmax", "mean_logits", "max_softmax"])
+def test_ensemble_rules_against_a_float64_reference(rule):
+    from nlbench.data.analysis import ensemble_views, view_scores
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(12, 5, generator=g, dtype=torch.float64)
+    videos = torch.tensor([3, 0, 3, 1, 0, 3, 1, 1, 0, 3, 1, 0])
+    ids, scores = ensemble_views(view_scores(logits, rule), videos, rule)
+    assert ids.tolist() == [0, 1, 3]
+    for k, v in enumerate(ids.tolist()):
+        views = logits[videos == v]
+        per_view = views if rule == "mean_logits" else torch.exp(views) / torch.exp(views).sum(1, keepdim=True)
+        expected = per_view.max(0).values if rule == "max_softmax" else per_view.mean(0)
+        assert torch.allclose(scores[k], expected, atol=1e-12)
