@@ -61,7 +61,7 @@ def average_views(scores, video_index, reduce: str = "mean") -> tuple[torch.Tens
     ids, inverse = torch.unique(video_index, return_inverse=True)
     if reduce == "max":
         out = torch.full((len(ids), scores.shape[1]), -torch.inf, dtype=scores.dtype)
-        return ids, out.index_reduce_(0, inverse, scores, "amax")
+        return ids, out.scatter_reduce_(0, inverse[:, None].expand_as(scores), scores, "amax")
     sums = torch.zeros(len(ids), scores.shape[1], dtype=scores.dtype).index_add_(0, inverse, scores)
     counts = torch.bincount(inverse, minlength=len(ids)).unsqueeze(1)
     return ids, sums / counts
