@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -117,6 +118,12 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of ints (e.g. 0,2)")
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive int")
+    return int(text)
+
+
 def _range(pair) -> str:
     return "-" if pair is None else (f"{pair[0]}" if pair[0] == pair[1] else f"{pair[0]}-{pair[1]}")
 
@@ -140,13 +147,31 @@ def cmd_data_export(args) -> None:
 
 
 def cmd_data_scan(args) -> None:
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
     from nlbench.data import scan_root
 
-    report = scan_root(args.root)
+    # The bar goes to stderr (stdout stays a clean table or JSON) and only when stderr is a terminal.
+    with Progress(TextColumn("probing {task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True, disable=args.json or not sys.stderr.isatty()) as bar:
+        tasks: dict[str, tuple] = {}
+
+        def progress(split: str, done: int, total: int) -> None:
+            if split not in tasks:
+                tasks[split] = (bar.add_task(split, total=total, rate=""), time.perf_counter(), done)
+            task, t0, cached = tasks[split]
+            rate = (done - cached) / max(time.perf_counter() - t0, 1e-9)
+            bar.update(task, completed=done, rate=f"{rate:.0f} files/s" if done > cached else "cached")
+
+        report = scan_root(args.root, workers=args.workers, processes=args.workers > 1,
+                           cache_dir=None if args.no_cache else "auto", progress=progress)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"{report.root}: {len(report.class_names)} classes")
@@ -157,31 +182,39 @@ def cmd_data_scan(args) -> None:
         codecs = ", ".join(f"{k} {v}" for k, v in s.codecs.items())
         table.add_row(s.split, str(s.videos), str(s.classes), str(len(s.unreadable)), _range(s.duration_s),
                       size, _range(s.fps), codecs)
-    console = Console()
-    console.print(table)
+    Console().print(table)
     bad = [(s.split, u) for s in report.splits for u in s.unreadable]
     if bad:
-        listing = Table(title="unreadable videos (left out of training and evaluation)")
-        for column in ("split", "file", "reason"):
-            listing.add_column(column)
+        # A plain list, not a table: a path is what a user needs from it, and a table cuts it to the width.
+        print(f"unreadable videos (left out of training and evaluation), relative to {report.root}:")
         for split, u in bad:
-            listing.add_row(split, u["path"], u["reason"])
-        console.print(listing)
+            print(f"  {split}  {u['path']}  ({u['reason']})")
 
 
 def cmd_data_bench(args) -> None:
     from nlbench.data import SyntheticConfig
-    from nlbench.data.bench import bench_loader
+    from nlbench.data.bench import bench_loader, stage_times
 
+    sampling = transform = None
+    if args.config:
+        from nlbench.data.video import ClipSampling
+        from nlbench.training.config import RunConfig
+
+        d = RunConfig.load(args.config).data
+        sampling = ClipSampling(d.frames, d.sampling_rate, d.num_clips, d.short_clip)
+        transform = d.transform()
     results = bench_loader(
         args.root,
         synthetic=SyntheticConfig(frames=args.frames, size=args.size),
         workers=args.workers,
         batch_size=args.batch_size,
         batches=args.batches,
+        sampling=sampling,
+        transform=transform,
     )
+    stages = stage_times(args.root, sampling, transform, clips=args.clips) if args.root else None
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"loader": results, "stages": stages}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -192,7 +225,17 @@ def cmd_data_bench(args) -> None:
     for r in results:
         table.add_row(r["source"], str(r["workers"]), str(r["batch_size"]), "x".join(map(str, r["clip_shape"] or ())),
                       f"{r['clips_per_s']:.1f}", f"{r['warmup_s']:.2f}")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    if stages:
+        from nlbench.data.video import STAGES
+
+        table = Table(title=f"CPU ms per training clip ({stages['clip']}, {stages['clips']} clips, one process)")
+        for column in (*STAGES, "transform", "total", "clips/s a core"):
+            table.add_column(column, justify="right")
+        table.add_row(*(f"{stages[k]:.3f}" for k in (*STAGES, "transform")), f"{stages['total_ms']:.3f}",
+                      f"{stages['clips_per_s']:.0f}")
+        console.print(table)
 
 
 def _add_data_parser(sub) -> None:
@@ -213,6 +256,10 @@ def _add_data_parser(sub) -> None:
 
     p = data.add_parser("scan", help="per split: videos, classes, unreadable files, duration and resolution ranges")
     p.add_argument("root", help="ROOT/{train,val,test}/<class>/<video> or ROOT/{train,val,test}.csv")
+    p.add_argument("--workers", type=_positive, default=max(1, os.cpu_count() or 1),
+                   help="probing processes (default: one a core; 1: a thread in this process)")
+    p.add_argument("--no-cache", action="store_true",
+                   help="probe every file again, without reading or writing the probe cache (~/.cache/nlbench)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     p.set_defaults(func=cmd_data_scan)
 
@@ -223,6 +270,8 @@ def _add_data_parser(sub) -> None:
     p.add_argument("--batches", type=int, default=20, help="timed batches after 2 warm-up ones")
     p.add_argument("--frames", type=int, default=8, help="in-memory set: frames per clip")
     p.add_argument("--size", type=int, default=32, help="in-memory set: frame size")
+    p.add_argument("--config", default=None, help="video root: sample and transform as this run config's data section")
+    p.add_argument("--clips", type=_positive, default=200, help="video root: clips timed stage by stage")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_data_bench)
 

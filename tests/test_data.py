@@ -17,7 +17,6 @@ from nlbench.data import (
     ClipSampling,
     ClipTransformConfig,
     LoaderConfig,
-    ShortVideoWarning,
     SyntheticClips,
     SyntheticConfig,
     SyntheticDataModule,
@@ -40,6 +39,12 @@ from nlbench.data.synthetic import BACKGROUND, PALETTE
 from nlbench.data.transforms import TrainTransform, random_box, view_boxes
 
 SMALL = SyntheticConfig(split_sizes=(20, 10, 10))
+
+
+@pytest.fixture(autouse=True)
+def _probe_cache(tmp_path, monkeypatch):
+    """Every test indexes with its own probe cache (none of them writes to ~/.cache)."""
+    monkeypatch.setenv("NLBENCH_CACHE_DIR", str(tmp_path / "cache"))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -221,17 +226,40 @@ def test_variable_frame_rate_is_sampled_by_timestamps(tmp_path):
         assert ids(reader.read(times)) == expected
 
 
-def test_short_video_is_looped_and_said_once(tmp_path):
-    write_video(tmp_path / "train" / "a" / "short.mp4", numbered(4), 8)
-    write_video(tmp_path / "train" / "b" / "long.mp4", numbered(16), 8)
-    index = build_index(tmp_path, "train")
-    with pytest.warns(ShortVideoWarning, match="1 of 2 videos .* shorter than a 8x1 clip") as record:
-        ds = VideoClips(index, ClipSampling(8, 1, 1), ClipTransformConfig.scaled(32, jitter=False), mode="test")
-    assert len(record) == 1
+def _short_and_long(root: Path):
+    write_video(root / "train" / "a" / "short.mp4", numbered(4), 8)
+    write_video(root / "train" / "b" / "long.mp4", numbered(16), 8)
+    return build_index(root, "train")
+
+
+@pytest.mark.parametrize("policy,frames", [("loop", [0, 1, 2, 3] * 2), ("pad_last", [0, 1, 2, 3] + [3] * 4)])
+def test_short_clip_policies_that_read_the_short_video(tmp_path, policy, frames):
+    index = _short_and_long(tmp_path)
+    sampling = ClipSampling(8, 1, 1, short_clip=policy)
+    ds = VideoClips(index, sampling, ClipTransformConfig.scaled(32, jitter=False, num_crops=1), mode="test")
+    assert ds.short_clips == {"videos": 2, "short": 1, "policy": policy, "skipped": 0, "shortest_s": 0.5}
+    assert len(ds) == 2
+    meta = index.records[0].meta
     with VideoReader(index.records[0].path) as reader:
-        meta = reader.meta
-        assert ids(reader.read(ClipSampling(8, 1).times(0.0, meta.fps, meta.duration))) == [0, 1, 2, 3] * 2
+        assert ids(reader.read(sampling.times(0.0, meta.fps, meta.duration))) == frames
     assert ds[0][0].shape == (3, 8, 32, 32)
+
+
+def test_short_clip_skip_leaves_the_short_video_out_and_error_is_one_line(tmp_path):
+    index = _short_and_long(tmp_path)
+    ds = VideoClips(index, ClipSampling(8, 1, 1, short_clip="skip"), ClipTransformConfig.scaled(32, jitter=False))
+    assert len(ds) == 1 and ds.records[0].path.name == "long.mp4" and ds.short_clips["skipped"] == 1
+    assert ds[0][1] == 1  # the long video keeps its own label
+    with pytest.raises(ValueError, match=r"^sampling_rate=1: a 8x1 clip spans 8 frames .* 1 of 2 videos") as err:
+        VideoClips(index, ClipSampling(8, 1, 1, short_clip="error"), ClipTransformConfig.scaled(32, jitter=False))
+    assert "\n" not in str(err.value)
+    # 16x2 makes the 16-frame video short too: under error, a run that would lose frames stops
+    with pytest.raises(ValueError, match="2 of 2 videos"):
+        VideoClips(index, ClipSampling(16, 2, 1, short_clip="error"), ClipTransformConfig.scaled(32, jitter=False))
+    with pytest.raises(ValueError, match="short_clip=skip leaves no video"):
+        VideoClips(index, ClipSampling(16, 2, 1, short_clip="skip"), ClipTransformConfig.scaled(32, jitter=False))
+    with pytest.raises(ValueError, match="short_clip='wrap'"):
+        ClipSampling(8, 1, 1, short_clip="wrap")
 
 
 def _tree(root: Path, files: dict[str, np.ndarray]) -> None:
@@ -553,3 +581,20 @@ def test_cached_batch_read_equals_clip_by_clip(tmp_path):
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
     first = next(iter(loader))
     assert torch.equal(first[0], torch.stack([generated[i][0] for i in range(4)]))
+
+
+def test_cli_scan_lists_every_unreadable_path_whole_at_any_width(tmp_path, capsys, monkeypatch):
+    _tree(tmp_path, {"train/a/ok.mp4": numbered(8), "val/a/ok.mp4": numbered(8)})
+    long_name = "broken_" + "x" * 120 + ".mp4"  # longer than any terminal line
+    for rel in (f"train/abseiling/{long_name}", "val/a/also broken.mp4"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("not a video")
+    monkeypatch.setenv("COLUMNS", "40")
+    for workers in ("1", "2"):  # threads, processes
+        assert main(["data", "scan", str(tmp_path), "--workers", workers]) == 0
+        out = capsys.readouterr().out
+        assert f"  train  train/abseiling/{long_name}  (cannot open" in out
+        assert "  val  val/a/also broken.mp4  (cannot open" in out
+    with pytest.raises(SystemExit, match="2"):
+        main(["data", "scan", str(tmp_path), "--workers", "0"])
+    assert "--workers: '0' is not a positive int" in capsys.readouterr().err

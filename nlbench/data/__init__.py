@@ -2,7 +2,8 @@
 
     synthetic   the procedural benchmark: classes, config, generator (docs/synthetic_data.md)
     export      the synthetic benchmark written as H.264 files in the Kinetics layout
-    video       PyAV reading (seek, time-based sampling, looping) and writing; ClipSampling
+    video       PyAV reading (seek, time-based sampling) and writing; ClipSampling, short-clip policies
+    probes      every file probed once (duration, fps, frames, size, codec, readable), cached per root
     index       split folders / CSV manifests -> labelled records, unreadable files left out
     scan        what a video root holds, per split
     transforms  scale jitter, crops, flip, normalisation in plain torch
@@ -13,7 +14,7 @@
 """
 from nlbench.data.analysis import accuracy_by_group, average_views, per_class_accuracy
 from nlbench.data.datamodule import LoaderConfig, SyntheticDataModule, VideoDataModule
-from nlbench.data.datasets import ShortVideoWarning, SyntheticClips, VideoClips, collate_clips
+from nlbench.data.datasets import SyntheticClips, VideoClips, collate_clips
 from nlbench.data.export import export_synthetic
 from nlbench.data.index import UnreadableVideoWarning, VideoIndex, build_index, class_names
 from nlbench.data.scan import scan_root
@@ -27,7 +28,6 @@ __all__ = [
     "ClipSampling",
     "ClipTransformConfig",
     "LoaderConfig",
-    "ShortVideoWarning",
     "SyntheticClips",
     "SyntheticConfig",
     "SyntheticDataModule",

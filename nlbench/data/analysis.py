@@ -53,12 +53,34 @@ def accuracy_by_group(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
-def average_views(scores, video_index) -> tuple[torch.Tensor, torch.Tensor]:
-    """Average per-view class scores over the views of each video (the paper averages softmax scores
-    of its 30 test views). Returns (video ids, sorted; their mean scores)."""
+def average_views(scores, video_index, reduce: str = "mean") -> tuple[torch.Tensor, torch.Tensor]:
+    """Average (``reduce="max"``: the maximum of) per-view class scores over the views of each video
+    (the paper averages softmax scores of its 30 test views). Returns (video ids, sorted; their scores)."""
     scores = torch.as_tensor(scores, dtype=torch.float64)
     video_index = torch.as_tensor(video_index, dtype=torch.long)
     ids, inverse = torch.unique(video_index, return_inverse=True)
+    if reduce == "max":
+        out = torch.full((len(ids), scores.shape[1]), -torch.inf, dtype=scores.dtype)
+        return ids, out.scatter_reduce_(0, inverse[:, None].expand_as(scores), scores, "amax")
     sums = torch.zeros(len(ids), scores.shape[1], dtype=scores.dtype).index_add_(0, inverse, scores)
     counts = torch.bincount(inverse, minlength=len(ids)).unsqueeze(1)
     return ids, sums / counts
+
+
+# Test-view ensembles (data.ensemble): what is taken of each view's logits, and how views are combined.
+ENSEMBLE_RULES = {
+    "mean_softmax": ("softmax", "mean"),  # the paper
+    "mean_logits": ("logits", "mean"),
+    "max_softmax": ("softmax", "max"),
+}
+ENSEMBLES = tuple(ENSEMBLE_RULES)
+
+
+def view_scores(logits: torch.Tensor, rule: str = "mean_softmax") -> torch.Tensor:
+    """The per-view scores ``rule`` combines (``ensemble_views``)."""
+    return logits.softmax(dim=1) if ENSEMBLE_RULES[rule][0] == "softmax" else logits
+
+
+def ensemble_views(scores, video_index, rule: str = "mean_softmax") -> tuple[torch.Tensor, torch.Tensor]:
+    """One score per video from its views' ``view_scores``: (video ids, sorted; their scores)."""
+    return average_views(scores, video_index, reduce=ENSEMBLE_RULES[rule][1])

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from nlbench.data.datasets import SyntheticClips, VideoClips, collate_clips
 from nlbench.data.index import VideoIndex, build_index, class_names, split_source
 from nlbench.data.synthetic import SyntheticConfig
-from nlbench.data.transforms import ClipTransformConfig
+from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
 from nlbench.data.video import ClipSampling
 
 
@@ -101,24 +101,30 @@ class SyntheticDataModule(_ClipDataModule):
         config: SyntheticConfig | None = None,
         loader: LoaderConfig | None = None,
         cache_dir: str | Path | None = None,
+        mean=KINETICS_MEAN,
+        std=KINETICS_STD,
     ):
         super().__init__(loader)
         self.config = config or SyntheticConfig()
         self.cache_dir = cache_dir  # see SyntheticClips: splits generated once, memory-mapped
+        self.mean, self.std = tuple(mean), tuple(std)
 
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.config.classes
 
     def _make(self, split: str) -> Dataset:
-        return SyntheticClips(self.config, split, return_index=split == "test", cache_dir=self.cache_dir)
+        return SyntheticClips(self.config, split, self.mean, self.std, return_index=split == "test",
+                              cache_dir=self.cache_dir)
 
 
 class VideoDataModule(_ClipDataModule):
     """Video files under ``root`` (Kinetics folders or CSV manifests, see ``index``).
 
     ``test_split`` defaults to ``test`` when the root has one, else ``val`` (Kinetics reports on val).
-    ``probe`` decodes every file at setup to leave out unreadable ones (see ``index.build_index``).
+    ``probe`` decodes every file at setup to leave out unreadable ones (see ``index.build_index``), once
+    per file: cached in ``index_cache`` across runs ("auto": ``probes.default_cache_dir()``), and a split
+    read twice (val as the test split) is indexed once.
     """
 
     def __init__(
@@ -130,8 +136,10 @@ class VideoDataModule(_ClipDataModule):
         test_split: str | None = None,
         probe: bool = True,
         seed: int = 0,
+        index_cache: str | Path | None = "auto",
     ):
         super().__init__(loader)
+        self.index_cache = index_cache
         self.root = Path(root)
         self.sampling = sampling or ClipSampling()
         self.transform = transform or ClipTransformConfig()
@@ -139,6 +147,7 @@ class VideoDataModule(_ClipDataModule):
         self._classes = class_names(self.root)  # checks the root exists; cheap (no video is opened)
         self.test_split = test_split or ("test" if split_source(self.root, "test") else "val")
         self.indexes: dict[str, VideoIndex] = {}
+        self._by_source: dict[str, VideoIndex] = {}
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -149,8 +158,21 @@ class VideoDataModule(_ClipDataModule):
         """Per split, the (file, reason) of each video the index left out."""
         return {split: index.unreadable for split, index in self.indexes.items()}
 
+    @property
+    def short_clips(self) -> dict[str, dict]:
+        """Per split set up so far, the videos shorter than one clip and what the policy did with them."""
+        return {split: ds.short_clips for split, ds in self.datasets.items()}
+
+    def describe(self) -> dict:
+        """What the run's record states about its data: the resolved transform, clip sampling, views."""
+        return {"transform": self.transform.to_dict(), "sampling": self.sampling.to_dict(),
+                "test_views": {"clips": self.sampling.num_clips, "crops": self.transform.num_crops,
+                               "split": self.test_split}}
+
     def _make(self, split: str) -> Dataset:
         source = self.test_split if split == "test" else split
-        index = build_index(self.root, source, self._classes, probe_files=self.probe)
-        self.indexes[split] = index
+        if source not in self._by_source:
+            self._by_source[source] = build_index(self.root, source, self._classes, probe_files=self.probe,
+                                                  cache_dir=self.index_cache)
+        index = self.indexes[split] = self._by_source[source]
         return VideoClips(index, self.sampling, self.transform, mode=split, seed=self.seed)

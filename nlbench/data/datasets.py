@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 import warnings
 from pathlib import Path
 
@@ -32,13 +33,9 @@ from nlbench.data.transforms import (
     frames_to_tensor,
     normalize,
 )
-from nlbench.data.video import ClipSampling, VideoReader, VideoReadError
+from nlbench.data.video import STAGES, ClipSampling, VideoReader, VideoReadError
 
 MODES = ("train", "val", "test")
-
-
-class ShortVideoWarning(UserWarning):
-    """Videos shorter than one clip, which are read looped."""
 
 
 class SyntheticClips(Dataset):
@@ -171,22 +168,36 @@ class VideoClips(Dataset):
         else:
             self._transforms = [EvalTransform(c, c.test_crop, c.num_crops, k) for k in range(c.num_crops)]
         self.failures: dict[Path, str] = {}  # videos that failed while loading, in this process
+        # CPU seconds per stage in this process (``nlbench data bench``): the reader's, then the transform.
+        self.seconds = dict.fromkeys((*STAGES, "transform"), 0.0)
         self._cache: tuple[tuple[int, int], np.ndarray] | None = None
-        self._warn_short()
+        self.records, self.short_clips = self._apply_short_clip_policy()
 
-    def _warn_short(self) -> None:
-        short = [r for r in self.index.records if r.meta and self.sampling.loops(r.meta.fps, r.meta.duration)]
-        if short:
-            names = ", ".join(f"{r.path.name} ({r.meta.duration:.2f} s)" for r in short[:3])
-            warnings.warn(
-                f"{len(short)} of {len(self.index)} videos in {self.index.source} are shorter than a "
-                f"{self.sampling} clip and are read looped: {names}{', ...' if len(short) > 3 else ''}",
-                ShortVideoWarning,
-                stacklevel=3,
+    def _apply_short_clip_policy(self):
+        """The records this dataset reads, and the counts of videos shorter than one clip (``short``) with
+        what the policy did to them, for the run's record."""
+        s, records = self.sampling, self.index.records
+        short = [r for r in records if r.meta and s.loops(r.meta.fps, r.meta.duration)]
+        counts = {"videos": len(records), "short": len(short), "policy": s.short_clip,
+                  "skipped": len(short) if s.short_clip == "skip" else 0,
+                  "shortest_s": round(min(r.meta.duration for r in short), 3) if short else None}
+        if short and s.short_clip == "error":
+            r = min(short, key=lambda r: r.meta.duration)
+            raise ValueError(
+                f"sampling_rate={s.sampling_rate}: a {s} clip spans {s.num_frames * s.sampling_rate} frames "
+                f"({s.span(r.meta.fps):.2f} s at {r.meta.fps:g} fps) but {len(short)} of {len(records)} videos "
+                f"in {self.index.source} are shorter (shortest {r.path.name}, {r.meta.duration:.2f} s); lower "
+                f"sampling_rate or frames, or set short_clip to pad_last, loop or skip"
             )
+        if s.short_clip == "skip" and short:
+            records = tuple(r for r in records if not (r.meta and s.loops(r.meta.fps, r.meta.duration)))
+            if not records:
+                raise ValueError(f"short_clip=skip leaves no video in {self.index.source}: all {len(short)} are "
+                                 f"shorter than a {s} clip")
+        return records, counts
 
     def __len__(self) -> int:
-        return len(self.index) * self._views
+        return len(self.records) * self._views
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -195,7 +206,7 @@ class VideoClips(Dataset):
     @property
     def labels(self) -> np.ndarray:
         """The label of every item (every view, for test)."""
-        return np.repeat([r.label for r in self.index.records], self._views)
+        return np.repeat([r.label for r in self.records], self._views)
 
     def view(self, item: int) -> tuple[int, int, int]:
         """(video, clip, crop) of an item."""
@@ -205,7 +216,7 @@ class VideoClips(Dataset):
 
     def __getitem__(self, item: int):
         video, clip, crop = self.view(item)
-        record = self.index.records[video]
+        record = self.records[video]
         try:
             frames = self._frames(video, clip)
         except VideoReadError as err:
@@ -214,14 +225,16 @@ class VideoClips(Dataset):
                 warnings.warn(f"dropping unreadable video {record.path}: {err.reason}", UnreadableVideoWarning)
             x, label = torch.empty(0), -1
         else:
+            t0 = time.thread_time()
             x, label = self._transforms[crop](frames), record.label
+            self.seconds["transform"] += time.thread_time() - t0
         return (x, label, video) if self.mode == "test" else (x, label)
 
     def _frames(self, video: int, clip: int) -> np.ndarray:
         # The crops of one test clip are consecutive items: decode the clip once for all of them.
         if self._cache is not None and self._cache[0] == (video, clip):
             return self._cache[1]
-        record = self.index.records[video]
+        record = self.records[video]
         with VideoReader(record.path) as reader:
             meta = record.meta or reader.meta
             s = self.sampling
@@ -232,6 +245,8 @@ class VideoClips(Dataset):
             else:
                 start = float(s.test_starts(meta.fps, meta.duration)[clip])
             frames = reader.read(s.times(start, meta.fps, meta.duration))
+        for stage, seconds in reader.seconds.items():  # after the file is closed: closing counts as "open"
+            self.seconds[stage] += seconds
         self._cache = ((video, clip), frames)
         return frames
 

@@ -11,19 +11,20 @@ raise FileNotFoundError / ValueError naming the file and line.
 Unreadable videos are dropped here, up front: ``build_index(probe=True)`` opens every file, decodes its
 first frame and the frames near its declared end (``video.probe``), and leaves out each one that fails,
 with one UnreadableVideoWarning each; ``VideoIndex.unreadable`` keeps them with the reason. Dropping a
-file never moves a label: each record keeps the label of its own file.
+file never moves a label: each record keeps the label of its own file. Probes are cached per file
+(``probes``): a root is opened once, not once per run, split or scan.
 """
 from __future__ import annotations
 
-import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from nlbench.data.video import VIDEO_EXTENSIONS, VideoMeta, VideoReadError, probe
+from nlbench.data import probes
+from nlbench.data.video import VIDEO_EXTENSIONS, VideoMeta
 
 SPLITS = ("train", "val", "test")
 
@@ -139,12 +140,17 @@ def build_index(
     probe_files: bool = True,
     workers: int | None = None,
     require_readable: bool = True,
+    cache_dir: Path | str | None = "auto",
+    processes: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VideoIndex:
     """The records of ``split``, labelled by position in ``classes`` (default: ``class_names(root)``).
 
-    With ``probe_files`` every video is probed (in ``workers`` threads) and unreadable ones are left
-    out, one UnreadableVideoWarning each; a split left with no video is an error unless
-    ``require_readable`` is False (a scan reports it instead).
+    With ``probe_files`` every video is probed (in ``workers`` threads, or processes; see
+    ``probes.probe_files``), or read from the probe cache in ``cache_dir`` ("auto":
+    ``probes.default_cache_dir()``; None: no cache), and unreadable ones are left out, one
+    UnreadableVideoWarning each; a split left with no video is an error unless ``require_readable`` is
+    False (a scan reports it instead).
     """
     root = _existing_root(root)
     source, items = list_split(root, split)
@@ -159,8 +165,8 @@ def build_index(
         records = tuple(VideoRecord(f, label_of[c]) for f, c in items)
         return VideoIndex(root, split, source, classes, records)
 
-    with ThreadPoolExecutor(max_workers=workers or min(8, 2 * (os.cpu_count() or 1))) as pool:
-        metas = list(pool.map(_try_probe, [f for f, _ in items]))
+    cache = probes.ProbeCache(root, probes.default_cache_dir() if cache_dir == "auto" else cache_dir)
+    metas = probes.probe_files([f for f, _ in items], cache, workers=workers, processes=processes, progress=progress)
     records, unreadable = [], []
     for (file, label), meta in zip(items, metas):
         if isinstance(meta, VideoMeta):
@@ -172,9 +178,3 @@ def build_index(
         raise ValueError(f"split {split!r} has no readable video: all {len(items)} in {source} failed to decode")
     return VideoIndex(root, split, source, classes, tuple(records), tuple(unreadable))
 
-
-def _try_probe(file: Path) -> VideoMeta | str:
-    try:
-        return probe(file)
-    except VideoReadError as err:
-        return err.reason

@@ -1,11 +1,13 @@
 """What a video root holds, split by split: what ``nlbench data scan ROOT`` prints.
 
-The scan probes every file exactly as the loader's index does (``index.build_index``), so the
-unreadable files it lists are the ones training will leave out.
+The scan probes every file exactly as the loader's index does (``index.build_index``), through the same
+probe cache (``probes``), so the unreadable files it lists are the ones training will leave out, and a
+scan followed by a run (or a second scan) opens every file once.
 """
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,7 +29,7 @@ class SplitScan:
     source: str
     videos: int  # readable ones
     classes: int  # classes with at least one readable video
-    unreadable: list[dict[str, str]] = field(default_factory=list)  # {"path", "reason"}
+    unreadable: list[dict[str, str]] = field(default_factory=list)  # {"path" (relative to the root), "reason"}
     duration_s: tuple[float, float] | None = None  # (min, max)
     width: tuple[int, int] | None = None
     height: tuple[int, int] | None = None
@@ -46,7 +48,15 @@ class ScanReport:
         return asdict(self)
 
 
-def scan_root(root: Path | str, workers: int | None = None) -> ScanReport:
+def scan_root(
+    root: Path | str,
+    workers: int | None = None,
+    processes: bool = False,
+    cache_dir: Path | str | None = "auto",
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ScanReport:
+    """Every split of ``root`` probed in ``workers`` threads (``processes``: processes), through the probe
+    cache in ``cache_dir``; ``progress(split, done, total)`` as probes finish."""
     splits = available_splits(root)
     if not splits:
         raise FileNotFoundError(f"{root} holds no split: expected train/, val/, test/ folders or train.csv, ...")
@@ -57,14 +67,16 @@ def scan_root(root: Path | str, workers: int | None = None) -> ScanReport:
         own = classes or tuple(sorted({c for _, c in list_split(root, split)[1]}))
         with warnings.catch_warnings():  # the report lists them; a warning line each would repeat it
             warnings.simplefilter("ignore", UnreadableVideoWarning)
-            index = build_index(root, split, own, workers=workers, require_readable=False)
+            report = (lambda done, total, split=split: progress(split, done, total)) if progress else None
+            index = build_index(root, split, own, workers=workers, require_readable=False, cache_dir=cache_dir,
+                                processes=processes, progress=report)
         seen.update(own)
         scans.append(_summarise(index))
     return ScanReport(str(root), classes or tuple(sorted(seen)), scans)
 
 
 def _summarise(index: VideoIndex) -> SplitScan:
-    unreadable = [{"path": str(p), "reason": reason} for p, reason in index.unreadable]
+    unreadable = [{"path": _relative(p, index.root), "reason": reason} for p, reason in index.unreadable]
     if not index.records:
         return SplitScan(index.split, str(index.source), 0, 0, unreadable)
     table = pd.DataFrame([{"label": r.label, **r.meta.to_dict()} for r in index.records])
@@ -82,3 +94,10 @@ def _summarise(index: VideoIndex) -> SplitScan:
         portrait=int((table["height"] > table["width"]).sum()),
         codecs={k: int(v) for k, v in kinds.value_counts().items()},
     )
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:  # a manifest may name a file outside the root
+        return str(path)

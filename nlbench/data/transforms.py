@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nlbench.data.analysis import ENSEMBLES
+
 # The released code's Kinetics statistics (114.75 / 57.375 of 255), the same for every channel.
 KINETICS_MEAN = (0.45, 0.45, 0.45)
 KINETICS_STD = (0.225, 0.225, 0.225)
@@ -21,34 +23,44 @@ KINETICS_STD = (0.225, 0.225, 0.225)
 Box = tuple[int, int, int, int]  # top, left, height, width in source pixels
 
 
+# The paper's geometry (section 4): training short side random in [256, 320], random 224 crop; test
+# short side 256, crops of 256. "auto" in a run config means these ratios at the configured crop size.
+PAPER_CROP, PAPER_TRAIN_SHORT_SIDE, PAPER_TEST_SHORT_SIDE = 224, (256, 320), 256
+
+
 @dataclass(frozen=True)
 class ClipTransformConfig:
-    """Paper defaults (section 4): training short side random in [256, 320], random 224 crop, flip;
-    evaluation short side 256, validation one centre ``crop``, test ``num_crops`` crops of ``test_crop``.
-    ``scaled(crop)`` keeps these ratios for small inputs."""
+    """Every spatial choice of the video path. Paper defaults (section 4): training short side random in
+    [256, 320], random 224 crop, flip; evaluation short side 256, validation one centre ``crop``, test
+    ``num_crops`` crops of ``test_crop``; softmax scores of the test views averaged per video.
 
-    train_short_side: tuple[int, int] = (256, 320)
-    crop: int = 224
+    ``train_short_side=None`` is no scale jitter: the short side is scaled to ``crop``, so a square frame
+    is kept whole (nothing is cut away). ``resolve`` turns a run config's "auto" values into numbers."""
+
+    train_short_side: tuple[int, int] | None = PAPER_TRAIN_SHORT_SIDE
+    crop: int = PAPER_CROP
     flip: bool = True
-    test_short_side: int = 256
-    test_crop: int = 256
+    test_short_side: int = PAPER_TEST_SHORT_SIDE
+    test_crop: int = PAPER_TEST_SHORT_SIDE
     num_crops: int = 3
     mean: tuple[float, float, float] = KINETICS_MEAN
     std: tuple[float, float, float] = KINETICS_STD
+    ensemble: str = "mean_softmax"
 
     def __post_init__(self) -> None:
         for name in ("train_short_side", "mean", "std"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        lo, hi = self.train_short_side
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(getattr(self, name)))
         for name in ("crop", "test_short_side", "test_crop", "num_crops"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ClipTransformConfig: {name}={value!r} is not allowed; expected a positive int")
-        if len(self.train_short_side) != 2 or not self.crop <= lo <= hi:
-            raise ValueError(
-                f"ClipTransformConfig: train_short_side={self.train_short_side!r} is not allowed; "
-                f"expected (min, max) with crop={self.crop} <= min <= max"
-            )
+        if self.train_short_side is not None:
+            if len(self.train_short_side) != 2 or not self.crop <= self.train_short_side[0] <= self.train_short_side[1]:
+                raise ValueError(
+                    f"ClipTransformConfig: train_short_side={self.train_short_side!r} is not allowed; "
+                    f"expected (min, max) with crop={self.crop} <= min <= max, or None (no scale jitter)"
+                )
         if not self.crop <= self.test_short_side or not self.test_crop <= self.test_short_side:
             raise ValueError(
                 f"ClipTransformConfig: test_short_side={self.test_short_side} is smaller than "
@@ -56,18 +68,43 @@ class ClipTransformConfig:
             )
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"ClipTransformConfig: mean={self.mean!r} / std={self.std!r}: expected 3 values, std > 0")
+        if self.ensemble not in ENSEMBLES:
+            raise ValueError(f"ClipTransformConfig: ensemble={self.ensemble!r} is not allowed; "
+                             f"expected one of {ENSEMBLES}")
+
+    @property
+    def train_short_range(self) -> tuple[int, int]:
+        return self.train_short_side or (self.crop, self.crop)
+
+    @classmethod
+    def resolve(cls, crop: int, train_short_side="auto", test_short_side="auto", test_crop="auto", **rest):
+        """The transform of a run config: "auto" is the paper's ratio at ``crop`` (256/224 and 320/224 of
+        it); a test short side of None is ``crop`` (no rescaling past the crop); a test crop of "auto" is
+        the test short side (the paper's 256 crops at 256)."""
+        def r(v: int) -> int:
+            return max(crop, round(v * crop / PAPER_CROP))
+
+        if train_short_side == "auto":
+            train_short_side = (r(PAPER_TRAIN_SHORT_SIDE[0]), r(PAPER_TRAIN_SHORT_SIDE[1]))
+        if test_short_side == "auto":
+            test_short_side = r(PAPER_TEST_SHORT_SIDE)
+        elif test_short_side is None:
+            test_short_side = crop
+        if test_crop == "auto":
+            test_crop = test_short_side
+        return cls(crop=crop, train_short_side=train_short_side, test_short_side=test_short_side,
+                   test_crop=test_crop, **rest)
 
     @classmethod
     def scaled(cls, crop: int, *, jitter: bool = True, **overrides) -> ClipTransformConfig:
-        """The paper's geometry for a ``crop`` other than 224: the same ratios (256/224, 320/224).
-        ``jitter=False`` keeps the short side at ``crop`` (nothing of the frame is cut away)."""
-        def r(v: int) -> int:
-            return max(crop, round(v * crop / 224))
+        """The paper's geometry for a ``crop`` other than 224 (``resolve`` with "auto"); ``jitter=False``
+        keeps every short side at ``crop`` (a square frame is read whole)."""
+        if jitter:
+            return cls.resolve(crop, **overrides)
+        return cls.resolve(crop, **{"train_short_side": None, "test_short_side": None, **overrides})
 
-        sides = dict(train_short_side=(r(256), r(320)), test_short_side=r(256), test_crop=r(256))
-        if not jitter:
-            sides = dict(train_short_side=(crop, crop), test_short_side=crop, test_crop=crop)
-        return cls(crop=crop, **{**sides, **overrides})
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
 
 def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
@@ -76,12 +113,22 @@ def frames_to_tensor(frames: np.ndarray) -> torch.Tensor:
 
 
 def resized_crop(clip: torch.Tensor, box: Box, size: int) -> torch.Tensor:
-    """Cut ``box`` out of a (T, 3, H, W) clip and resize it to size x size, as float in [0, 1]."""
+    """Cut ``box`` out of a (T, 3, H, W) uint8 clip and resize it to size x size: the window itself (a
+    uint8 view, no copy) when it already has that size, else float in [0, 255]."""
     top, left, h, w = box
-    window = clip[..., top : top + h, left : left + w].float().div_(255)
+    window = clip[..., top : top + h, left : left + w]
     if (h, w) == (size, size):
         return window
-    return F.interpolate(window, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return F.interpolate(window.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def to_model(clip: torch.Tensor, mean, std) -> torch.Tensor:
+    """(T, 3, H, W) in [0, 255] (uint8 or float) -> normalised float (3, T, H, W), the layout of the models:
+    one transposing conversion and one fused scale-and-shift, ``(x / 255 - mean) / std``."""
+    scale = (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))).view(3, 1, 1, 1)
+    shift = (torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(3, 1, 1, 1)
+    out = clip.permute(1, 0, 2, 3).to(torch.float32, memory_format=torch.contiguous_format, copy=True)
+    return out.mul_(scale).sub_(shift)
 
 
 def random_box(height: int, width: int, short_range: tuple[int, int], crop: int, generator=None) -> Box:
@@ -107,7 +154,8 @@ def view_boxes(height: int, width: int, short_side: int, crop: int, num_crops: i
 
 
 def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
-    """(T, 3, H, W) in [0, 1] -> normalised (3, T, H, W), the layout of the models."""
+    """(T, 3, H, W) in [0, 1] -> normalised (3, T, H, W), the layout of the models (the synthetic source's
+    path; the video path's ``to_model`` gives the same values to float rounding in fewer passes)."""
     m = torch.tensor(mean, dtype=clip.dtype).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=clip.dtype).view(1, 3, 1, 1)
     return clip.sub_(m).div_(s).permute(1, 0, 2, 3).contiguous()
@@ -123,10 +171,10 @@ class TrainTransform:
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
         c = self.config
         clip = frames_to_tensor(frames)
-        out = resized_crop(clip, random_box(*clip.shape[-2:], c.train_short_side, c.crop), c.crop)
+        out = resized_crop(clip, random_box(*clip.shape[-2:], c.train_short_range, c.crop), c.crop)
         if c.flip and torch.rand(()) < 0.5:
             out = out.flip(-1)
-        return normalize(out, c.mean, c.std)
+        return to_model(out, c.mean, c.std)
 
 
 class EvalTransform:
@@ -141,4 +189,4 @@ class EvalTransform:
         c = self.config
         clip = frames_to_tensor(frames)
         box = view_boxes(*clip.shape[-2:], c.test_short_side, self.crop, self.num_crops)[self.index]
-        return normalize(resized_crop(clip, box, self.crop), c.mean, c.std)
+        return to_model(resized_crop(clip, box, self.crop), c.mean, c.std)

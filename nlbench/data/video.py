@@ -8,6 +8,7 @@ plus the frames from there, not a decode from the start.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -30,20 +31,30 @@ class VideoReadError(Exception):
         self.path, self.reason = Path(path), reason
 
 
+# What to do with a video shorter than one clip (README "Short clips"): hold its last frame, wrap around
+# to its start, leave it out of its split, or refuse the run.
+SHORT_CLIP_POLICIES = ("pad_last", "loop", "skip", "error")
+
+
 @dataclass(frozen=True)
 class ClipSampling:
     """``num_frames`` frames taken every ``sampling_rate`` frames (the paper's 32x2: 32 of 64
-    consecutive frames); the test split is read as ``num_clips`` evenly spaced clips per video."""
+    consecutive frames); the test split is read as ``num_clips`` evenly spaced clips per video.
+    ``short_clip`` is the policy for videos shorter than one clip (``SHORT_CLIP_POLICIES``)."""
 
     num_frames: int = 32
     sampling_rate: int = 2
     num_clips: int = 10
+    short_clip: str = "pad_last"
 
     def __post_init__(self) -> None:
         for name in ("num_frames", "sampling_rate", "num_clips"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ClipSampling: {name}={value!r} is not allowed; expected a positive int")
+        if self.short_clip not in SHORT_CLIP_POLICIES:
+            raise ValueError(f"ClipSampling: short_clip={self.short_clip!r} is not allowed; expected one of "
+                             f"{', '.join(SHORT_CLIP_POLICIES)}")
 
     def span(self, fps: float) -> float:
         """Seconds of video one clip covers."""
@@ -54,10 +65,11 @@ class ClipSampling:
         return self.span(fps) > duration + 0.5 / fps
 
     def times(self, start: float, fps: float, duration: float) -> np.ndarray:
-        """Presentation times (s, from the video's start) of the clip's frames. A video shorter than
-        the clip is looped: times wrap around its duration."""
+        """Presentation times (s, from the video's start) of the clip's frames. In a video shorter than
+        the clip, ``loop`` wraps the times around its duration; otherwise times past the end are read as
+        the last frame (``VideoReader.read`` holds it), which keeps the frames in time order."""
         times = start + np.arange(self.num_frames) * (self.sampling_rate / fps)
-        return np.mod(times, duration) if self.loops(fps, duration) else times
+        return np.mod(times, duration) if self.short_clip == "loop" and self.loops(fps, duration) else times
 
     def max_start(self, fps: float, duration: float) -> float:
         return max(0.0, duration - self.span(fps))
@@ -70,6 +82,9 @@ class ClipSampling:
 
     def __str__(self) -> str:
         return f"{self.num_frames}x{self.sampling_rate}"
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -86,18 +101,31 @@ class VideoMeta:
         return dict(self.__dict__)
 
 
+STAGES = ("open", "seek", "decode", "convert")
+# Stage times are CPU seconds of the reading thread: on a machine shared with other work (or with the
+# training step) wall time says more about the neighbours than about the stage.
+_clock = time.thread_time
+
+
 class VideoReader:
     """One open video file: ``meta`` from its header, ``read(times)`` for the frames shown at those times.
 
     ``frames_decoded`` counts decoded frames, which shows that a late clip seeks instead of decoding
-    the whole video.
+    the whole video; ``seconds`` the time spent in each of ``STAGES`` (``nlbench data bench``).
+
+    ``threads`` is the decoder's thread count. One by default: a loader reads many small clips in
+    parallel workers, and FFmpeg's own threads (started and joined for every file) cost more than they
+    save on a clip of a few small frames; give more for a few large videos.
     """
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, threads: int = 1):
         self.path = Path(path)
         self.frames_decoded = 0
-        # One converter per file: frame.to_ndarray(format=...) builds a new swscale context for every
-        # frame, which costs 20x the conversion itself on small frames.
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        t0 = _clock()
+        # One converter per file (frame.to_ndarray(format=...) builds a new swscale context for every
+        # frame, 20x the conversion itself on small frames). Sharing one across files saved nothing
+        # measurable, and one inherited by a forked DataLoader worker deadlocks.
         self._to_rgb = VideoReformatter()
         try:
             self._container = av.open(str(self.path))
@@ -107,10 +135,14 @@ class VideoReader:
             if not self._container.streams.video:
                 raise VideoReadError(path, "no video stream")
             self._stream = self._container.streams.video[0]
+            if threads > 0:
+                self._stream.codec_context.thread_count = threads
             self.meta = self._header_meta()
         except BaseException:
             self._container.close()
             raise
+        self._at_start = True  # nothing demuxed yet: a clip from the first frame needs no seek
+        self.seconds["open"] = _clock() - t0
 
     def __enter__(self) -> VideoReader:
         return self
@@ -119,7 +151,9 @@ class VideoReader:
         self.close()
 
     def close(self) -> None:
+        t0 = _clock()
         self._container.close()
+        self.seconds["open"] += _clock() - t0  # "open" is opening and closing the file
 
     def _header_meta(self) -> VideoMeta:
         s, c = self._stream, self._container
@@ -157,13 +191,17 @@ class VideoReader:
         """Decoded frames with their times (s from the stream start), from the keyframe at or
         before ``seconds``."""
         s = self._stream
-        self._container.seek(max(0, int((seconds + self._start) / s.time_base)), stream=s, backward=True)
-        period = 1.0 / self.meta.fps
+        period, time_base = 1.0 / self.meta.fps, float(s.time_base)  # float: Fraction arithmetic per frame adds up
+        if not (self._at_start and seconds < period):  # a fresh container starts at the first frame anyway
+            t0 = _clock()
+            self._container.seek(max(0, int((seconds + self._start) / s.time_base)), stream=s, backward=True)
+            self.seconds["seek"] += _clock() - t0
+        self._at_start = False
         last = None
         for frame in self._container.decode(s):
             self.frames_decoded += 1
             if frame.pts is not None:
-                t = float(frame.pts * s.time_base) - self._start
+                t = frame.pts * time_base - self._start
             else:  # no timestamp: the frame after the previous one
                 t = 0.0 if last is None else last + period
             last = t
@@ -177,6 +215,7 @@ class VideoReader:
         times = np.asarray(times, dtype=np.float64)
         wanted = np.unique(times)  # sorted: one pass of the decoder serves them all
         tol = 0.01 / self.meta.fps  # timestamps are rounded to the time base; 1% of a frame absorbs it
+        t0, before = _clock(), self.seconds["seek"]
         try:
             picked = self._pick(wanted, tol, wanted[0])
             if picked is None:  # the seek landed after the first wanted time: decode from the start
@@ -185,25 +224,35 @@ class VideoReader:
             raise VideoReadError(self.path, f"decode failed: {_why(err)}") from None
         if picked is None:
             raise VideoReadError(self.path, "no frame decodes")
-        return np.stack([picked[i] for i in np.searchsorted(wanted, times)])
+        # Each distinct frame is converted once, straight into the clip's array (no list of copies to stack).
+        t1 = _clock()
+        first = picked[0].rgb()
+        out = np.empty((len(times), *first.shape), dtype=first.dtype)
+        for k, i in enumerate(np.searchsorted(wanted, times)):
+            out[k] = picked[i].rgb()
+        t2 = _clock()
+        self.seconds["convert"] += t2 - t1
+        self.seconds["decode"] += t1 - t0 - (self.seconds["seek"] - before)
+        return out
 
-    def _pick(self, wanted: np.ndarray, tol: float, seek_to: float) -> list[np.ndarray] | None:
+    def _pick(self, wanted: np.ndarray, tol: float, seek_to: float) -> list[_Shown] | None:
+        """The frame shown at each wanted time, not converted yet (most decoded frames are never shown)."""
         period = 1.0 / self.meta.fps
-        out: list[np.ndarray] = []
+        out: list[_Shown] = []
         shown = None  # the frame on screen at the current time
         for t, frame in self._decode_from(seek_to):
             if shown is None and seek_to > 0 and t > wanted[0] + tol + period:
                 return None
             current = _Shown(frame, self._to_rgb)
             while len(out) < len(wanted) and wanted[len(out)] + tol < t:
-                out.append((shown or current).rgb())  # times before the first frame get the first frame
+                out.append(shown or current)  # times before the first frame get the first frame
             shown = current
             if len(out) == len(wanted):
                 break
         if shown is None:
             return None
         while len(out) < len(wanted):  # past the last frame: hold it
-            out.append(shown.rgb())
+            out.append(shown)
         return out
 
     def decodable_end(self) -> float:

@@ -25,6 +25,9 @@ from typing import Any
 
 import yaml
 
+from nlbench.data.analysis import ENSEMBLES
+from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
+from nlbench.data.video import SHORT_CLIP_POLICIES
 from nlbench.models import ModelConfig, make_config
 from nlbench.ops.knobs import KNOBS, model_fields
 from nlbench.ops.knobs import NAMES as KNOB_NAMES
@@ -76,21 +79,102 @@ class DataSection:
     source: str = "synthetic"  # synthetic | video
     root: str | None = None  # video: Kinetics folders or train/val CSV manifests
     frames: int = 16  # clip length (num_frames)
-    size: int = 32  # crop size (synthetic: frame size)
+    size: int = 32  # the crop the model sees (synthetic: the frame size)
     # synthetic
     split_sizes: tuple[int, int, int] = (10000, 1000, 1000)
     data_seed: int = 0
     distractors: tuple[int, int] = (2, 4)
     noise: float = 4.0
-    # video
+    # video: clip sampling
     sampling_rate: int = 2
-    num_clips: int = 10
-    num_crops: int = 3
+    num_clips: int = 10  # test: temporal clips per video
+    num_crops: int = 3  # test: spatial crops per clip
+    short_clip: str = "pad_last"  # a video shorter than one clip: pad_last | loop | skip | error (README)
+    # video: transforms; "auto" is the paper's geometry at `size` (short side [256, 320] and 256 for 224)
+    train_short_side: str | tuple[int, int] | None = "auto"  # [min, max], or null: no scale jitter (short side = size)
+    flip: bool = True
+    test_short_side: str | int | None = "auto"  # an int, or null: the short side scaled to `size`
+    test_crop: str | int = "auto"  # auto: the test short side (the paper's 256 crops at 256)
+    ensemble: str = "mean_softmax"  # test views -> one score per video: mean_softmax | mean_logits | max_softmax
+    mean: tuple[float, float, float] = KINETICS_MEAN  # both sources
+    std: tuple[float, float, float] = KINETICS_STD
+    # video: where the probe of every file is cached (auto: $NLBENCH_CACHE_DIR or ~/.cache/nlbench; null: off)
+    index_cache: str | None = "auto"
     # loaders
     batch_size: int = 16
     eval_batch_size: int | None = None
     num_workers: int = 0
     cache_dir: str | None = None  # synthetic: keep generated splits as uint8 arrays here (shared by runs)
+
+    def transform(self) -> ClipTransformConfig:
+        """The resolved spatial transform of a video run (ValueError on a bad combination)."""
+        return ClipTransformConfig.resolve(
+            self.size, train_short_side=self.train_short_side, test_short_side=self.test_short_side,
+            test_crop=self.test_crop, flip=self.flip, mean=self.mean, std=self.std, num_crops=self.num_crops,
+            ensemble=self.ensemble,
+        )
+
+    def identity(self) -> dict:
+        """This section's part of the run id: the keys that can change the result. The synthetic source
+        reads none of the video keys: they are left at their defaults there, so a synthetic run keeps one
+        id however they are set (and the id it had before the keys added with the transforms existed)."""
+        data = _plain(asdict(self))
+        defaults = _plain(asdict(DataSection()))
+        data.pop("index_cache")  # where probes are cached never changes a result
+        if self.source == "synthetic":
+            data.update({k: defaults[k] for k in _VIDEO_KEYS})
+        # Keys added after the first recorded runs count only where they differ from the old behaviour.
+        for key in _ADDED_KEYS:
+            if data[key] == defaults[key] and (self.source == "synthetic" or key in ("mean", "std")):
+                data.pop(key)
+        return data
+
+    def validate(self, source: str) -> None:
+        def bad(key: str, expected: str) -> ConfigError:
+            return ConfigError(f"{source}: data.{key}={getattr(self, key)!r} is not allowed; expected {expected}")
+
+        if self.source not in ("synthetic", "video"):
+            raise bad("source", "synthetic or video")
+        if self.source == "video" and not self.root:
+            raise ConfigError(f"{source}: data.root is required with data.source=video (a Kinetics-style folder)")
+        for key in ("frames", "size", "batch_size", "sampling_rate", "num_clips", "num_crops"):
+            if getattr(self, key) < 1:
+                raise bad(key, "a positive int")
+        if self.eval_batch_size is not None and self.eval_batch_size < 1:
+            raise bad("eval_batch_size", "a positive int")
+        if self.num_workers < 0:
+            raise bad("num_workers", "an int >= 0")
+        if self.short_clip not in SHORT_CLIP_POLICIES:
+            raise bad("short_clip", " | ".join(SHORT_CLIP_POLICIES))
+        if self.ensemble not in ENSEMBLES:
+            raise bad("ensemble", " | ".join(ENSEMBLES))
+        t = self.train_short_side
+        if t != "auto" and t is not None and (len(t) != 2 or not self.size <= t[0] <= t[1]):
+            raise bad("train_short_side", f"auto, null or [min, max] with size={self.size} <= min <= max")
+        if isinstance(t, str) and t != "auto":
+            raise bad("train_short_side", "auto, null or [min, max]")
+        test = self.test_short_side
+        if isinstance(test, str) and test != "auto" or isinstance(test, int) and test < self.size:
+            raise bad("test_short_side", f"auto, null or an int >= size={self.size}")
+        crop = self.test_crop
+        if isinstance(crop, str) and crop != "auto" or isinstance(crop, int) and crop < 1:
+            raise bad("test_crop", "auto or a positive int")
+        if isinstance(crop, int) and isinstance(test, int) and crop > test:
+            raise bad("test_crop", f"auto or an int <= test_short_side={test}")
+        if len(self.mean) != 3:
+            raise bad("mean", "3 numbers (R, G, B)")
+        if len(self.std) != 3 or min(self.std) <= 0:
+            raise bad("std", "3 positive numbers (R, G, B)")
+        try:
+            self.transform()
+        except ValueError as e:  # a combination the checks above let through
+            raise ConfigError(f"{source}: data: {e}") from None
+
+
+# The video-only keys, and the keys added with the configurable transforms and short-clip policy.
+_VIDEO_KEYS = ("root", "sampling_rate", "num_clips", "num_crops", "short_clip", "train_short_side", "flip",
+               "test_short_side", "test_crop", "ensemble")
+_ADDED_KEYS = ("short_clip", "train_short_side", "flip", "test_short_side", "test_crop", "ensemble", "mean", "std")
 
 
 @dataclass(frozen=True)
@@ -208,6 +292,7 @@ class RunConfig:
         data = self.to_dict()
         for key in ("name", "wandb", "measure"):
             data.pop(key)
+        data["data"] = self.data.identity()
         # One architecture, one id, however it is spelled: "1 block" and "1 block in res4" are the same
         # placement, and a model without non-local blocks has no non-local knobs.
         model = data["model"]
@@ -246,18 +331,8 @@ class RunConfig:
             self.model.model_config(num_classes=10)
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{source}: model: {e}") from None
-        d, r, t = self.data, self.recipe, self.trainer
-        if d.source not in ("synthetic", "video"):
-            raise bad("data.source", d.source, "synthetic or video")
-        if d.source == "video" and not d.root:
-            raise ConfigError(f"{source}: data.root is required with data.source=video (a Kinetics-style folder)")
-        for key in ("frames", "size", "batch_size", "sampling_rate", "num_clips", "num_crops"):
-            if getattr(d, key) < 1:
-                raise bad(f"data.{key}", getattr(d, key), "a positive int")
-        if d.eval_batch_size is not None and d.eval_batch_size < 1:
-            raise bad("data.eval_batch_size", d.eval_batch_size, "a positive int")
-        if d.num_workers < 0:
-            raise bad("data.num_workers", d.num_workers, "an int >= 0")
+        r, t = self.recipe, self.trainer
+        self.data.validate(source)
         if r.optimizer not in ("sgd", "adamw"):
             raise bad("recipe.optimizer", r.optimizer, "sgd or adamw")
         if r.schedule not in ("step", "cosine", "onecycle", "constant"):

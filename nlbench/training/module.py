@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nlbench.data.analysis import average_views
+from nlbench.data.analysis import ensemble_views, view_scores
 from nlbench.training.config import RecipeSection
 
 
@@ -32,8 +32,10 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[
 
 
 class VideoClassifier(pl.LightningModule):
-    def __init__(self, model: nn.Module, recipe: RecipeSection, total_steps: int, channels_last: bool = False):
+    def __init__(self, model: nn.Module, recipe: RecipeSection, total_steps: int, channels_last: bool = False,
+                 ensemble: str = "mean_softmax"):
         super().__init__()
+        self.ensemble = ensemble  # how test views make one score per video (data.analysis.ENSEMBLE_RULES)
         self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
         self.model = model.to(memory_format=self.memory_format)
         self.recipe = recipe
@@ -92,7 +94,7 @@ class VideoClassifier(pl.LightningModule):
             return
         clips, labels, videos = batch
         logits = self._eval_step(batch, "test_view")
-        self._test_scores.append(logits.softmax(dim=1).float())
+        self._test_scores.append(view_scores(logits, self.ensemble).float())
         self._test_labels.append(labels)
         self._test_videos.append(videos)
 
@@ -108,7 +110,7 @@ class VideoClassifier(pl.LightningModule):
             # Ranks see different views (DistributedSampler pads with repeats; a repeated view only
             # re-weights one video's average by one view).
             scores, labels, videos = (self._gather(t) for t in (scores, labels, videos))
-        _, video_scores = average_views(scores, videos)
+        _, video_scores = ensemble_views(scores, videos, self.ensemble)
         video_labels = _labels_per_video(labels, videos)
         top1, top5 = topk_correct(video_scores, video_labels)
         self.test_predictions = (video_scores.cpu(), video_labels.cpu())

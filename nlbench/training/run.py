@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 import traceback
 import warnings
@@ -18,7 +19,6 @@ import pytorch_lightning as pl
 import torch
 
 from nlbench.data import LoaderConfig, SyntheticConfig, SyntheticDataModule, VideoDataModule
-from nlbench.data.transforms import ClipTransformConfig
 from nlbench.data.video import ClipSampling
 from nlbench.io import atomic_write_text
 from nlbench.measure import machine_info, measure_latency, profile_module
@@ -40,16 +40,30 @@ def build_datamodule(config: RunConfig):
             frames=d.frames, size=d.size, split_sizes=tuple(d.split_sizes), seed=d.data_seed,
             distractors=tuple(d.distractors), noise=d.noise,
         )
-        return SyntheticDataModule(synthetic, loader, cache_dir=d.cache_dir)
+        return SyntheticDataModule(synthetic, loader, cache_dir=d.cache_dir, mean=d.mean, std=d.std)
     if not Path(d.root).is_dir():
         raise ConfigError(f"data.root={d.root!r}: no such folder")
-    sampling = ClipSampling(num_frames=d.frames, sampling_rate=d.sampling_rate, num_clips=d.num_clips)
-    # The paper's ratios (short side [256, 320] -> crop 224; test 256) kept for other crop sizes.
-    lo, hi = round(d.size * 256 / 224), round(d.size * 320 / 224)
-    transform = ClipTransformConfig(
-        train_short_side=(lo, hi), crop=d.size, test_short_side=lo, test_crop=lo, num_crops=d.num_crops
-    )
-    return VideoDataModule(d.root, sampling, transform, loader, seed=config.seed)
+    sampling = ClipSampling(num_frames=d.frames, sampling_rate=d.sampling_rate, num_clips=d.num_clips,
+                            short_clip=d.short_clip)
+    return VideoDataModule(d.root, sampling, d.transform(), loader, seed=config.seed, index_cache=d.index_cache)
+
+
+def _describe_data(datamodule) -> dict:
+    """The record's account of a video run's data (resolved transform, views, short clips), with the
+    short clips said in one line at the start of the run."""
+    if not isinstance(datamodule, VideoDataModule):
+        return {}
+    try:
+        datamodule.setup()  # every split: the short-clip counts (and an error under short_clip=error) up front
+    except ValueError as e:
+        raise ConfigError(f"data: {e}") from None
+    short = datamodule.short_clips
+    s = datamodule.sampling
+    if any(c["short"] for c in short.values()):
+        counts = ", ".join(f"{split} {c['short']}/{c['videos']}" for split, c in short.items())
+        print(f"nlbench: videos shorter than a {s} clip ({s.num_frames * s.sampling_rate} frames): {counts}; "
+              f"short_clip={s.short_clip}", file=sys.stderr)
+    return {"data": {**datamodule.describe(), "short_clips": short}}
 
 
 def build_model(config: RunConfig, num_classes: int) -> torch.nn.Module:
@@ -135,6 +149,7 @@ def train_run(
         torch.set_num_threads(config.trainer.threads)
     pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config)
+    data_record = _describe_data(datamodule)
     model = build_model(config, datamodule.num_classes)
     total_steps = _total_steps(config, datamodule)
 
@@ -152,7 +167,8 @@ def train_run(
     pl.seed_everything(config.seed, workers=True, verbose=False)
     model = build_model(config, datamodule.num_classes)
 
-    module = VideoClassifier(model, config.recipe, total_steps, channels_last=config.trainer.channels_last)
+    module = VideoClassifier(model, config.recipe, total_steps, channels_last=config.trainer.channels_last,
+                             ensemble=config.data.ensemble)
     logger = make_wandb_logger(config, run_dir, group=wandb_group, tags=wandb_tags)
     throughput = ThroughputMonitor(config.data.batch_size, skip=min(3, total_steps // 2))
     trainer = pl.Trainer(
@@ -181,6 +197,7 @@ def train_run(
         "reason": None,
         "failed_step": None,
         **costs,
+        **data_record,
     }
     try:
         trainer.fit(module, datamodule=datamodule)
