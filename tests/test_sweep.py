@@ -164,28 +164,58 @@ def test_resume_after_interruption(tables, monkeypatch):
     assert len(frame) == 6
 
 
-def test_stale_running_trial_of_a_killed_process_is_redone(tables, monkeypatch):
+def _dead_claims(sweep, grace_s: int) -> None:
+    """What kill -9 leaves in the storage, three ways: a claim that beat once, a claim killed before its first
+    beat, and (older nlbench) a stale trial with the WAITING copy optuna's retry callback queued for it."""
+    Path("results/test").mkdir(parents=True)
+    storage = runner.open_storage(runner.default_storage("results", "test"), grace_s)
+    ledger = runner.Ledger(storage, [sweep], runner.Timing(grace_s), session="dead")
+    assert ledger.claim(sweep, sweep.cells[0]) is not None  # beat once, then died
+    study_id = storage.get_study_id_from_name(sweep.name)
+    template = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                         user_attrs={"cell": sweep.cells[1].key}, system_attrs={"worker": "x:1"})
+    storage.create_new_trial(study_id, template_trial=template)  # died before its first beat
+    study = optuna.load_study(study_name=sweep.name, storage=storage)
+    study.enqueue_trial({"cell": sweep.cells[2].key})  # the queued retry nobody ran
+
+
+def test_trials_of_killed_processes_are_redone(tables, monkeypatch):
     folder, a, _ = tables
-    monkeypatch.setattr(runner, "HEARTBEAT_S", 1)
-    monkeypatch.setattr(runner, "GRACE_S", 1)
-    monkeypatch.setattr(runner, "POLL_S", 0.2)
+    sweep = build_sweep(a, "test")
+    _dead_claims(sweep, grace_s=2)
+    time.sleep(2.5)
+    fake = _fake(monkeypatch)
+    t0 = time.perf_counter()
+    frame = runner.run_sweep(a, "test", progress=False, grace_s=2)
+    assert time.perf_counter() - t0 < 30  # the old runner waited forever on the queued copy
+    assert sorted(c[0] for c in fake.calls) == sorted(c.run_id for c in sweep.cells)
+    assert len(frame) == 6
+    study = optuna.load_study(study_name=sweep.name, storage="sqlite:///results/test/sweeps.db")
+    complete = [runner._cell_of(t) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(complete) == sorted(c.key for c in sweep.cells)  # every cell done once
+    assert sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials) == 3
+
+
+def test_a_live_claim_is_not_taken_for_dead(tables, monkeypatch):
+    folder, a, _ = tables
     sweep = build_sweep(a, "test")
     Path("results/test").mkdir(parents=True)
-    storage = runner.open_storage(runner.default_storage("results", "test"))
-    study = runner.open_study(sweep, storage)
-    # a process that took a cell, beat once, then died (kill -9): the trial stays RUNNING
-    study.enqueue_trial({"cell": sweep.cells[0].key})
-    with pytest.warns(UserWarning, match="Heartbeat"):
-        trial = study.ask()
-    trial.suggest_categorical("cell", [c.key for c in sweep.cells])
-    storage.record_heartbeat(trial._trial_id)
-    time.sleep(1.5)
+    storage = runner.open_storage(runner.default_storage("results", "test"), 3)
+    other = runner.Ledger(storage, [sweep], runner.Timing(3), session="other")
+    trial_id = other.claim(sweep, sweep.cells[0])
+    assert other.claim(sweep, sweep.cells[0]) is None  # the first claim of a cell wins
     fake = _fake(monkeypatch)
-    frame = runner.run_sweep(a, "test", progress=False)
-    assert len(fake.calls) == 6 and sweep.cells[0].run_id in [c[0] for c in fake.calls]
-    assert len(frame) == 6
-    states = [t.state for t in study.trials]
-    assert states.count(optuna.trial.TrialState.FAIL) == 1
+    with runner._Heartbeat(storage, trial_id, 1):  # the other process lives on
+        import threading
+
+        finish = threading.Timer(5.0, lambda: other.complete(sweep, sweep.cells[0], trial_id,
+                                                             {"run_id": sweep.cells[0].run_id, "status": "ok",
+                                                              "top1": 1.0}, False))
+        finish.start()
+        frame = runner.run_sweep(a, "test", progress=False, grace_s=3)
+        finish.join()
+    assert sweep.cells[0].run_id not in [c[0] for c in fake.calls] and len(fake.calls) == 5
+    assert len(frame) == 6 and frame["top1"].iloc[0] == 1.0
 
 
 def test_failed_runs_are_recorded_and_the_sweep_goes_on(tables, monkeypatch):

@@ -20,6 +20,7 @@ mistake is a ``ConfigError`` whose one-line message names the file, the row and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,12 @@ class Cell:
     config: RunConfig
     knobs: dict  # knob column -> value, for the CSV
 
-    @property
+    # Cached: a run_id hashes the resolved config, and a sweep asks for it at every look at the storage.
+    @functools.cached_property
     def run_id(self) -> str:
         return self.config.run_id
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         # The optuna grid value: the run_id in it means an edited row or base config is a new cell.
         return f"{self.row} | seed={self.seed} | {self.run_id}"
