@@ -325,6 +325,12 @@ def cmd_sweep(args) -> int:
         print("nlbench: interrupted; run the same command again to resume (finished runs are kept)", file=sys.stderr)
         return 130
     failed = 0
+    if "kinetics" in outcome.extra:
+        k = outcome.extra["kinetics"]
+        where = Path(args.results) / args.profile / "kinetics"
+        print(f"kinetics: {k['classes']} classes; " + "; ".join(
+            f"{s} {k[s]['found']}/{k[s]['annotated']} videos found, {k[s]['missing']} missing, {k[s]['extra']} not "
+            f"annotated" for s in ("train", "val")) + f" (lists and the label index in {where}/)")
     for sweep in outcome.sweeps:
         frame = outcome.frames[sweep.name]
         bad = int((frame["status"] != "ok").sum()) if len(frame) else 0

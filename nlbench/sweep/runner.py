@@ -119,15 +119,22 @@ def open_storage(url: str, grace_s: int | None = None) -> optuna.storages.RDBSto
     """RDB storage with heartbeats; an URL that cannot be used is a one-line ConfigError naming it."""
     t = timing(grace_s)
     engine_kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
-            return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=t.heartbeat_s, grace_period=t.grace_s,
-            )
-    except Exception as e:  # sqlalchemy's errors, a missing driver, a bad URL
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise ConfigError(f"storage {_masked(url)} cannot be used: {type(e).__name__}: {first}") from None
+    for attempt in range(5):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # heartbeat_interval is "experimental"
+                return optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs, heartbeat_interval=t.heartbeat_s, grace_period=t.grace_s,
+                )
+        except Exception as e:  # sqlalchemy's errors, a missing driver, a bad URL
+            # N machines started at once on an empty database all create optuna's tables: the losers see
+            # "already exists" / a duplicate key, and find the tables there when they try again.
+            text = str(e)
+            if attempt < 4 and ("already exists" in text or "duplicate key" in text or "UniqueViolation" in text):
+                time.sleep(0.5 * (attempt + 1))
+                continue
+            first = text.strip().splitlines()[0] if text.strip() else ""
+            raise ConfigError(f"storage {_masked(url)} cannot be used: {type(e).__name__}: {first}") from None
 
 
 def open_study(sweep: Sweep, storage) -> optuna.Study:
@@ -528,6 +535,15 @@ def run_sweeps(
     if storage is None:
         (results_dir / profile).mkdir(parents=True, exist_ok=True)
     _quiet()
+    extra = {}
+    if sweeps[0].data is not None:
+        from nlbench.data import kinetics
+
+        if kinetics.is_annotated(sweeps[0].data):  # the label index and the missing videos, beside the results
+            try:
+                extra["kinetics"] = kinetics.prepare(sweeps[0].data, results_dir / profile / "kinetics")
+            except (OSError, ValueError) as e:
+                raise ConfigError(f"--data {sweeps[0].data}: {e}") from None
     session = uuid.uuid4().hex
     ledger = Ledger(open_storage(url, t.grace_s), sweeps, t, session)
     started = time.perf_counter()
@@ -547,7 +563,7 @@ def run_sweeps(
         if in_main:
             signal.signal(signal.SIGTERM, previous)
     busy, trained, reused = ledger.busy()
-    outcome = Outcome(sweeps, watch.frames, workers, time.perf_counter() - started, busy, trained, reused)
+    outcome = Outcome(sweeps, watch.frames, workers, time.perf_counter() - started, busy, trained, reused, extra)
     atomic_write_text(results_dir / profile / LAST_SWEEP, json.dumps({
         "tables": [s.table.name for s in sweeps], "workers": workers, "elapsed_s": round(outcome.elapsed_s, 1),
         "busy_s": round(busy, 1), "utilisation": round(outcome.utilisation, 3), "trained": trained,

@@ -280,12 +280,17 @@ def _merge(base: dict, *layers: dict) -> dict:
 
 
 def check_data_root(root: str | Path) -> Path:
-    """A Kinetics-style data set (split folders or manifests, a class list), else a one-line ConfigError."""
+    """A Kinetics-style data set (split folders or manifests, a class list, or ROOT/annotations/ with the
+    official CSVs), else a one-line ConfigError."""
     from nlbench.data.index import available_splits, class_names
+
+    from nlbench.data.kinetics import is_annotated
 
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"--data {root}: no such folder (expected a data set: ROOT/{{train,val,test}}/<class>/...)")
+    if is_annotated(root):  # official annotations: matched to the files when the sweep starts (data/kinetics.py)
+        return root
     try:
         splits = available_splits(root)
         missing = [s for s in ("train", "val") if s not in splits]

@@ -1,0 +1,72 @@
+"""One sweep on two "machines" sharing a real PostgreSQL (tests/postgres.py): two ``nlbench sweep --storage
+postgresql+psycopg://...`` processes, each with its own folder (results, run locks, caches: nothing shared but
+the database); machine A is SIGKILLed in the middle of a run and restarted."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from nlbench.sweep import runner
+from tests.test_sweep_crash import REPO, TABLES, _env, completions, start_sweep, sweeps, trainings, wait
+
+
+def _report(cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nlbench.cli", "report", "--profile", "smoke", "--skip-measure", "--no-attention",
+         "--ablations", str(REPO / "ablations")],
+        cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_two_machines_one_postgres(tmp_path, postgres_url):
+    a, b = tmp_path / "machine_a", tmp_path / "machine_b"
+    a.mkdir(), b.mkdir()
+    t0 = time.perf_counter()
+    proc_a = start_sweep(a, workers=1, kill_at="train:2", storage=postgres_url)  # dies in its first run
+    proc_b = start_sweep(b, workers=1, storage=postgres_url)
+    code_a, out_a = wait(proc_a, timeout=300)
+    assert code_a == -9, out_a
+    killed_after = time.perf_counter() - t0
+    proc_a = start_sweep(a, workers=1, storage=postgres_url)
+    (code_a, out_a), (code_b, out_b) = wait(proc_a, timeout=400), wait(proc_b, timeout=400)
+    elapsed = time.perf_counter() - t0
+    print(f"\nA killed after {killed_after:.0f} s; both machines done after {elapsed:.0f} s\nA: {out_a}\nB: {out_b}")
+    assert code_a == 0, out_a
+    assert code_b == 0, out_b
+
+    counts = completions(postgres_url)
+    assert set(counts.values()) == {1}, counts  # every cell done once
+    runs = {c.run_id for s in sweeps() for c in s.cells}
+    assert sorted(trainings(postgres_url)) == sorted(runs)  # every run trained once, on one machine or the other
+    trained_on = {}
+    for sweep in sweeps():
+        for t in optuna.load_study(study_name=sweep.name, storage=postgres_url).trials:
+            if t.state == optuna.trial.TrialState.COMPLETE and not t.user_attrs["reused"]:
+                trained_on[t.user_attrs["run_id"]] = t.system_attrs["worker"]
+    assert len(set(trained_on.values())) >= 2, trained_on  # both machines trained runs
+
+    for sweep in sweeps():  # each machine's CSV holds every row, the same bytes on both
+        csv_a = (a / "results" / "smoke" / f"{sweep.table.name}.csv").read_text()
+        csv_b = (b / "results" / "smoke" / f"{sweep.table.name}.csv").read_text()
+        assert csv_a == csv_b
+        assert len(csv_a.splitlines()) == 1 + len(sweep.cells)
+    for run_id in runs:  # the records of runs trained elsewhere are kept on each machine, whole
+        rec_a = json.loads((runner.run_dir_of(a / "results", "smoke", run_id) / "record.json").read_text())
+        rec_b = json.loads((runner.run_dir_of(b / "results", "smoke", run_id) / "record.json").read_text())
+        assert rec_a == rec_b and rec_a["status"] == "ok"
+        local = [m for m in (a, b) if (runner.run_dir_of(m / "results", "smoke", run_id) / "model.pt").exists()]
+        assert len(local) == 1  # the weights stay where the run was trained
+
+    for machine in (a, b):
+        done = _report(machine)
+        assert done.returncode == 0, done.stderr
+    for table in TABLES:
+        for suffix in (".md", ".csv"):
+            name = f"{table.stem}{suffix}"
+            assert (a / "reports" / "smoke" / name).read_text() == (b / "reports" / "smoke" / name).read_text(), name
