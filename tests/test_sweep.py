@@ -164,6 +164,31 @@ def test_resume_after_interruption(tables, monkeypatch):
     assert len(frame) == 6
 
 
+def _within(seconds: float, fn):
+    """fn() in a daemon thread; a test failure (not a hung suite) when it does not return in time."""
+    import threading
+
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(value=fn()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s (a sweep that waits forever)"
+    return out["value"]
+
+
+def test_a_row_is_written_the_same_whatever_other_rows_hold(tables):
+    from nlbench.sweep.results import to_frame, write_csv
+
+    folder, a, _ = tables
+    sweep = build_sweep(a, "test")
+    ok = {"run_id": sweep.cells[0].run_id, "status": "ok", "params": 1000, "top1": 50.0, "failed_step": None}
+    raised = {"run_id": sweep.cells[1].run_id, "status": "failed", "reason": "RuntimeError: x"}  # no params
+    write_csv(to_frame(sweep, {sweep.cells[0].key: ok}), "one.csv")
+    write_csv(to_frame(sweep, {sweep.cells[0].key: ok, sweep.cells[1].key: raised}), "two.csv")
+    assert Path("one.csv").read_text().splitlines()[1] == Path("two.csv").read_text().splitlines()[1]
+    assert ",1000," in Path("two.csv").read_text().splitlines()[1]
+
+
 def _dead_claims(sweep, grace_s: int) -> None:
     """What kill -9 leaves in the storage, three ways: a claim that beat once, a claim killed before its first
     beat, and (older nlbench) a stale trial with the WAITING copy optuna's retry callback queued for it."""
@@ -185,9 +210,7 @@ def test_trials_of_killed_processes_are_redone(tables, monkeypatch):
     _dead_claims(sweep, grace_s=2)
     time.sleep(2.5)
     fake = _fake(monkeypatch)
-    t0 = time.perf_counter()
-    frame = runner.run_sweep(a, "test", progress=False, grace_s=2)
-    assert time.perf_counter() - t0 < 30  # the old runner waited forever on the queued copy
+    frame = _within(60, lambda: runner.run_sweep(a, "test", progress=False, grace_s=2))  # the old runner hung
     assert sorted(c[0] for c in fake.calls) == sorted(c.run_id for c in sweep.cells)
     assert len(frame) == 6
     study = optuna.load_study(study_name=sweep.name, storage="sqlite:///results/test/sweeps.db")
@@ -233,6 +256,27 @@ def test_failed_runs_are_recorded_and_the_sweep_goes_on(tables, monkeypatch):
     runner.run_sweep(a, "test", progress=False)
     assert sorted(t[2][1] for t in fake2.calls) == ["NL5", "NL5"]
     assert set(pd.read_csv("results/test/ta.csv", keep_default_na=False)["status"]) == {"ok", "failed"}
+
+
+def test_one_pool_over_tables_trains_a_shared_run_once(tables, monkeypatch):
+    folder, a, b = tables
+    _fake(monkeypatch)
+    monkeypatch.setattr(runner, "MP_CONTEXT", "fork")
+    outcome = runner.run_sweeps([a, b], "test", workers=2, progress=False)
+    assert [len(f) for f in outcome.frames.values()] == [6, 6]
+    storage = "sqlite:///results/test/sweeps.db"
+    trained, workers = [], set()
+    for name in ("test/ta", "test/tb"):
+        for t in optuna.load_study(study_name=name, storage=storage).trials:
+            assert t.state == optuna.trial.TrialState.COMPLETE
+            workers.add(t.system_attrs["worker"])
+            if not t.user_attrs["reused"]:
+                trained.append(t.user_attrs["run_id"])
+    assert len(trained) == len(set(trained)) == 8  # ta's 6 runs + tb's 2 new ones; tb's shared rows reused
+    assert len(workers) == 2 and outcome.trained == 8 and outcome.reused == 4
+    assert 0 < outcome.busy_s and 0 < outcome.utilisation <= 1
+    last = json.loads(Path("results/test/last_sweep.json").read_text())
+    assert last["workers"] == 2 and last["trained"] == 8 and last["tables"] == ["ta", "tb"]
 
 
 def test_workers_share_the_grid(tables, monkeypatch):
@@ -328,6 +372,7 @@ def test_cli_sweep_several_tables(tables, monkeypatch, capsys):
     assert code == 0 and len(fake.calls) == 8
     out = capsys.readouterr().out
     assert "test/ta: 6/6 runs finished, 0 failed" in out and "test/tb: 6/6" in out
+    assert "sweep: 8 runs trained, 4 reused; workers busy" in out and "elapsed" in out
 
 
 def test_real_train_run_smoke(tmp_path, monkeypatch):
