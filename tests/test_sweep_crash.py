@@ -28,7 +28,9 @@ GRACE_S = 4
 # Named points first (each reached early enough in a round that the sweep is not over), random times after.
 NAMED = ["claimed", "build", "measure", "train:2", "evaluate", "record-write", "recorded", "completing",
          "completed", "csv-write", "commit:25", "train:5"]
-RANDOM_KILLS = 4
+# Random times: from the start (startup, before the first trial, or a run: depends on the machine's speed) and
+# from the moment a run of the round starts (its config.yaml appears: measuring, training, evaluating, writing).
+FROM_START, FROM_A_RUN = 2, 3
 SEED = 12
 
 
@@ -68,6 +70,17 @@ def wait(proc: subprocess.Popen, timeout: float) -> tuple[int | None, str]:
         kill_group(proc)
         out, _ = proc.communicate()
         return None, out
+
+
+def kill_once_a_run_runs(proc: subprocess.Popen, runs: Path, since: float, delay: float) -> None:
+    """SIGKILL the group ``delay`` s after a run of this round starts (a config.yaml newer than ``since``)."""
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if any(p.stat().st_mtime > since for p in runs.glob("*/config.yaml")):
+            time.sleep(delay)
+            break
+        time.sleep(0.1)
+    kill_group(proc)
 
 
 def sweeps():
@@ -122,7 +135,8 @@ def check_files(results: Path, kept: dict[tuple[str, str], str]) -> None:
 @pytest.mark.slow
 def test_kill_anywhere_then_resume(tmp_path):
     rng = random.Random(SEED)
-    kills = [("point", p) for p in NAMED] + [("time", round(rng.uniform(4, 25), 1)) for _ in range(RANDOM_KILLS)]
+    kills = ([("point", p) for p in NAMED] + [("time", round(rng.uniform(2, 25), 1)) for _ in range(FROM_START)]
+             + [("run+", round(rng.uniform(0, 8), 1)) for _ in range(FROM_A_RUN)])
     storage = f"sqlite:///{tmp_path / 'results' / 'smoke' / 'sweeps.db'}"
     total = sum(len(s.cells) for s in sweeps())
     kept: dict[tuple[str, str], str] = {}
@@ -132,11 +146,14 @@ def test_kill_anywhere_then_resume(tmp_path):
         if how == "point":
             code, out = wait(start_sweep(tmp_path, kill_at=where), timeout=240)
             assert code is not None, f"round killed at {where}: hung\n{out}"
+        elif how == "time":
+            code, out = wait(start_sweep(tmp_path), timeout=where)
+            code = -signal.SIGKILL if code is None else code
         else:
+            since = time.time()
             proc = start_sweep(tmp_path)
-            code, out = wait(proc, timeout=where)
-            if code is None:
-                code = -signal.SIGKILL
+            kill_once_a_run_runs(proc, tmp_path / "results" / "smoke" / "runs", since, where)
+            code, out = wait(proc, timeout=60)
         done = sum(n == 1 for n in completions(storage).values()) if (tmp_path / "results").exists() else 0
         log.append({"kill": f"{how} {where}", "exit": code, "s": round(time.perf_counter() - t0, 1), "done": done})
         assert code in (-signal.SIGKILL, 0), out
@@ -144,7 +161,7 @@ def test_kill_anywhere_then_resume(tmp_path):
         check_files(tmp_path / "results", kept)
         if code == 0:
             break  # the sweep finished before this kill point was reached
-    killed = sum(e["exit"] == -signal.SIGKILL for e in log)
+    killed = sum(e["exit"] == -signal.SIGKILL for e in log)  # rounds that ended normally: the sweep was done
     remaining = total - log[-1]["done"]
     t0 = time.perf_counter()
     code, out = wait(start_sweep(tmp_path), timeout=120 + GRACE_S + 30 * remaining)
