@@ -182,7 +182,8 @@ def test_kill_anywhere_then_resume(tmp_path):
 @pytest.mark.slow
 def test_two_sweeps_at_once_share_the_grid(tmp_path):
     storage = f"sqlite:///{tmp_path / 'results' / 'smoke' / 'sweeps.db'}"
-    procs = [start_sweep(tmp_path, workers=1) for _ in range(2)]
+    # The same tables in the other order: both start with a C2D cell, one run shared by the two tables.
+    procs = [start_sweep(tmp_path, TABLES, workers=1), start_sweep(tmp_path, TABLES[::-1], workers=1)]
     results = [wait(p, timeout=400) for p in procs]
     for code, out in results:
         assert code == 0, out

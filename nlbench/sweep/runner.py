@@ -127,10 +127,12 @@ def open_storage(url: str, grace_s: int | None = None) -> optuna.storages.RDBSto
                     url, engine_kwargs=engine_kwargs, heartbeat_interval=t.heartbeat_s, grace_period=t.grace_s,
                 )
         except Exception as e:  # sqlalchemy's errors, a missing driver, a bad URL
-            # N machines started at once on an empty database all create optuna's tables: the losers see
-            # "already exists" / a duplicate key, and find the tables there when they try again.
+            # N processes started at once on an empty database all create optuna's tables: the losers see
+            # "already exists" / a duplicate key (PostgreSQL) or a UNIQUE constraint failure (SQLite), and find
+            # the tables there when they try again.
             text = str(e)
-            if attempt < 4 and ("already exists" in text or "duplicate key" in text or "UniqueViolation" in text):
+            if attempt < 4 and any(m in text for m in ("already exists", "duplicate key", "UniqueViolation",
+                                                       "UNIQUE constraint failed")):
                 time.sleep(0.5 * (attempt + 1))
                 continue
             first = text.strip().splitlines()[0] if text.strip() else ""
