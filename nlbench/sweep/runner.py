@@ -82,8 +82,8 @@ class Timing:
         return max(1, self.grace_s // 6)
 
     @property
-    def poll_s(self) -> float:
-        return min(5.0, max(0.2, self.grace_s / 10))
+    def poll_s(self) -> float:  # a look at the storage is a few small queries: a waiting worker may look often
+        return min(2.0, max(0.2, self.grace_s / 10))
 
 
 def timing(grace_s: int | None = None) -> Timing:
