@@ -20,7 +20,8 @@ test-slow:
 	$(BIN)/python -m pytest -q -m slow tests
 
 # Sweeps killed anywhere and resumed (real smoke runs, 2 workers), two sweeps at once, and two "machines" on a
-# throwaway PostgreSQL (initdb + pg_ctl; as root the server runs as the postgres user). About 10 min on 2 cores.
+# throwaway PostgreSQL (initdb + pg_ctl; as root the server runs as the postgres user). About 20 min on a busy
+# 2-core machine (each of the 17 restarts imports torch in 3 processes), less on a quiet one.
 # CI sets NLBENCH_REQUIRE_POSTGRES=1: missing server binaries are then an error, not a skip.
 test-sweeps:
 	$(BIN)/python -m pytest -q -s tests/test_sweep_crash.py tests/test_sweep_postgres.py
