@@ -279,6 +279,17 @@ def test_one_pool_over_tables_trains_a_shared_run_once(tables, monkeypatch):
     assert last["workers"] == 2 and last["trained"] == 8 and last["tables"] == ["ta", "tb"]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_shows_a_line_per_finished_run(tables, monkeypatch, capsys, workers):
+    folder, a, b = tables
+    _fake(monkeypatch, fail_rows=("NL5",))
+    monkeypatch.setattr(runner, "MP_CONTEXT", "fork")
+    runner.run_sweeps([a, b], "test", workers=workers, progress=True)
+    out = capsys.readouterr().out
+    assert out.count("top1 5") == 10 and out.count("failed") == 2 and out.count("reused") == 4, out
+    assert "ta: NL5 seed=1" in out and "non-finite loss" in out and "test/tb" in out
+
+
 def test_workers_share_the_grid(tables, monkeypatch):
     folder, a, _ = tables
     _fake(monkeypatch)
