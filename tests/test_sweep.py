@@ -413,3 +413,13 @@ def test_recipe_search_random(tables, monkeypatch):
     assert frame["lr"].between(base / 10, base * 10).all()
     assert Path("results/test/ta_search_NL1.csv").is_file()
     assert "'nope' is not a row label" in str(pytest.raises(ConfigError, run_search, a, "nope", profile="test").value)
+
+
+def test_report_readme_states_the_last_sweeps_busy_time(tmp_path):
+    from nlbench.report.build import _last_sweep
+
+    assert _last_sweep(tmp_path) == []
+    (tmp_path / "last_sweep.json").write_text(json.dumps(
+        {"workers": 2, "elapsed_s": 600, "busy_s": 1080, "utilisation": 0.9, "trained": 33, "reused": 14}))
+    assert _last_sweep(tmp_path) == ["- Last `nlbench sweep` call: 2 workers busy 18.0 min of 2 x 10.0 min elapsed "
+                                     "(90 %); 33 runs trained, 14 reused"]
