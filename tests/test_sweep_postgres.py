@@ -13,6 +13,7 @@ import optuna
 import pytest
 
 from nlbench.sweep import runner
+from nlbench.sweep.spec import build_sweep
 from tests.test_sweep_crash import REPO, TABLES, _env, completions, start_sweep, sweeps, trainings, wait
 
 
@@ -70,3 +71,25 @@ def test_two_machines_one_postgres(tmp_path, postgres_url):
         for suffix in (".md", ".csv"):
             name = f"{table.stem}{suffix}"
             assert (a / "reports" / "smoke" / name).read_text() == (b / "reports" / "smoke" / name).read_text(), name
+
+
+def test_claims_on_postgres(postgres_url):
+    """The storage side on PostgreSQL, quickly: one claim of a cell wins, a dead claim is failed after the
+    grace period, a completed cell is not completed again, a record is found from another "machine"."""
+    sweep = build_sweep(TABLES[0], "smoke")
+    cell = sweep.cells[0]
+    storage = runner.open_storage(postgres_url, 2)
+    a = runner.Ledger(storage, [sweep], runner.Timing(2), session="a")
+    b = runner.Ledger(runner.open_storage(postgres_url, 2), [sweep], runner.Timing(2), session="b")
+    first = a.claim(sweep, cell)
+    assert first is not None and b.claim(sweep, cell) is None
+    time.sleep(3.5)  # a dies: no beat
+    b.reap()
+    assert runner._states(sweep, b.trials(sweep))[cell.key] == "todo"
+    again = b.claim(sweep, cell)
+    record = {"run_id": cell.run_id, "status": "ok", "top1": 12.5, "config": {}}
+    assert b.complete(sweep, cell, again, record, False)
+    late = a.claim(sweep, sweep.cells[1])
+    assert late is not None and b.claim(sweep, cell) is None  # done: not claimed again
+    assert runner.stored_record(storage, "smoke", cell.run_id) == record
+    assert not a.complete(sweep, cell, first, record, False)  # the dead claim cannot complete it

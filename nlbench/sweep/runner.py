@@ -369,27 +369,35 @@ class Ledger:
 
     def complete(self, sweep: Sweep, cell: Cell, trial_id: int, record: dict, reused: bool) -> bool:
         """Store the record and complete the trial, unless another trial of the cell completed meanwhile."""
-        self.storage.set_trial_user_attr(trial_id, "record", record)
-        self.storage.set_trial_user_attr(trial_id, "reused", reused)
-        number = self.storage.get_trial_number_from_id(trial_id)
-        for other in self.trials(sweep):
-            if other.number != number and _cell_of(other) == cell.key and other.state == TrialState.COMPLETE:
-                self.storage.set_trial_system_attr(trial_id, "duplicate_of", other.number)
-                self._set(trial_id, TrialState.PRUNED)
-                return False
-        top1 = record.get("top1")
-        value = float(top1) if record.get("status") == "ok" and top1 is not None else FAILED_VALUE
-        if not self._set(trial_id, TrialState.COMPLETE, value):
-            log.warning("%s: %s finished after its trial was taken for dead (grace %s s); it is redone (its run "
-                        "reused)", sweep.name, cell.key, self.timing.grace_s)
-            return False
-        return True
+        try:
+            self.storage.set_trial_user_attr(trial_id, "record", record)
+            self.storage.set_trial_user_attr(trial_id, "reused", reused)
+            number = self.storage.get_trial_number_from_id(trial_id)
+            for other in self.trials(sweep):
+                if other.number != number and _cell_of(other) == cell.key and other.state == TrialState.COMPLETE:
+                    self.storage.set_trial_system_attr(trial_id, "duplicate_of", other.number)
+                    self._set(trial_id, TrialState.PRUNED)
+                    return False
+            top1 = record.get("top1")
+            value = float(top1) if record.get("status") == "ok" and top1 is not None else FAILED_VALUE
+            if self._set(trial_id, TrialState.COMPLETE, value):
+                return True
+        except UpdateFinishedTrialError:
+            pass
+        # A process too busy to beat within the grace period was taken for dead: the cell is done again by
+        # whoever claims it next, reusing this run's record.
+        log.warning("%s: %s finished after its trial was taken for dead (grace %s s); its run is reused",
+                    sweep.name, cell.key, self.timing.grace_s)
+        return False
 
     def fail(self, trial_id: int, record: dict | None) -> None:
-        if record is not None:  # the run raised: the CSV shows why; this sweep call does not retry it
-            self.storage.set_trial_user_attr(trial_id, "record", record)
-            self.storage.set_trial_system_attr(trial_id, "error", True)
-        self._set(trial_id, TrialState.FAIL)
+        try:
+            if record is not None:  # the run raised: the CSV shows why; this sweep call does not retry it
+                self.storage.set_trial_user_attr(trial_id, "record", record)
+                self.storage.set_trial_system_attr(trial_id, "error", True)
+            self._set(trial_id, TrialState.FAIL)
+        except UpdateFinishedTrialError:  # already failed as stale
+            pass
 
     def stored(self, run_id: str) -> dict | None:
         return stored_record(self.storage, self.sweeps[0].profile.name, run_id)
