@@ -25,12 +25,13 @@ REPO = Path(__file__).resolve().parents[1]
 KILLER = REPO / "tests" / "sweep_kill.py"
 TABLES = [REPO / "ablations" / "2a_instantiation.yaml", REPO / "ablations" / "2b_stage.yaml"]
 GRACE_S = 4
-# Named points first (each reached early enough in a round that the sweep is not over), random times after.
-NAMED = ["claimed", "build", "measure", "train:2", "evaluate", "record-write", "recorded", "completing",
-         "completed", "csv-write", "commit:25", "train:5"]
-# Random times: from the start (startup, before the first trial, or a run: depends on the machine's speed) and
-# from the moment a run of the round starts (its config.yaml appears: measuring, training, evaluating, writing).
-FROM_START, FROM_A_RUN = 2, 3
+# Named points (tests/sweep_kill.py) and random times, the rounds that let the sweep progress last: a sweep that
+# ends before the last kills still had at least 10. Random times are drawn from SEED, counted from the start
+# ("time": startup, before the first trial, or a run, depending on the machine's speed) or from the moment a
+# run of the round starts, its config.yaml appearing ("run+": measuring, training, evaluating, writing).
+KILLS = ["claimed", ("time", 0), "build", ("run+", 0), "measure", "train:2", ("time", 1), "evaluate",
+         ("run+", 1), "record-write", "recorded", ("run+", 2), "completing", "csv-write", "completed", "commit:25",
+         "train:3"]
 SEED = 12
 
 
@@ -135,8 +136,9 @@ def check_files(results: Path, kept: dict[tuple[str, str], str]) -> None:
 @pytest.mark.slow
 def test_kill_anywhere_then_resume(tmp_path):
     rng = random.Random(SEED)
-    kills = ([("point", p) for p in NAMED] + [("time", round(rng.uniform(2, 25), 1)) for _ in range(FROM_START)]
-             + [("run+", round(rng.uniform(0, 8), 1)) for _ in range(FROM_A_RUN)])
+    draws = {"time": [round(rng.uniform(2, 25), 1) for _ in range(2)], "run+": [round(rng.uniform(0, 8), 1)
+                                                                               for _ in range(3)]}
+    kills = [("point", k) if isinstance(k, str) else (k[0], draws[k[0]][k[1]]) for k in KILLS]
     storage = f"sqlite:///{tmp_path / 'results' / 'smoke' / 'sweeps.db'}"
     total = sum(len(s.cells) for s in sweeps())
     kept: dict[tuple[str, str], str] = {}
