@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 
 from nlbench.sweep import runner
@@ -45,24 +44,20 @@ def test_two_machines_one_postgres(tmp_path, postgres_url):
     assert set(counts.values()) == {1}, counts  # every cell done once
     runs = {c.run_id for s in sweeps() for c in s.cells}
     assert sorted(trainings(postgres_url)) == sorted(runs)  # every run trained once, on one machine or the other
-    trained_on = {}
-    for sweep in sweeps():
-        for t in optuna.load_study(study_name=sweep.name, storage=postgres_url).trials:
-            if t.state == optuna.trial.TrialState.COMPLETE and not t.user_attrs["reused"]:
-                trained_on[t.user_attrs["run_id"]] = t.system_attrs["worker"]
-    assert len(set(trained_on.values())) >= 2, trained_on  # both machines trained runs
-
     for sweep in sweeps():  # each machine's CSV holds every row, the same bytes on both
         csv_a = (a / "results" / "smoke" / f"{sweep.table.name}.csv").read_text()
         csv_b = (b / "results" / "smoke" / f"{sweep.table.name}.csv").read_text()
         assert csv_a == csv_b
         assert len(csv_a.splitlines()) == 1 + len(sweep.cells)
+    elsewhere = 0
     for run_id in runs:  # the records of runs trained elsewhere are kept on each machine, whole
         rec_a = json.loads((runner.run_dir_of(a / "results", "smoke", run_id) / "record.json").read_text())
         rec_b = json.loads((runner.run_dir_of(b / "results", "smoke", run_id) / "record.json").read_text())
         assert rec_a == rec_b and rec_a["status"] == "ok"
         local = [m for m in (a, b) if (runner.run_dir_of(m / "results", "smoke", run_id) / "model.pt").exists()]
         assert len(local) == 1  # the weights stay where the run was trained
+        elsewhere += local == [b]
+    assert elsewhere > 0  # A, killed in its first run, holds records of runs only B trained (how many: timing)
 
     for machine in (a, b):
         done = _report(machine)
