@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 
-.PHONY: install test test-slow bench model-zoo clean ablation-table2
+.PHONY: install test test-slow test-sweeps bench model-zoo clean ablation-table2
 
 # Pinned CPU torch goes in first: an unpinned torch pulled in by a dependency would be a CUDA build.
 # The `peers` extra (tests/test_peers.py) goes in with --no-deps, its list read from pyproject.toml.
@@ -21,6 +21,13 @@ test:
 
 test-slow:
 	$(BIN)/python -m pytest -q -m slow tests
+
+# Sweeps killed anywhere and resumed (real smoke runs, 2 workers), two sweeps at once, and two "machines" on a
+# throwaway PostgreSQL (initdb + pg_ctl; as root the server runs as the postgres user). About 20 min on a busy
+# 2-core machine (each of the 17 restarts imports torch in 3 processes), less on a quiet one.
+# CI sets NLBENCH_REQUIRE_POSTGRES=1: missing server binaries are then an error, not a skip.
+test-sweeps:
+	$(BIN)/python -m pytest -q -s tests/test_sweep_crash.py tests/test_sweep_postgres.py
 
 # Benchmarks at the paper's shapes; figures land in reports/performance.md.
 # About 12 minutes on a 2-core CPU (naive fwd+bwd at res3 8x28x28 takes 10-25 s a call).

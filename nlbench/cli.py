@@ -381,14 +381,16 @@ def cmd_sweep(args) -> int:
         for path in export_sweeps(args.tables, args.profile, args.wandb_sweep, args.data):
             print(f"wrote {path}: wandb sweep {path}; then on each node: wandb agent ENTITY/PROJECT/SWEEP_ID")
         return 0
-    from nlbench.sweep.runner import open_storage, prepare, run_sweep
+    from nlbench.sweep.runner import open_storage, prepare, run_sweeps, timing
 
     # `ablations/*.yaml` also matches the profiles file, which is not a table.
     args.tables = [t for t in args.tables if Path(t).name != "profiles.yaml"]
     if not args.tables:
         raise ValueError("no table files given (e.g. ablations/2a_instantiation.yaml)")
-    # Every table, the profile, the data and the storage are checked before anything is written.
-    prepared = [prepare(t, args.profile, args.storage, args.data, args.results) for t in args.tables]
+    # Every table, the profile, the data, --grace and the storage are checked before anything is written.
+    for t in args.tables:
+        prepare(t, args.profile, args.storage, args.data, args.results)
+    timing(args.grace)
     if args.storage:
         open_storage(args.storage)
     if args.search:
@@ -400,18 +402,26 @@ def cmd_sweep(args) -> int:
                            storage=args.storage, data=args.data, results_dir=args.results, progress=not args.quiet)
         print(frame.to_string(index=False))
         return 0
-    failed = 0
     try:
-        for table, (sweep, _) in zip(args.tables, prepared):
-            frame = run_sweep(table, args.profile, args.storage, args.workers, args.data, progress=not args.quiet,
-                              results_dir=args.results)
-            bad = int((frame["status"] != "ok").sum()) if len(frame) else 0
-            failed += bad
-            print(f"{sweep.name}: {len(frame)}/{len(sweep.cells)} runs finished, {bad} failed -> "
-                  f"{Path(args.results) / args.profile / (sweep.table.name + '.csv')}")
+        outcome = run_sweeps(args.tables, args.profile, args.storage, args.workers, args.data,
+                             progress=not args.quiet, results_dir=args.results, grace_s=args.grace)
     except KeyboardInterrupt:
         print("nlbench: interrupted; run the same command again to resume (finished runs are kept)", file=sys.stderr)
         return 130
+    failed = 0
+    if "kinetics" in outcome.extra:
+        k = outcome.extra["kinetics"]
+        where = Path(args.results) / args.profile / "kinetics"
+        print(f"kinetics: {k['classes']} classes; " + "; ".join(
+            f"{s} {k[s]['found']}/{k[s]['annotated']} videos found, {k[s]['missing']} missing, {k[s]['extra']} not "
+            f"annotated" for s in ("train", "val")) + f" (lists and the label index in {where}/)")
+    for sweep in outcome.sweeps:
+        frame = outcome.frames[sweep.name]
+        bad = int((frame["status"] != "ok").sum()) if len(frame) else 0
+        failed += bad
+        print(f"{sweep.name}: {len(frame)}/{len(sweep.cells)} runs finished, {bad} failed -> "
+              f"{Path(args.results) / args.profile / (sweep.table.name + '.csv')}")
+    print(f"sweep: {outcome.summary()}")
     return 1 if failed else 0
 
 
@@ -421,9 +431,14 @@ def _add_sweep_parser(sub) -> None:
     p.add_argument("tables", nargs="+", help="table files, e.g. ablations/2a_instantiation.yaml or ablations/*.yaml")
     p.add_argument("--profile", default="tiny", help="smoke, tiny (default) or paper (ablations/profiles.yaml)")
     p.add_argument("--storage", default=None,
-                   help="optuna storage URL (default sqlite:///results/<profile>/sweeps.db); share one to spread a "
-                        "sweep over machines")
-    p.add_argument("--workers", type=int, default=1, help="runs in parallel (processes)")
+                   help="optuna storage URL (default sqlite:///results/<profile>/sweeps.db); a PostgreSQL URL "
+                        "(postgresql+psycopg://user:password@host/db) shared by several machines spreads a sweep "
+                        "over them (see README.md)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="runs in parallel (processes), one pool over every table given")
+    p.add_argument("--grace", type=int, default=None,
+                   help="seconds without a heartbeat after which a run's process is taken for dead and its cell "
+                        "redone (default 60, or $NLBENCH_GRACE_S)")
     p.add_argument("--data", default=None, help="data set root for profiles that need one (paper)")
     p.add_argument("--results", default="results", help="results folder (default results/)")
     p.add_argument("--search", choices=("random", "tpe"), default=None,

@@ -164,28 +164,81 @@ def test_resume_after_interruption(tables, monkeypatch):
     assert len(frame) == 6
 
 
-def test_stale_running_trial_of_a_killed_process_is_redone(tables, monkeypatch):
+def _within(seconds: float, fn):
+    """fn() in a daemon thread; a test failure (not a hung suite) when it does not return in time."""
+    import threading
+
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(value=fn()), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s (a sweep that waits forever)"
+    return out["value"]
+
+
+def test_a_row_is_written_the_same_whatever_other_rows_hold(tables):
+    from nlbench.sweep.results import to_frame, write_csv
+
     folder, a, _ = tables
-    monkeypatch.setattr(runner, "HEARTBEAT_S", 1)
-    monkeypatch.setattr(runner, "GRACE_S", 1)
-    monkeypatch.setattr(runner, "POLL_S", 0.2)
+    sweep = build_sweep(a, "test")
+    ok = {"run_id": sweep.cells[0].run_id, "status": "ok", "params": 1000, "top1": 50.0, "failed_step": None}
+    raised = {"run_id": sweep.cells[1].run_id, "status": "failed", "reason": "RuntimeError: x"}  # no params
+    write_csv(to_frame(sweep, {sweep.cells[0].key: ok}), "one.csv")
+    write_csv(to_frame(sweep, {sweep.cells[0].key: ok, sweep.cells[1].key: raised}), "two.csv")
+    assert Path("one.csv").read_text().splitlines()[1] == Path("two.csv").read_text().splitlines()[1]
+    assert ",1000," in Path("two.csv").read_text().splitlines()[1]
+
+
+def _dead_claims(sweep, grace_s: int) -> None:
+    """What kill -9 leaves in the storage, three ways: a claim that beat once, a claim killed before its first
+    beat, and (older nlbench) a stale trial with the WAITING copy optuna's retry callback queued for it."""
+    Path("results/test").mkdir(parents=True)
+    storage = runner.open_storage(runner.default_storage("results", "test"), grace_s)
+    ledger = runner.Ledger(storage, [sweep], runner.Timing(grace_s), session="dead")
+    assert ledger.claim(sweep, sweep.cells[0]) is not None  # beat once, then died
+    study_id = storage.get_study_id_from_name(sweep.name)
+    template = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
+                                         user_attrs={"cell": sweep.cells[1].key}, system_attrs={"worker": "x:1"})
+    storage.create_new_trial(study_id, template_trial=template)  # died before its first beat
+    study = optuna.load_study(study_name=sweep.name, storage=storage)
+    study.enqueue_trial({"cell": sweep.cells[2].key})  # the queued retry nobody ran
+
+
+def test_trials_of_killed_processes_are_redone(tables, monkeypatch):
+    folder, a, _ = tables
+    sweep = build_sweep(a, "test")
+    _dead_claims(sweep, grace_s=2)
+    time.sleep(2.5)
+    fake = _fake(monkeypatch)
+    frame = _within(60, lambda: runner.run_sweep(a, "test", progress=False, grace_s=2))  # the old runner hung
+    assert sorted(c[0] for c in fake.calls) == sorted(c.run_id for c in sweep.cells)
+    assert len(frame) == 6
+    study = optuna.load_study(study_name=sweep.name, storage="sqlite:///results/test/sweeps.db")
+    complete = [runner._cell_of(t) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(complete) == sorted(c.key for c in sweep.cells)  # every cell done once
+    assert sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials) == 3
+
+
+def test_a_live_claim_is_not_taken_for_dead(tables, monkeypatch):
+    folder, a, _ = tables
     sweep = build_sweep(a, "test")
     Path("results/test").mkdir(parents=True)
-    storage = runner.open_storage(runner.default_storage("results", "test"))
-    study = runner.open_study(sweep, storage)
-    # a process that took a cell, beat once, then died (kill -9): the trial stays RUNNING
-    study.enqueue_trial({"cell": sweep.cells[0].key})
-    with pytest.warns(UserWarning, match="Heartbeat"):
-        trial = study.ask()
-    trial.suggest_categorical("cell", [c.key for c in sweep.cells])
-    storage.record_heartbeat(trial._trial_id)
-    time.sleep(1.5)
+    storage = runner.open_storage(runner.default_storage("results", "test"), 3)
+    other = runner.Ledger(storage, [sweep], runner.Timing(3), session="other")
+    trial_id = other.claim(sweep, sweep.cells[0])
+    assert other.claim(sweep, sweep.cells[0]) is None  # the first claim of a cell wins
     fake = _fake(monkeypatch)
-    frame = runner.run_sweep(a, "test", progress=False)
-    assert len(fake.calls) == 6 and sweep.cells[0].run_id in [c[0] for c in fake.calls]
-    assert len(frame) == 6
-    states = [t.state for t in study.trials]
-    assert states.count(optuna.trial.TrialState.FAIL) == 1
+    with runner._Heartbeat(storage, trial_id, 1):  # the other process lives on
+        import threading
+
+        finish = threading.Timer(5.0, lambda: other.complete(sweep, sweep.cells[0], trial_id,
+                                                             {"run_id": sweep.cells[0].run_id, "status": "ok",
+                                                              "top1": 1.0}, False))
+        finish.start()
+        frame = runner.run_sweep(a, "test", progress=False, grace_s=3)
+        finish.join()
+    assert sweep.cells[0].run_id not in [c[0] for c in fake.calls] and len(fake.calls) == 5
+    assert len(frame) == 6 and frame["top1"].iloc[0] == 1.0
 
 
 def test_failed_runs_are_recorded_and_the_sweep_goes_on(tables, monkeypatch):
@@ -203,6 +256,38 @@ def test_failed_runs_are_recorded_and_the_sweep_goes_on(tables, monkeypatch):
     runner.run_sweep(a, "test", progress=False)
     assert sorted(t[2][1] for t in fake2.calls) == ["NL5", "NL5"]
     assert set(pd.read_csv("results/test/ta.csv", keep_default_na=False)["status"]) == {"ok", "failed"}
+
+
+def test_one_pool_over_tables_trains_a_shared_run_once(tables, monkeypatch):
+    folder, a, b = tables
+    _fake(monkeypatch)
+    monkeypatch.setattr(runner, "MP_CONTEXT", "fork")
+    outcome = runner.run_sweeps([a, b], "test", workers=2, progress=False)
+    assert [len(f) for f in outcome.frames.values()] == [6, 6]
+    storage = "sqlite:///results/test/sweeps.db"
+    trained, workers = [], set()
+    for name in ("test/ta", "test/tb"):
+        for t in optuna.load_study(study_name=name, storage=storage).trials:
+            assert t.state == optuna.trial.TrialState.COMPLETE
+            workers.add(t.system_attrs["worker"])
+            if not t.user_attrs["reused"]:
+                trained.append(t.user_attrs["run_id"])
+    assert len(trained) == len(set(trained)) == 8  # ta's 6 runs + tb's 2 new ones; tb's shared rows reused
+    assert len(workers) == 2 and outcome.trained == 8 and outcome.reused == 4
+    assert 0 < outcome.busy_s and 0 < outcome.utilisation <= 1
+    last = json.loads(Path("results/test/last_sweep.json").read_text())
+    assert last["workers"] == 2 and last["trained"] == 8 and last["tables"] == ["ta", "tb"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_progress_shows_a_line_per_finished_run(tables, monkeypatch, capsys, workers):
+    folder, a, b = tables
+    _fake(monkeypatch, fail_rows=("NL5",))
+    monkeypatch.setattr(runner, "MP_CONTEXT", "fork")
+    runner.run_sweeps([a, b], "test", workers=workers, progress=True)
+    out = capsys.readouterr().out
+    assert out.count("top1 5") == 10 and out.count("failed") == 2 and out.count("reused") == 4, out
+    assert "ta: NL5 seed=1" in out and "non-finite loss" in out and "test/tb" in out
 
 
 def test_workers_share_the_grid(tables, monkeypatch):
@@ -298,6 +383,7 @@ def test_cli_sweep_several_tables(tables, monkeypatch, capsys):
     assert code == 0 and len(fake.calls) == 8
     out = capsys.readouterr().out
     assert "test/ta: 6/6 runs finished, 0 failed" in out and "test/tb: 6/6" in out
+    assert "sweep: 8 runs trained, 4 reused; workers busy" in out and "elapsed" in out
 
 
 def test_real_train_run_smoke(tmp_path, monkeypatch):
@@ -327,3 +413,13 @@ def test_recipe_search_random(tables, monkeypatch):
     assert frame["lr"].between(base / 10, base * 10).all()
     assert Path("results/test/ta_search_NL1.csv").is_file()
     assert "'nope' is not a row label" in str(pytest.raises(ConfigError, run_search, a, "nope", profile="test").value)
+
+
+def test_report_readme_states_the_last_sweeps_busy_time(tmp_path):
+    from nlbench.report.build import _last_sweep
+
+    assert _last_sweep(tmp_path) == []
+    (tmp_path / "last_sweep.json").write_text(json.dumps(
+        {"workers": 2, "elapsed_s": 600, "busy_s": 1080, "utilisation": 0.9, "trained": 33, "reused": 14}))
+    assert _last_sweep(tmp_path) == ["- Last `nlbench sweep` call: 2 workers busy 18.0 min of 2 x 10.0 min elapsed "
+                                     "(90 %); 33 runs trained, 14 reused"]

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nlbench.data.datasets import SyntheticClips, VideoClips, collate_clips
 from nlbench.data.index import VideoIndex, build_index, class_names, split_source
+from nlbench.data.kinetics import resolve_root
 from nlbench.data.synthetic import SyntheticConfig
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
 from nlbench.data.video import ClipSampling
@@ -140,7 +141,7 @@ class VideoDataModule(_ClipDataModule):
     ):
         super().__init__(loader)
         self.index_cache = index_cache
-        self.root = Path(root)
+        self.root = resolve_root(root)  # an annotated Kinetics copy: its path,label manifests (data/kinetics.py)
         self.sampling = sampling or ClipSampling()
         self.transform = transform or ClipTransformConfig()
         self.probe, self.seed = probe, seed

@@ -142,6 +142,17 @@ def _machines(frames: pd.DataFrame, records: dict[str, dict]) -> list[str]:
     return sorted(found)
 
 
+def _last_sweep(results_dir: Path) -> list[str]:
+    """The line on the last `nlbench sweep` call's workers (results/<profile>/last_sweep.json), if it wrote one."""
+    try:
+        last = json.loads((results_dir / "last_sweep.json").read_text())
+        return [f"- Last `nlbench sweep` call: {last['workers']} workers busy {last['busy_s'] / 60:.1f} min of "
+                f"{last['workers']} x {last['elapsed_s'] / 60:.1f} min elapsed ({100 * last['utilisation']:.0f} %); "
+                f"{last['trained']} runs trained, {last['reused']} reused"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 def render_readme(profile: str, reports: list[TableReport], records: dict[str, dict], *, results_dir: Path,
                   not_run: list[str], extra: list[str]) -> str:
     frames = pd.concat([r.frame for r in reports], ignore_index=True)
@@ -165,6 +176,7 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         f"once), wall time {wall / 60:.1f} min summed over runs"
         + (f", {busy:.1f} min elapsed with runs in parallel (records' start to finish, pauses left out)"
            if busy is not None else ""),
+        *_last_sweep(results_dir),
         f"- Claims of the paper: {held} of {len(claims)} hold in our numbers",
         "",
         "## Tables",

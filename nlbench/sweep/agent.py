@@ -19,13 +19,12 @@ one-line ``ConfigError`` (exit 2).
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import shutil
 import sys
 import warnings
 from pathlib import Path
 
+from nlbench.sweep.runner import run_lock
 from nlbench.sweep.spec import DEFAULT_PROFILES, Cell, Sweep, build_sweep
 from nlbench.training import ConfigError, read_record, train_run
 from nlbench.training.tracking import describe, run_summary, wandb_init_kwargs
@@ -61,20 +60,6 @@ def find_cell(sweep: Sweep, row: str, seed: str | int) -> Cell:
     return next(c for c in sweep.cells if c.row == row and c.seed == number)
 
 
-@contextlib.contextmanager
-def _run_lock(run_dir: Path):
-    # The optuna runner's lock file for this run_id: an agent and a sweep on one machine never train the
-    # same run at once (released when the process dies).
-    lock = run_dir.parent / ".locks" / f"{run_dir.name}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def agent_run(table: str, profile: str, row: str, seed: str | int, *, data: str | None = None,
               results: str | Path = "results", ablations: str | Path = "ablations") -> tuple[dict, bool]:
     """(record, reused) of the cell; raises ConfigError before any training or W&B call on bad input."""
@@ -84,7 +69,7 @@ def agent_run(table: str, profile: str, row: str, seed: str | int, *, data: str 
     params = {"table": sweep.table.name, "profile": profile, "row": cell.row}  # seed is in the run config
     run_dir = Path(results) / profile / "runs" / cell.run_id
     print(describe(cell.config), file=sys.stderr, flush=True)  # the run's first line, as train_run's
-    with _run_lock(run_dir):
+    with run_lock(run_dir):  # the optuna runner's lock: an agent and a sweep never train one run at once
         record = read_record(run_dir)
         reused = record is not None and record.get("run_id") == cell.run_id
         if not reused and run_dir.exists():

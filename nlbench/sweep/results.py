@@ -1,9 +1,8 @@
 """A sweep's results file: ``results/<profile>/<table>.csv``, one row per finished (row, seed), written atomically.
 
 Columns: table, row, the knobs (named by their YAML keys), seed, run_id, the run's costs and accuracies,
-status, reason, wall_s, machine. A run comes from its record (``runs/<run_id>/record.json``) or, when this
-machine does not have it (another machine ran it against the same storage), from the copy kept in the
-optuna trial.
+status, reason, wall_s, machine. A row comes from the run's record as the cell's trial in the optuna storage
+keeps it (the same on every machine that shares the storage); a row, once written, never changes.
 """
 from __future__ import annotations
 
@@ -60,7 +59,9 @@ def columns(sweep: Sweep) -> list[str]:
 def to_frame(sweep: Sweep, records: dict[str, dict]) -> pd.DataFrame:
     """``records``: cell key -> record; cells without one are left out. Rows in the table's order, then seed."""
     rows = [csv_row(sweep, c, records[c.key]) for c in sweep.cells if c.key in records]
-    frame = pd.DataFrame(rows, columns=columns(sweep))
+    # Values kept as they are (object columns): a row's text must not change when another row appears (a
+    # float64 column would print an int count as 1000.0 once some row lacks it).
+    frame = pd.DataFrame(rows, columns=columns(sweep), dtype=object)
     for column in sweep.knob_columns:  # a list knob (explicit NL placements) as text
         frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, list) else v)
     return frame

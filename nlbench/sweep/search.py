@@ -84,7 +84,7 @@ def run_search(
         config = cell.config.replace(recipe={"lr": lr, "weight_decay": wd})
         trial.set_user_attr("run_id", config.run_id)
         run_dir = runner.run_dir_of(results_dir, profile, config.run_id)
-        with runner._run_lock(run_dir):
+        with runner.run_lock(run_dir):
             record = read_record(run_dir)
             if record is None:
                 shutil.rmtree(run_dir, ignore_errors=True)

@@ -20,6 +20,7 @@ mistake is a ``ConfigError`` whose one-line message names the file, the row and 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,11 +85,12 @@ class Cell:
     config: RunConfig
     knobs: dict  # knob column -> value, for the CSV
 
-    @property
+    # Cached: a run_id hashes the resolved config, and a sweep asks for it at every look at the storage.
+    @functools.cached_property
     def run_id(self) -> str:
         return self.config.run_id
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         # The optuna grid value: the run_id in it means an edited row or base config is a new cell.
         return f"{self.row} | seed={self.seed} | {self.run_id}"
@@ -278,12 +280,17 @@ def _merge(base: dict, *layers: dict) -> dict:
 
 
 def check_data_root(root: str | Path) -> Path:
-    """A Kinetics-style data set (split folders or manifests, a class list), else a one-line ConfigError."""
+    """A Kinetics-style data set (split folders or manifests, a class list, or ROOT/annotations/ with the
+    official CSVs), else a one-line ConfigError."""
     from nlbench.data.index import available_splits, class_names
+
+    from nlbench.data.kinetics import is_annotated
 
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"--data {root}: no such folder (expected a data set: ROOT/{{train,val,test}}/<class>/...)")
+    if is_annotated(root):  # official annotations: matched to the files when the sweep starts (data/kinetics.py)
+        return root
     try:
         splits = available_splits(root)
         missing = [s for s in ("train", "val") if s not in splits]
