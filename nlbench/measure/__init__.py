@@ -1,4 +1,4 @@
-"""Measurements: multiply-add counts (PAPER.md section 5), latency, peak memory, whole profiles."""
+"""Measurements: multiply-add counts (docs/paper.md section 5), latency, peak memory, whole profiles."""
 from nlbench.measure.flops import NO_MAC_OPS, FlopCount, count_flops, mac_handles, nonlocal_block_macs
 from nlbench.measure.profile import Profile, machine_info, profile_module
 from nlbench.measure.timing import matmul_gflops, measure_latency, peak_memory_mb
