@@ -28,9 +28,9 @@ CASES = [(shape, pass_) for shape in SHAPES for pass_ in PASSES]
 
 
 def _rounds(call_seconds: float) -> int:
-    """Interleaved rounds for a case whose slowest call took ``call_seconds``: more where they are cheap, so
+    """Interleaved rounds for a case whose calls took ``call_seconds`` each: more where they are cheap, so
     that the median is steady, and few enough that `make bench` stays within about half an hour."""
-    return 7 if call_seconds < 0.3 else 5 if call_seconds < 2.0 else 3
+    return 5 if call_seconds < 0.5 else 3
 
 
 @pytest.mark.parametrize("shape,pass_", CASES, ids=[f"{s.label}-{p}" for s, p in CASES])
