@@ -10,6 +10,7 @@ jobs on the machine hits all three alike; pytest-benchmark times the auto call, 
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import statistics
 import time
@@ -18,12 +19,16 @@ import pytest
 import torch
 
 from benchmarks.zoo_shapes import zoo_shapes
-from nlbench.measure.timing import peak_memory_mb
 from nlbench.ops import NonLocalBlock, dispatch
 from nlbench.ops.nonlocal_block import FAST_IMPL
 
 SHAPES = zoo_shapes()
 PASSES = ("train", "infer")
+# Clips per call. Every feature of the cost model is proportional to the number of groups, so its choice does
+# not depend on the batch except through the memory budget, which the report checks at the profile's batch
+# (`profile_batch`) as well. One clip keeps the suite within a quarter of an hour on a loaded 2-core machine;
+# NLBENCH_BENCH_BATCH=0 runs each block at its profile's per-GPU batch (8, or 2 for 128-frame clips).
+BATCH = int(os.environ.get("NLBENCH_BENCH_BATCH", "1"))
 CASES = [(shape, pass_) for shape in SHAPES for pass_ in PASSES]
 
 
@@ -42,7 +47,8 @@ def test_zoo_block(benchmark, shape, pass_):
     for block in blocks.values():
         block.load_state_dict(blocks["naive"].state_dict())
         block.train(pass_ == "train")
-    x = torch.randn(shape.batch, shape.channels, shape.t, shape.h, shape.w, requires_grad=pass_ == "train")
+    batch = BATCH or shape.batch
+    x = torch.randn(batch, shape.channels, shape.t, shape.h, shape.w, requires_grad=pass_ == "train")
     grad_out = torch.randn_like(x)
 
     # What auto runs here, and whether naive fits the budget, as the block itself decides it.
@@ -80,6 +86,8 @@ def test_zoo_block(benchmark, shape, pass_):
     auto_path = dispatch.choose_path(problem)
     budget = dispatch.memory_budget(x.device)
     naive_fits = problem.naive_bytes() <= budget
+    # The same block at its profile's batch: what auto would run there, and whether naive would fit.
+    at_profile = dataclasses.replace(problem, groups=problem.groups // batch * shape.batch)
     if not naive_fits:
         del fns["naive"]
 
@@ -99,7 +107,6 @@ def test_zoo_block(benchmark, shape, pass_):
 
     benchmark.group = f"zoo {pass_}"
     benchmark.pedantic(fns["auto"], setup=others, rounds=rounds, warmup_rounds=0)
-    auto_peak_mb = peak_memory_mb(fns["auto"], device=x.device)
 
     medians = {impl: statistics.median(ts) for impl, ts in times.items()}
     benchmark.extra_info.update(
@@ -125,7 +132,11 @@ def test_zoo_block(benchmark, shape, pass_):
         naive_bytes=problem.naive_bytes(),
         budget_bytes=budget,
         naive_fits=naive_fits,
-        auto_peak_mb=auto_peak_mb,
+        batch_run=batch,
+        profile_batch=shape.batch,
+        profile_auto_path=dispatch.choose_path(at_profile),
+        profile_naive_bytes=at_profile.naive_bytes(),
+        profile_naive_fits=at_profile.naive_bytes() <= budget,
         loadavg=[load_before, os.getloadavg()[0]],  # 1-minute load average before and after the case
         cpu_cores=os.cpu_count(),
     )

@@ -14,7 +14,8 @@ def _case(label, naive_ms, fast_ms, auto_ms, auto_path, naive_fits=True):
         t=4, h=28, w=28, mode="spacetime", subsample=True, pool_kernel=[1, 2, 2], subsample_order="before",
         batch=8, pass_="train", groups=8, n=3136, n_keys=784, fast_path="sdpa", auto_path=auto_path,
         naive_ms=naive_ms, fast_ms=fast_ms, median_ms=auto_ms, rounds=3, naive_bytes=10, budget_bytes=2**30,
-        naive_fits=naive_fits, auto_peak_mb=1.0, used_by=["2c_blocks: R50 5-block"],
+        naive_fits=naive_fits, used_by=["2c_blocks: R50 5-block"], batch_run=8, profile_batch=8,
+        profile_auto_path=auto_path, profile_naive_bytes=10, profile_naive_fits=naive_fits,
     )
 
 
