@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nlbench.ops import NonLocalBlock, dispatch
+from nlbench.ops import NonLocalBlock, dispatch, pairwise
 from nlbench.ops.nonlocal_block import FAST_IMPL, INSTANTIATIONS
 
 CPU = torch.device("cpu")
@@ -50,15 +50,22 @@ def test_gaussian_at_res4_runs_naive(grad):
     assert dispatch.choose_path(problem("gaussian", d_k=1024, d_v=512, grad=grad)) == "naive"
 
 
+# A problem per instantiation that the cost model runs naive (wide heads for the softmax, tiny groups else).
+NAIVE_BY_COST = {
+    "gaussian": problem("gaussian", d_k=1024, d_v=512),
+    "embedded_gaussian": problem("embedded_gaussian", d_k=1024, d_v=1024),
+    "dot_product": problem("dot_product", groups=8 * 784, n=4, n_keys=4, d_k=256, d_v=256),
+    "concatenation": problem("concatenation", groups=8 * 784, n=4, n_keys=4, d_k=256, d_v=256),
+}
+
+
 @pytest.mark.parametrize("instantiation", INSTANTIATIONS)
 def test_above_the_budget_runs_fast(instantiation, budget):
-    # The same tiny problem the model runs naive: over the budget it must run fast.
-    p = problem(instantiation, groups=8 * 784, n=4, n_keys=4, d_k=256, d_v=256)
-    budget(p.naive_bytes() - 1)
+    p = NAIVE_BY_COST[instantiation]
+    budget(p.naive_bytes())  # naive just fits: the cost model decides
+    assert dispatch.choose_path(p) == "naive"
+    budget(p.naive_bytes() - 1)  # one byte short: the fast path, whatever it costs
     assert dispatch.choose_path(p) == FAST_IMPL[instantiation]
-    budget(p.naive_bytes())
-    if instantiation in ("dot_product", "concatenation"):
-        assert dispatch.choose_path(p) == "naive"
 
 
 def test_budget_from_environment(monkeypatch):
@@ -105,6 +112,11 @@ def _blocks(instantiation, c, **kwargs):
     return naive, auto
 
 
+KERNELS = {
+    "softmax_naive": "naive", "dot_product_naive": "naive", "concatenation_naive": "naive",
+    "softmax_sdpa": "sdpa", "dot_product_assoc": "assoc", "concatenation_sorted": "sorted",
+}
+
 # (C, T, H, W, block knobs): a res4-like map, a time-only block (tiny groups), a space-only block.
 SHAPES = [
     (12, 2, 6, 5, dict(subsample=True)),
@@ -121,14 +133,18 @@ def test_auto_equals_naive_float64(instantiation, shape, forced, budget, monkeyp
     naive, auto = _blocks(instantiation, c, **knobs)
     if forced == "fast":
         budget(0)  # nothing fits: auto must take the fast path
-    ran = []
+    ran, called = [], []  # what dispatch chose, and which kernels of nlbench.ops.pairwise the blocks called
     original = dispatch.choose
     monkeypatch.setattr(dispatch, "choose", lambda *a: ran.append(original(*a)) or ran[-1])
+    for name in KERNELS:
+        kernel = getattr(pairwise, name)
+        monkeypatch.setattr(pairwise, name, lambda *a, _k=kernel, _n=name: called.append(_n) or _k(*a))
     torch.manual_seed(1)
     x = torch.randn(2, c, t, h, w, dtype=torch.float64, requires_grad=True)
     grad_out = torch.randn_like(x)
     outs = {}
     for name, block in (("naive", naive), ("auto", auto)):
+        called.clear()
         block.train()
         x.grad = None
         y = block(x)
@@ -137,8 +153,11 @@ def test_auto_equals_naive_float64(instantiation, shape, forced, budget, monkeyp
         block.eval()
         with torch.no_grad():
             outs[name] += (block(x),)
+    # The auto block ran the kernel dispatch chose, in train and eval mode alike.
+    assert len(ran) == 2 and len(called) == 2
+    assert [KERNELS[k] for k in called] == ran
     if forced == "fast":
-        assert ran and set(ran) == {FAST_IMPL[instantiation]}
+        assert set(ran) == {FAST_IMPL[instantiation]}
     (y_n, gx_n, gp_n, e_n), (y_a, gx_a, gp_a, e_a) = outs["naive"], outs["auto"]
     torch.testing.assert_close(y_a, y_n, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(e_a, e_n, rtol=1e-10, atol=1e-12)

@@ -39,3 +39,10 @@ def test_verdict_missed_when_slow_or_over_budget():
     over = ok + [_case("d", math.nan, 50.0, 40.0, "naive", naive_fits=False)]
     lines, met = zoo_section(pd.DataFrame(over))
     assert met is False and any("MISSED" in line for line in lines)
+
+
+def test_missing_cases_are_named_and_fail_the_verdict():
+    ok = [_case("a", 100.0, 80.0, 82.0, "sdpa")]
+    lines, met = zoo_section(pd.DataFrame(ok), expected=[("a", "train"), ("zz", "infer")])
+    assert met is False
+    assert any(line.startswith("**Not measured** (1 of 2") and "`zz` infer" in line for line in lines)
