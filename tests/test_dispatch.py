@@ -1,6 +1,8 @@
 """``impl="auto"``: the cost model's choices, the memory budget, and auto computing what naive computes."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -165,3 +167,12 @@ def test_auto_equals_naive_float64(instantiation, shape, forced, budget, monkeyp
     for k in gp_n:
         torch.testing.assert_close(gp_a[k], gp_n[k], rtol=1e-10, atol=1e-12, msg=lambda m, k=k: f"grad of {k}: {m}")
     torch.testing.assert_close(auto.bn.running_mean, naive.bn.running_mean, rtol=1e-10, atol=1e-12)
+
+
+def test_one_group_trains_naive_when_sdpa_backward_cannot_use_the_threads(monkeypatch):
+    # One clip, spacetime: B = 1. The fused backward parallelises over groups only.
+    p = problem("embedded_gaussian", groups=1, n=3136, n_keys=784, d_k=256, d_v=256, grad=True)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert dispatch.choose_path(p) == "naive"
+    assert dispatch.choose_path(dataclasses.replace(p, groups=2)) == "sdpa"
+    assert dispatch.choose_path(dataclasses.replace(p, grad=False)) == "sdpa"  # the forward is not affected

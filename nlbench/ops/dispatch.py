@@ -144,9 +144,20 @@ CPU_COEFFICIENTS: dict[tuple[str, str, bool], tuple[float, ...]] = {
 }
 
 
+# Paths whose CPU kernels parallelise over the B groups only: the fused attention backward splits the work by
+# (batch, head), so with fewer groups than threads the other threads idle (one clip in spacetime mode: B = 1,
+# measured 1.5-1.6x slower than naive on 2 threads, against 0.85x at B = 2). The coefficients above were fitted
+# at B >= 2 = threads, where the factor is 1.
+PARALLEL_OVER_GROUPS = {("softmax", "sdpa", True)}
+
+
 def predicted_seconds(p: Problem, path: str) -> float:
-    coef = CPU_COEFFICIENTS[(FAMILY[p.instantiation], path, p.grad)]
-    return sum(c * f for c, f in zip(coef, features(p, path)))
+    key = (FAMILY[p.instantiation], path, p.grad)
+    seconds = sum(c * f for c, f in zip(CPU_COEFFICIENTS[key], features(p, path)))
+    if key in PARALLEL_OVER_GROUPS:
+        threads = torch.get_num_threads()
+        seconds *= threads / min(p.groups, threads)
+    return seconds
 
 
 def _cuda_choice(p: Problem) -> str:
