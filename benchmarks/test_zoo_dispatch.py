@@ -24,9 +24,10 @@ from nlbench.ops.nonlocal_block import FAST_IMPL
 
 SHAPES = zoo_shapes()
 PASSES = ("train", "infer")
-# Clips per call. Every feature of the cost model is proportional to the number of groups, so its choice does
-# not depend on the batch except through the memory budget, which the report checks at the profile's batch
-# (`profile_batch`) as well. One clip keeps the suite within a quarter of an hour on a loaded 2-core machine;
+# Clips per call. Every feature of the cost model is proportional to the number of groups, but SDPA's CPU
+# backward parallelises over groups only, so the choice can differ below `threads` groups; the report also gives
+# auto's choice and the memory check at the profile's batch (`profile_batch`, not timed). One clip keeps the
+# suite within a quarter of an hour on a loaded 2-core machine;
 # NLBENCH_BENCH_BATCH=0 runs each block at its profile's per-GPU batch (8, or 2 for 128-frame clips).
 BATCH = int(os.environ.get("NLBENCH_BENCH_BATCH", "1"))
 CASES = [(shape, pass_) for shape in SHAPES for pass_ in PASSES]

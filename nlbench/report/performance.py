@@ -297,9 +297,11 @@ def zoo_section(zoo: pd.DataFrame, expected: list[tuple[str, str]] | None = None
         "recording its input and knobs (`benchmarks/zoo_shapes.py`). The `used by` column names the tables.",
         "- `train`: forward + backward in train mode (the cost model's grad=True); `infer`: eval-mode forward "
         "under `torch.no_grad()` (grad=False). float32, CPU, "
-        f"{', '.join(str(b) for b in sorted(table['batch_run'].unique()))} clip(s) per call: every feature of the "
-        "cost model is proportional to the number of groups, so its choice is the same at any batch except "
-        "through the memory budget, which is checked at the profile's per-GPU batch as well (last columns).",
+        f"{', '.join(str(b) for b in sorted(table['batch_run'].unique()))} clip(s) per call, to fit the suite in a "
+        "quarter of an hour. Every feature of the cost model is proportional to the number of groups, but SDPA's "
+        "CPU backward parallelises over groups only (`dispatch.PARALLEL_OVER_GROUPS`), so at one clip auto may "
+        "train naive where at the profile's batch it runs sdpa; the memory budget is checked at the profile's "
+        "per-GPU batch as well (`at profile batch` column: auto's choice there, not measured).",
         "- naive, fast and auto share their weights and are timed round-robin (naive, fast, auto in every "
         "round; the rounds column), each time the median round. The machine was shared with other jobs"
         + (f" (1-minute load average {min(loads):.1f}-{max(loads):.1f} on "
