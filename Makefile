@@ -29,13 +29,19 @@ test-slow:
 test-sweeps:
 	$(BIN)/python -m pytest -q -s tests/test_sweep_crash.py tests/test_sweep_postgres.py
 
-# Benchmarks at the paper's shapes; figures land in reports/performance.md.
-# About 12 minutes on a 2-core CPU (naive fwd+bwd at res3 8x28x28 takes 10-25 s a call).
+# Benchmarks, figures in reports/performance.md. Two suites, each re-runnable alone (ZOO=0 or PATHS=0 skips one):
+# impl="auto" against both exact paths at every non-local block of the model zoo (results/bench/zoo.json), and
+# the fast paths against the naive one at three paper shapes (results/bench/bench.json). About 15 + 12 minutes
+# on a quiet 2-core CPU (naive fwd+bwd at res3 8x28x28 takes 10-25 s a call).
+ZOO   ?= 1
+PATHS ?= 1
 bench:
 	mkdir -p results/bench reports
-	$(BIN)/python -m pytest -q benchmarks --benchmark-only --benchmark-json=results/bench/bench.json \
-		--benchmark-columns=median,min,max,rounds
-	$(BIN)/python -m nlbench.report.performance results/bench/bench.json reports/performance.md
+	if [ "$(ZOO)" = 1 ]; then $(BIN)/python -m pytest -q benchmarks/test_zoo_dispatch.py --benchmark-only \
+		--benchmark-json=results/bench/zoo.json --benchmark-columns=median,min,max,rounds; fi
+	if [ "$(PATHS)" = 1 ]; then $(BIN)/python -m pytest -q benchmarks/test_nonlocal_block.py --benchmark-only \
+		--benchmark-json=results/bench/bench.json --benchmark-columns=median,min,max,rounds; fi
+	$(BIN)/python -m nlbench.report.performance results/bench/zoo.json results/bench/bench.json reports/performance.md
 
 clean:
 	rm -rf .pytest_cache .benchmarks build *.egg-info

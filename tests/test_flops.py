@@ -1,5 +1,5 @@
 """MAC counts: every path of the non-local block costs what the naive N x N' path costs, and that is the
-analytic count of PAPER.md section 5's convention."""
+analytic count of docs/paper.md section 5's convention."""
 import itertools
 
 import pytest
@@ -38,11 +38,9 @@ def _counted(block, x):
 )
 def test_block_count_matches_formula_on_every_path(instantiation, mode, subsample, order):
     kwargs = dict(instantiation=instantiation, mode=mode, subsample=subsample, subsample_order=order)
-    impls = ["naive", "auto"]
-    if instantiation == "dot_product":
-        # "auto" runs the naive product on tiny groups (time-only): force the fast path by name too,
-        # so that its op handler is exercised in every mode.
-        impls.append(FAST_IMPL[instantiation])
+    # "auto" may run either path (nlbench.ops.dispatch): force the fast path by name too, so that its op
+    # handler is exercised in every mode.
+    impls = ["naive", "auto", FAST_IMPL[instantiation]]
     totals = {impl: _counted(NonLocalBlock(C, impl=impl, **kwargs), X5) for impl in impls}
     expected = nonlocal_block_macs(NonLocalBlock(C, **kwargs), X5.shape)
     assert totals == {impl: expected for impl in totals}

@@ -9,6 +9,7 @@ import torch
 
 from nlbench import NonLocalBlock
 from nlbench.ops import INSTANTIATIONS, PRESETS
+from nlbench.ops.nonlocal_block import FAST_IMPL
 from tests.reference import reference_forward
 
 MODES = ("spacetime", "space", "time", 2)
@@ -28,9 +29,10 @@ def randomise(block: NonLocalBlock, seed: int = 0) -> NonLocalBlock:
 
 
 def make(inst, mode, order, sub, scale, impl="auto", **kw):
+    # "fast": the instantiation's fast path by name; "auto" may run either path (nlbench.ops.dispatch).
     return NonLocalBlock(
         C, instantiation=inst, mode=mode, subsample=sub, subsample_order=order, scale=scale,
-        inner_channels=4, impl=impl, **kw,
+        inner_channels=4, impl=FAST_IMPL[inst] if impl == "fast" else impl, **kw,
     )
 
 
@@ -44,7 +46,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("inst,mode,order,sub,scale", CASES)
-@pytest.mark.parametrize("impl", ["naive", "auto"])
+@pytest.mark.parametrize("impl", ["naive", "fast", "auto"])
 def test_matches_reference_float64(inst, mode, order, sub, scale, impl):
     # The default block (norm_by left alone) against the paper's equations: with subsampling, dot product
     # and concatenation divide by C(x_hat) = N', the keys. Odd H and W exercise floor-mode pooling; T = 4
@@ -117,7 +119,7 @@ def test_train_mode_bn_uses_batch_statistics():
 def test_fast_path_gradients_match_naive(inst, mode):
     x = torch.randn(2, C, 4, 3, 5, dtype=torch.float64)
     naive = randomise(make(inst, mode, "after", True, False, impl="naive")).double()
-    fast = randomise(make(inst, mode, "after", True, False, impl="auto")).double()
+    fast = randomise(make(inst, mode, "after", True, False, impl="fast")).double()
     grads = []
     for block in (naive, fast):
         xi = x.clone().requires_grad_()
@@ -132,7 +134,7 @@ def test_fast_path_gradients_match_naive(inst, mode):
 def test_gradcheck_every_path(inst, order):
     torch.manual_seed(3)
     x = torch.randn(1, 4, 2, 3, 5, dtype=torch.float64, requires_grad=True)
-    for impl in ("naive", "auto"):
+    for impl in ("naive", FAST_IMPL[inst], "auto"):
         block = randomise(
             NonLocalBlock(4, instantiation=inst, inner_channels=3, subsample_order=order, impl=impl)
         ).double().eval()

@@ -1,4 +1,4 @@
-"""Multiply-add counts, in the paper's convention: one multiply-add (MAC) = one FLOP (PAPER.md section 5).
+"""Multiply-add counts, in the paper's convention: one multiply-add (MAC) = one FLOP (docs/paper.md section 5).
 
 ``count_flops`` traces a module with fvcore's ``FlopCountAnalysis`` and adds what fvcore lacks, so that
 every path of the non-local block is charged the same as the naive one, which materialises the N x N'

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nlbench.ops import pairwise
+from nlbench.ops import dispatch, pairwise
 from nlbench.ops.knobs import BY_NAME, FAST_IMPL, INSTANTIATIONS, MODES
 
 SOFTMAX = ("gaussian", "embedded_gaussian")
@@ -315,6 +315,7 @@ class NonLocalBlock(nn.Module):
 
     def _pairwise(self, q: Tensor, k: Tensor, v: Tensor, norm: float, naive: bool):
         inst = self.instantiation
+        naive = naive or (self.impl == "auto" and dispatch.choose(inst, q, k, v) == "naive")
         if inst in ("gaussian", "embedded_gaussian"):
             if naive:
                 return pairwise.softmax_naive(q, k, v, self.scale)
@@ -323,9 +324,6 @@ class NonLocalBlock(nn.Module):
             norm = norm / self.scale
             if naive:
                 return pairwise.dot_product_naive(q, k, v, norm)
-            n, n_keys, d_k, d_v = q.shape[1], k.shape[1], q.shape[2], v.shape[2]
-            if self.impl == "auto" and n * n_keys * (d_k + d_v) < (n + n_keys) * d_k * d_v:
-                return pairwise.dot_product_naive(q, k, v, norm)[0], None  # tiny groups, e.g. time-only
             return pairwise.dot_product_assoc(q, k, v, norm), None
         d = self.inner_channels
         a = torch.matmul(q, self.w_f.weight[0, :d])

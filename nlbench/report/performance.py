@@ -1,11 +1,13 @@
 """Markdown performance report of the non-local block, built from pytest-benchmark's JSON alone.
 
-    python -m nlbench.report.performance results/bench/bench.json reports/performance.md
+    python -m nlbench.report.performance results/bench/zoo.json results/bench/bench.json reports/performance.md
 
-The JSON comes from ``make bench`` (benchmarks/test_nonlocal_block.py): each block case carries its
-shape, path, pass, peak memory and MACs in ``extra_info``, the matmul case the machine's rate, and
-``machine_info["nlbench"]`` the machine and the code that ran. Every number below is read or derived
-from that file.
+The JSON comes from ``make bench``: ``zoo.json`` (benchmarks/test_zoo_dispatch.py) holds ``impl="auto"``
+against both exact paths at every non-local block of the model zoo; ``bench.json``
+(benchmarks/test_nonlocal_block.py) the fast paths against the naive one at three paper shapes, each block
+case with its shape, path, pass, peak memory and MACs in ``extra_info``, the matmul case the machine's rate.
+``machine_info["nlbench"]`` names the machine and the code that ran. Every number below is read or derived
+from those files.
 """
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from nlbench.io import atomic_write_text
+
 # The acceptance targets of the fast paths (fwd+bwd, res3 8x28x28, no subsampling, batch 8).
 TARGET_SHAPE = "res3_8x28x28"
 SPEEDUP_TARGETS = {"embedded_gaussian": 1.2, "dot_product": 4.0, "concatenation": 3.0}
@@ -25,15 +29,17 @@ DEFAULT_BLOCK = ("res3_4x28x28", True, "embedded_gaussian")
 MATMUL_FRACTION_TARGET = 0.60
 # A backward costs about twice the forward's MACs (a gradient for each operand of every product).
 FWD_BWD_MAC_FACTOR = 3
+# impl="auto" may be at most this much slower than the faster exact path at a zoo shape.
+AUTO_TOLERANCE = 0.05
 
 INSTANTIATION_ORDER = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
 SHAPE_ORDER = ("res4_4x14x14", "res3_4x28x28", "res3_8x28x28")
 
 
-def load(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """(the raw JSON, one row per block case, one row per matmul case)."""
+def load(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(the raw JSON, one row per block case, one row per matmul case, one row per zoo dispatch case)."""
     data = json.loads(path.read_text())
-    blocks, matmuls = [], []
+    blocks, matmuls, zoo = [], [], []
     for bench in data["benchmarks"]:
         info, stats = bench.get("extra_info", {}), bench["stats"]
         row = {**info, "median_ms": stats["median"] * 1e3, "rounds": stats["rounds"]}
@@ -42,7 +48,9 @@ def load(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
         elif info.get("kind") == "matmul":
             row["gflops"] = 2 * info["n"] ** 3 / stats["median"] / 1e9
             matmuls.append(row)
-    return data, pd.DataFrame(blocks), pd.DataFrame(matmuls)
+        elif info.get("kind") == "zoo_dispatch":
+            zoo.append(row)
+    return data, pd.DataFrame(blocks), pd.DataFrame(matmuls), pd.DataFrame(zoo)
 
 
 def case_table(blocks: pd.DataFrame, matmul_rates: dict[str, float]) -> pd.DataFrame:
@@ -82,7 +90,7 @@ def _shape_label(row) -> str:
     return f"{row['shape'].split('_')[0]} (C={row['channels']}, T x H x W = {t}x{h}x{w})"
 
 
-def machine_section(data: dict, matmuls: pd.DataFrame) -> list[str]:
+def machine_section(data: dict, matmuls: pd.DataFrame, source: Path | None = None) -> list[str]:
     info = data.get("machine_info", {})
     ours = info.get("nlbench", {})
     cpu = info.get("cpu", {})
@@ -101,8 +109,11 @@ def machine_section(data: dict, matmuls: pd.DataFrame) -> list[str]:
         ("run at", data.get("datetime", "unknown")),
         ("pytest-benchmark", data.get("version", "unknown")),
     ]
-    lines = ["## Machine", "", pd.DataFrame(rows, columns=["", "value"]).to_markdown(index=False), ""]
-    lines += ["## Matmul rate", ""]
+    where = f" (`{source}`)" if source is not None else ""
+    lines = [f"## Machine{where}", "", pd.DataFrame(rows, columns=["", "value"]).to_markdown(index=False), ""]
+    if source is not None and matmuls.empty:
+        return lines  # a suite without the matmul yardstick (the zoo dispatch suite)
+    lines += [f"## Matmul rate{where}", ""]
     if matmuls.empty:
         lines += ["No matmul benchmark in the JSON: achieved rates cannot be put in proportion.", ""]
     else:
@@ -129,9 +140,10 @@ def method_section(blocks: pd.DataFrame) -> list[str]:
         f"phi and g when subsampled), batch {batch}, {dtype}, train mode (BN on batch statistics, "
         f"autograd recording). `fwd` is the forward of a training step; `fwd+bwd` adds the backward "
         f"of a fixed output gradient, including the input's gradient.",
-        "- Paths: `naive` materialises the N x N' pairwise matrix; the fast path is what `impl=\"auto\"` "
-        "runs: `sdpa` (fused attention) for the softmax instantiations, `assoc` (q (k^T v)) for "
-        "dot product, `sorted` (sort + prefix sums) for concatenation.",
+        "- Paths: `naive` materialises the N x N' pairwise matrix; the fast path, asked for by name, never "
+        "does: `sdpa` (fused attention) for the softmax instantiations, `assoc` (q (k^T v)) for "
+        "dot product, `sorted` (sort + prefix sums) for concatenation. Which of the two `impl=\"auto\"` "
+        "picks is decided per call by `nlbench.ops.dispatch`; it is measured at every zoo shape above.",
         "- Times: median of the timed rounds (pytest-benchmark `pedantic`; the rounds column). "
         "Peak MB: memory allocated during one untimed fwd+bwd call beyond what was allocated before it "
         "(`nlbench.measure.timing.peak_memory_mb`; CPU: profiler allocation records).",
@@ -236,36 +248,166 @@ def targets_section(table: pd.DataFrame, matmul_rates: dict[str, float]) -> tupl
     return lines, all_met
 
 
-def render(bench_json: Path) -> str:
-    data, blocks, matmuls = load(bench_json)
-    if blocks.empty:
-        raise SystemExit(f"{bench_json}: no non-local block benchmarks in this file")
+def _used_by(rows: list[str]) -> str:
+    """"2b_stage: res3; 2c_blocks: R50 5-block; ..." -> "2b, 2c (2 rows)"."""
+    tables = dict.fromkeys(r.split(":")[0].split("_")[0] for r in rows)
+    return f"{', '.join(tables)} ({len(rows)} row{'s' if len(rows) != 1 else ''})"
+
+
+def zoo_table(zoo: pd.DataFrame) -> pd.DataFrame:
+    """Per zoo case: the faster exact path, auto's time over it, and whether auto stayed in the budget."""
+    out = zoo.copy()
+    out["auto_ms"] = out["median_ms"]
+    out["faster_ms"] = out[["naive_ms", "fast_ms"]].min(axis=1, skipna=True)
+    out["faster_path"] = [
+        fast if pd.isna(naive) or fast_ms <= naive else "naive"
+        for fast, fast_ms, naive in zip(out["fast_path"], out["fast_ms"], out["naive_ms"])
+    ]
+    out["auto_ratio"] = out["auto_ms"] / out["faster_ms"]
+    out["within"] = out["auto_ratio"] <= 1 + AUTO_TOLERANCE
+    # Above the budget only if auto ran naive where naive's matrices do not fit: at the batch that ran, and at
+    # the profile's per-GPU batch (what auto would run there, from the same cost model).
+    out["in_budget"] = (out["naive_fits"] | (out["auto_path"] != "naive")) & (
+        out["profile_naive_fits"] | (out["profile_auto_path"] != "naive")
+    )
+    return out
+
+
+def expected_zoo_cases() -> list[tuple[str, str]] | None:
+    """The zoo cases (block label, pass) the suite defines. Its enumeration lives beside it in benchmarks/ (not
+    part of the installed package); without it (None) the report cannot say what is missing."""
+    try:
+        from benchmarks.test_zoo_dispatch import CASES
+    except ImportError:
+        return None
+    return [(shape.label, pass_) for shape, pass_ in CASES]
+
+
+def zoo_section(zoo: pd.DataFrame, expected: list[tuple[str, str]] | None = None) -> tuple[list[str], bool]:
+    table = zoo_table(zoo)
+    budget = table["budget_bytes"].iloc[0]
+    loads = [v for pair in table.get("loadavg", pd.Series(dtype=object)).dropna() for v in pair]
+    shapes = table["label"].nunique()
+    lines = [
+        "## `impl=\"auto\"` at every zoo shape",
+        "",
+        f"- The {shapes} distinct non-local blocks of the model zoo: every row of every `ablations/*.yaml` table "
+        "(Table 2a-2g and the bottleneck table) built at the paper profile (paper width, 224 crops, 32 frames or "
+        "128 for the long clips, the profile's per-GPU batch) on the meta device, a hook on every `NonLocalBlock` "
+        "recording its input and knobs (`benchmarks/zoo_shapes.py`). The `used by` column names the tables.",
+        "- `train`: forward + backward in train mode (the cost model's grad=True); `infer`: eval-mode forward "
+        "under `torch.no_grad()` (grad=False). float32, CPU, "
+        f"{', '.join(str(b) for b in sorted(table['batch_run'].unique()))} clip(s) per call, to fit the suite in a "
+        "quarter of an hour. Every feature of the cost model is proportional to the number of groups, but SDPA's "
+        "CPU backward parallelises over groups only (`dispatch.PARALLEL_OVER_GROUPS`), so at one clip auto may "
+        "train naive where at the profile's batch it runs sdpa; the memory budget is checked at the profile's "
+        "per-GPU batch as well (`at profile batch` column: auto's choice there, not measured).",
+        "- naive, fast and auto share their weights and are timed round-robin (naive, fast, auto in every "
+        "round; the rounds column), each time the median round. The machine was shared with other jobs"
+        + (f" (1-minute load average {min(loads):.1f}-{max(loads):.1f} on "
+           f"{zoo['cpu_cores'].iloc[0] if 'cpu_cores' in zoo else '?'} cores while these ran)" if loads else "")
+        + ": the interleaving makes that load hit the three alike, and the ratio is what to read.",
+        f"- `auto / faster`: auto's time over the faster of naive and fast; within {AUTO_TOLERANCE:.0%} is the "
+        "target. Memory: naive's pairwise matrices as `nlbench.ops.dispatch` estimates them "
+        f"(`LIVE_MATRICES` x B x N x N' x 4 bytes) against the budget, {budget / 2**30:.2f} GiB here "
+        "(`NLBENCH_NAIVE_MEMORY_BUDGET`, default a quarter of physical RAM). Where naive would exceed it, naive "
+        "is not run and auto must take the fast path.",
+        "",
+    ]
+    order = {p: i for i, p in enumerate(("train", "infer"))}
+    table = table.sort_values(["instantiation", "channels", "label", "pass_"],
+                              key=lambda c: c.map(order) if c.name == "pass_" else c)
+    out = pd.DataFrame(
+        {
+            "block": [
+                f"{r.instantiation} C={r.channels} d={r.inner_channels} {r.t}x{r.h}x{r.w} {r.mode} "
+                + (f"pool {'x'.join(map(str, r.pool_kernel))} {r.subsample_order}" if r.subsample else "no pool")
+                + f", batch {r.batch_run}"
+                for r in table.itertuples()
+            ],
+            "pass": table["pass_"],
+            "B x N x N'": [f"{r.groups} x {r.n} x {r.n_keys}" for r in table.itertuples()],
+            "naive ms": table["naive_ms"].map(lambda v: _fmt(v, ".1f") if not pd.isna(v) else "over budget"),
+            "fast ms": table["fast_ms"].map(lambda v: _fmt(v, ".1f")),
+            "auto ms": table["auto_ms"].map(lambda v: _fmt(v, ".1f")),
+            "rounds": table["rounds"],
+            "auto ran": table["auto_path"],
+            "faster": table["faster_path"],
+            "auto / faster": table["auto_ratio"].map(lambda v: _fmt(v, ".3f")),
+            f"within {AUTO_TOLERANCE:.0%}": table["within"].map({True: "yes", False: "**no**"}),
+            "naive GiB (est.)": (table["naive_bytes"] / 2**30).map(lambda v: f"{v:.2f}"),
+            "at profile batch: naive GiB, auto": [
+                f"b{r.profile_batch}: {r.profile_naive_bytes / 2**30:.2f}, {r.profile_auto_path}"
+                for r in table.itertuples()
+            ],
+            "used by": table["used_by"].map(_used_by),
+        }
+    )
+    lines += [out.to_markdown(index=False), ""]
+    measured = set(zip(table["label"], table["pass_"]))
+    missing = [case for case in expected or [] if case not in measured]
+    if missing:
+        lines += [f"**Not measured** ({len(missing)} of {len(missing) + len(table)} zoo cases; the run was cut "
+                  "short): " + ", ".join(f"`{label}` {pass_}" for label, pass_ in missing) + ".", ""]
+    within_measured = bool(table["within"].all())
+    within, in_budget = within_measured and not missing, bool(table["in_budget"].all())
+    worst = table.loc[table["auto_ratio"].idxmax()]
+    met = within and in_budget
+    lines += [
+        f"- **{'MET' if met else 'NOT MEASURED everywhere' if missing and within_measured else 'MISSED'}** "
+        f"`auto` within {AUTO_TOLERANCE:.0%} of the faster exact path at every "
+        f"zoo shape and pass ({int(table['within'].sum())}/{len(table)} measured cases; worst {worst['auto_ratio']:.3f}, "
+        f"{worst['label']} {worst['pass_']}), and never above the memory budget "
+        f"({int(table['in_budget'].sum())}/{len(table)} cases, at the batch that ran and at the profile's batch; "
+        f"naive would not fit in {int((~table['naive_fits']).sum())} cases as run and "
+        f"{int((~table['profile_naive_fits']).sum())} at the profile's batch).",
+        "",
+    ]
+    return lines, met
+
+
+def render(bench_jsons: list[Path]) -> str:
+    """The report from one or more pytest-benchmark JSON files (`make bench` writes two: the zoo dispatch suite
+    and the fast-vs-naive suite, so that either can be re-run alone)."""
+    loaded = [(path, *load(path)) for path in bench_jsons]
+    blocks = pd.concat([b for _, _, b, _, _ in loaded], ignore_index=True)
+    matmuls = pd.concat([m for _, _, _, m, _ in loaded], ignore_index=True)
+    zoo = pd.concat([z for _, _, _, _, z in loaded], ignore_index=True)
+    if blocks.empty and zoo.empty:
+        raise SystemExit(f"{', '.join(map(str, bench_jsons))}: no non-local block benchmarks in these files")
     matmul_rates = dict(zip(matmuls["device"], matmuls["gflops"])) if not matmuls.empty else {}
-    table = case_table(blocks, matmul_rates)
     lines = [
         "# Non-local block performance",
         "",
-        f"Generated by `python -m nlbench.report.performance {bench_json} ...` from pytest-benchmark's "
-        "JSON (`make bench`); do not edit by hand.",
+        f"Generated by `python -m nlbench.report.performance {' '.join(map(str, bench_jsons))} ...` from "
+        "pytest-benchmark's JSON (`make bench`); do not edit by hand.",
         "",
     ]
-    lines += machine_section(data, matmuls)
-    lines += method_section(blocks)
-    target_lines, all_met = targets_section(table, matmul_rates)
-    lines += results_section(table, blocks)
-    lines += target_lines
+    for path, data, _, file_matmuls, _ in loaded:
+        lines += machine_section(data, file_matmuls, path if len(loaded) > 1 else None)
+    all_met = True
+    if not zoo.empty:
+        zoo_lines, all_met = zoo_section(zoo, expected_zoo_cases())
+        lines += zoo_lines
+    if not blocks.empty:
+        table = case_table(blocks, matmul_rates)
+        lines += ["# The fast paths against the naive one", ""]
+        lines += method_section(blocks)
+        target_lines, paths_met = targets_section(table, matmul_rates)
+        all_met &= paths_met
+        lines += results_section(table, blocks)
+        lines += target_lines
     lines += [f"Overall: {'all targets MET' if all_met else 'some targets MISSED or NOT MEASURED'}.", ""]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bench_json", type=Path, help="pytest-benchmark JSON written by `make bench`")
+    parser.add_argument("bench_json", type=Path, nargs="+", help="pytest-benchmark JSON files written by `make bench`")
     parser.add_argument("out_md", type=Path, help="markdown report to write")
     args = parser.parse_args(argv)
     text = render(args.bench_json)
-    args.out_md.parent.mkdir(parents=True, exist_ok=True)
-    args.out_md.write_text(text)
+    atomic_write_text(args.out_md, text)
     print(f"wrote {args.out_md}")
     return 0
 

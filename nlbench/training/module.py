@@ -1,7 +1,7 @@
 """The LightningModule every run trains: any zoo model, cross-entropy, top-1 / top-5, multi-view test.
 
 Test batches are ``(clips, labels, video)``, one item per view; the softmax scores of all views of a video
-are averaged (PAPER.md section 4: 10 clips x 3 crops) before top-k, gathered across processes under DDP.
+are averaged (docs/paper.md section 4: 10 clips x 3 crops) before top-k, gathered across processes under DDP.
 """
 from __future__ import annotations
 
