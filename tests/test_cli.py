@@ -63,7 +63,6 @@ def test_profile_bad_input_is_one_line(argv, needle, capsys):
 # ------------------------------------------------------------------------------ knobs, presets, counts
 
 from nlbench.cli import build_parser  # noqa: E402
-from nlbench.ops import PRESETS  # noqa: E402
 from nlbench.ops.knobs import KNOBS  # noqa: E402
 
 

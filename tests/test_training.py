@@ -140,7 +140,7 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
     assert (a["val_top1"], a["top1"], a["top5"]) == (b["val_top1"], b["top1"], b["top5"])
     wa, wb = torch.load(tmp_path / "a" / "model.pt"), torch.load(tmp_path / "b" / "model.pt")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    c = train_run(config.replace(seed=1), tmp_path / "c", progress=False)
+    train_run(config.replace(seed=1), tmp_path / "c", progress=False)
     wc = torch.load(tmp_path / "c" / "model.pt")
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 

@@ -251,7 +251,7 @@ def build_reports(
     done = {t.stem for t, _ in pairs}
     not_run = sorted(p.stem for p in ablations.glob("*.yaml") if p.name != "profiles.yaml" and p.stem not in done)
 
-    extra = [f"- Accuracy vs GFLOPs, one per table: "
+    extra = ["- Accuracy vs GFLOPs, one per table: "
              + ", ".join(f"[{r.table.name}]({r.table.name}_acc_vs_gflops.png)" for r in reports
                          if f"{r.table.name}_acc_vs_gflops.png" in r.files)]
     if measure:
