@@ -316,7 +316,7 @@ class NonLocalBlock(nn.Module):
     def _pairwise(self, q: Tensor, k: Tensor, v: Tensor, norm: float, naive: bool):
         inst = self.instantiation
         naive = naive or (self.impl == "auto" and dispatch.choose(inst, q, k, v) == "naive")
-        if inst in ("gaussian", "embedded_gaussian"):
+        if inst in SOFTMAX:
             if naive:
                 return pairwise.softmax_naive(q, k, v, self.scale)
             return pairwise.softmax_sdpa(q, k, v, self.scale), None

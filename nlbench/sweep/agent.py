@@ -24,9 +24,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from nlbench.sweep.runner import run_lock
+from nlbench.sweep.runner import local_record, run_lock
 from nlbench.sweep.spec import DEFAULT_PROFILES, Cell, Sweep, build_sweep
-from nlbench.training import ConfigError, read_record, train_run
+from nlbench.training import ConfigError, train_run
 from nlbench.training.tracking import describe, run_summary, wandb_init_kwargs
 
 
@@ -70,8 +70,8 @@ def agent_run(table: str, profile: str, row: str, seed: str | int, *, data: str 
     run_dir = Path(results) / profile / "runs" / cell.run_id
     print(describe(cell.config), file=sys.stderr, flush=True)  # the run's first line, as train_run's
     with run_lock(run_dir):  # the optuna runner's lock: an agent and a sweep never train one run at once
-        record = read_record(run_dir)
-        reused = record is not None and record.get("run_id") == cell.run_id
+        record = local_record(run_dir, cell.run_id)
+        reused = record is not None
         if not reused and run_dir.exists():
             shutil.rmtree(run_dir)  # half-finished: redo from scratch, as the optuna runner does
         kwargs = wandb_init_kwargs(cell.config, run_dir, group, tags, extra_config=params)

@@ -169,7 +169,7 @@ def run_lock(run_dir: Path, block: bool = True):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _local_record(run_dir: Path, run_id: str) -> dict | None:
+def local_record(run_dir: Path, run_id: str) -> dict | None:
     record = read_record(run_dir)
     return record if record is not None and record.get("run_id") == run_id else None
 
@@ -184,7 +184,7 @@ def keep_record(run_dir: Path, record: dict) -> None:
 def _obtain(sweep: Sweep, cell: Cell, results_dir: Path, stored: Callable[[str], dict | None]) -> tuple[dict, bool]:
     """(record, reused), with the run's lock held: the local record, else one in the storage, else train now."""
     run_dir = run_dir_of(results_dir, sweep.profile.name, cell.run_id)
-    record = _local_record(run_dir, cell.run_id)
+    record = local_record(run_dir, cell.run_id)
     if record is not None:
         return record, True
     record = stored(cell.run_id)
@@ -198,7 +198,7 @@ def _obtain(sweep: Sweep, cell: Cell, results_dir: Path, stored: Callable[[str],
         progress=False,
     )
     # The file's copy (JSON, NaN as null) is what the storage keeps: every machine's CSV row is then identical.
-    return _local_record(run_dir, cell.run_id) or record, False
+    return local_record(run_dir, cell.run_id) or record, False
 
 
 def run_cell(sweep: Sweep, cell: Cell, results_dir: str | Path, storage=None) -> tuple[dict, bool]:
@@ -259,7 +259,7 @@ def _records(sweep: Sweep, trials: list[FrozenTrial], results_dir: Path) -> dict
         if record is None:
             continue
         if "config" not in record:  # an older nlbench kept only the CSV's columns: the local record is fuller
-            record = _local_record(run_dir_of(results_dir, sweep.profile.name, cell.run_id), cell.run_id) or record
+            record = local_record(run_dir_of(results_dir, sweep.profile.name, cell.run_id), cell.run_id) or record
         records[cell.key] = record
     return records
 
