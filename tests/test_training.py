@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from nlbench.cli import main
 from nlbench.training import ConfigError, RunConfig, VideoClassifier, train_run
 from nlbench.training.config import RecipeSection
+from nlbench.training.run import build_datamodule
 from nlbench.training.precise_bn import recompute_bn_stats
 from nlbench.training.tracking import wandb_mode
 
@@ -120,9 +121,14 @@ def test_train_run_writes_a_complete_record(tmp_path, monkeypatch):
     on_disk = json.loads((tmp_path / "run" / "record.json").read_text())
     assert on_disk["run_id"] == record["run_id"] == config.run_id and record["status"] == "ok"
     for key in ("params", "gflops", "latency_ms", "latency_eval_ms", "train_clips_per_s", "step_ms", "peak_mem_mb",
-                "wall_s", "val_top1", "val_top5", "top1", "top5", "machine", "per_class"):
+                "wall_s", "val_top1", "top1", "machine", "per_class", "per_family", "mean_class_top1", "curve",
+                "code_version", "packages", "nonlocal_blocks"):
         assert on_disk[key] is not None, key
-    assert 0 <= record["top1"] <= record["top5"] <= 100
+    # 10 classes: top-5 is not computed (it would be 100 % for any model that learnt anything).
+    assert record["top5"] is None and record["val_top5"] is None and 0 <= record["top1"] <= 100
+    assert [b["name"] for b in record["nonlocal_blocks"]] == list(config.model.model_config(10).build().nonlocal_blocks())
+    assert set(record["per_family"]) == set(build_datamodule(config).class_families)
+    assert record["packages"]["torch"] == torch.__version__ and set(record["code_version"]) == {"commit", "dirty"}
     assert record["params"] == sum(p.numel() for p in config.model.model_config(10).build().parameters())
     assert record["gflops"] > 0 and record["unsupported_ops"] == {}
     assert record["steps"] == 6 and set(record["per_class"]) == set(RunConfig().model and record["per_class"])
@@ -137,7 +143,7 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
     config = smoke(tmp_path, recipe={"max_steps": 3}, measure={"enabled": False}, wandb={"enabled": False})
     a = train_run(config, tmp_path / "a", progress=False)
     b = train_run(config, tmp_path / "b", progress=False)
-    assert (a["val_top1"], a["top1"], a["top5"]) == (b["val_top1"], b["top1"], b["top5"])
+    assert (a["val_top1"], a["top1"], a["per_class"]) == (b["val_top1"], b["top1"], b["per_class"])
     wa, wb = torch.load(tmp_path / "a" / "model.pt"), torch.load(tmp_path / "b" / "model.pt")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     train_run(config.replace(seed=1), tmp_path / "c", progress=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from nlbench.data.datasets import SyntheticClips, VideoClips, collate_clips
 from nlbench.data.index import VideoIndex, build_index, class_names, split_source
@@ -20,6 +20,7 @@ from nlbench.data.kinetics import resolve_root
 from nlbench.data.synthetic import SyntheticConfig
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
 from nlbench.data.video import ClipSampling
+from nlbench.seeds import generator
 
 
 @dataclass(frozen=True)
@@ -44,15 +45,49 @@ class LoaderConfig:
             raise ValueError(f"LoaderConfig: num_workers={self.num_workers!r} is not allowed; expected an int >= 0")
 
 
+class SeededShuffle(Sampler):
+    """The training order: epoch e is the permutation drawn from the stream ``(seed, "data_order", e)``.
+
+    torch's RandomSampler draws its permutation from the global generator (or continues one generator
+    across epochs), so anything else that draws from it (a logger, a validation loader) or an extra
+    iteration of the loader would move the order. Here the order depends on the seed and the epoch only;
+    Lightning calls ``set_epoch`` at the start of every epoch, as it does for DistributedSampler.
+
+    ``with_epoch`` yields ``(epoch, index)`` instead of ``index``, for data sets that key their augmentation
+    by the epoch too (``VideoClips`` in train mode): the key travels with the item, so the worker that
+    happens to load it cannot change what it draws.
+    """
+
+    def __init__(self, size: int, seed: int, with_epoch: bool = False):
+        self.size, self.seed, self.with_epoch = size, seed, with_epoch
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        order = torch.randperm(self.size, generator=generator(self.seed, "data_order", self.epoch)).tolist()
+        return iter([(self.epoch, i) for i in order] if self.with_epoch else order)
+
+
 class _ClipDataModule(pl.LightningDataModule):
-    def __init__(self, loader: LoaderConfig | None):
+    def __init__(self, loader: LoaderConfig | None, seed: int = 0):
         super().__init__()
         self.loader = loader or LoaderConfig()
+        self.seed = seed  # the run's seed: the training order, the loader workers' seeds (and video augmentation)
         self.datasets: dict[str, Dataset] = {}
 
     @property
     def class_names(self) -> tuple[str, ...]:
         raise NotImplementedError
+
+    @property
+    def class_families(self) -> tuple[str, ...] | None:
+        """The family of each class where the data set groups its classes (the synthetic benchmark), else None."""
+        return None
 
     @property
     def num_classes(self) -> int:
@@ -73,10 +108,13 @@ class _ClipDataModule(pl.LightningDataModule):
         cfg = self.loader
         workers = cfg.num_workers
         extra = dict(persistent_workers=cfg.persistent_workers and split != "test", prefetch_factor=cfg.prefetch_factor)
+        dataset = self.datasets[split]
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=cfg.batch_size if train else (cfg.eval_batch_size or cfg.batch_size),
-            shuffle=train,
+            sampler=SeededShuffle(len(dataset), self.seed, getattr(dataset, "keyed_by_epoch", False)) if train else None,
+            # Each iterator draws its workers' base seed from this generator (else from the global one).
+            generator=generator(self.seed, "loader", split),
             drop_last=train,  # a last batch of one clip would make BatchNorm's statistics meaningless
             num_workers=workers,
             pin_memory=torch.cuda.is_available(),
@@ -104,8 +142,9 @@ class SyntheticDataModule(_ClipDataModule):
         cache_dir: str | Path | None = None,
         mean=KINETICS_MEAN,
         std=KINETICS_STD,
+        seed: int = 0,
     ):
-        super().__init__(loader)
+        super().__init__(loader, seed)  # seed: the run's (order); config.seed generates the data set
         self.config = config or SyntheticConfig()
         self.cache_dir = cache_dir  # see SyntheticClips: splits generated once, memory-mapped
         self.mean, self.std = tuple(mean), tuple(std)
@@ -113,6 +152,11 @@ class SyntheticDataModule(_ClipDataModule):
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.config.classes
+
+    @property
+    def class_families(self) -> tuple[str, ...]:
+        """The relation family of each class (``ClassSpec.family``), in class order."""
+        return tuple(c.family for c in self.config.class_specs)
 
     def _make(self, split: str) -> Dataset:
         return SyntheticClips(self.config, split, self.mean, self.std, return_index=split == "test",
@@ -139,12 +183,12 @@ class VideoDataModule(_ClipDataModule):
         seed: int = 0,
         index_cache: str | Path | None = "auto",
     ):
-        super().__init__(loader)
+        super().__init__(loader, seed)
         self.index_cache = index_cache
         self.root = resolve_root(root)  # an annotated Kinetics copy: its path,label manifests (data/kinetics.py)
         self.sampling = sampling or ClipSampling()
         self.transform = transform or ClipTransformConfig()
-        self.probe, self.seed = probe, seed
+        self.probe = probe
         self._classes = class_names(self.root)  # checks the root exists; cheap (no video is opened)
         self.test_split = test_split or ("test" if split_source(self.root, "test") else "val")
         self.indexes: dict[str, VideoIndex] = {}

@@ -34,6 +34,7 @@ from nlbench.data.transforms import (
     normalize,
 )
 from nlbench.data.video import STAGES, ClipSampling, VideoReader, VideoReadError
+from nlbench.seeds import generator
 
 MODES = ("train", "val", "test")
 
@@ -139,7 +140,10 @@ def cached_frames(config: SyntheticConfig, split: str, cache_dir: Path) -> np.nd
 class VideoClips(Dataset):
     """Clips of the videos of an index, sampled as the paper does for ``mode``:
 
-    * ``train``: a random temporal position; scale jitter, random crop, flip (``TrainTransform``).
+    * ``train``: a random temporal position; scale jitter, random crop, flip (``TrainTransform``), all
+      drawn from the stream ``(seed, "augment", epoch, item)`` (nlbench.seeds), so neither the number of
+      loader workers nor which one loads the clip changes them. An item is ``(epoch, item)`` as
+      ``SeededShuffle(with_epoch=True)`` yields it, or a plain index (epoch 0).
     * ``val``: one random clip per video (the paper's validation during training), drawn from a
       generator seeded by ``seed`` and the video so that it is the same clip every epoch; a centre
       ``crop`` at ``test_short_side``.
@@ -172,6 +176,7 @@ class VideoClips(Dataset):
         self.seconds = dict.fromkeys((*STAGES, "transform"), 0.0)
         self._cache: tuple[tuple[int, int], np.ndarray] | None = None
         self.records, self.short_clips = self._apply_short_clip_policy()
+        self.keyed_by_epoch = mode == "train"  # the training sampler passes the epoch with each item
 
     def _apply_short_clip_policy(self):
         """The records this dataset reads, and the counts of videos shorter than one clip (``short``) with
@@ -214,11 +219,13 @@ class VideoClips(Dataset):
         clip, crop = divmod(view, self.transform.num_crops) if self.mode == "test" else (0, 0)
         return video, clip, crop
 
-    def __getitem__(self, item: int):
+    def __getitem__(self, item: int | tuple[int, int]):
+        epoch, item = item if isinstance(item, tuple) else (0, item)
+        rng = generator(self.seed, "augment", epoch, item) if self.mode == "train" else None
         video, clip, crop = self.view(item)
         record = self.records[video]
         try:
-            frames = self._frames(video, clip)
+            frames = self._frames(video, clip, rng)
         except VideoReadError as err:
             if record.path not in self.failures:
                 self.failures[record.path] = err.reason
@@ -226,20 +233,21 @@ class VideoClips(Dataset):
             x, label = torch.empty(0), -1
         else:
             t0 = time.thread_time()
-            x, label = self._transforms[crop](frames), record.label
+            x = self._transforms[crop](frames, rng) if rng is not None else self._transforms[crop](frames)
+            label = record.label
             self.seconds["transform"] += time.thread_time() - t0
         return (x, label, video) if self.mode == "test" else (x, label)
 
-    def _frames(self, video: int, clip: int) -> np.ndarray:
+    def _frames(self, video: int, clip: int, rng: torch.Generator | None = None) -> np.ndarray:
         # The crops of one test clip are consecutive items: decode the clip once for all of them.
-        if self._cache is not None and self._cache[0] == (video, clip):
+        if self.mode != "train" and self._cache is not None and self._cache[0] == (video, clip):
             return self._cache[1]
         record = self.records[video]
         with VideoReader(record.path) as reader:
             meta = record.meta or reader.meta
             s = self.sampling
             if self.mode == "train":
-                start = float(torch.rand(())) * s.max_start(meta.fps, meta.duration)
+                start = float(torch.rand((), generator=rng)) * s.max_start(meta.fps, meta.duration)
             elif self.mode == "val":
                 start = np.random.default_rng([self.seed, video]).uniform() * s.max_start(meta.fps, meta.duration)
             else:

@@ -162,17 +162,18 @@ def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 class TrainTransform:
-    """Scale jitter, random crop, random horizontal flip, normalisation; randomness from torch's
-    global generator, which DataLoader seeds per worker."""
+    """Scale jitter, random crop, random horizontal flip, normalisation; randomness from ``generator``
+    (the training set passes one keyed by the run's seed, the epoch and the clip: nlbench.seeds), else from
+    torch's global generator."""
 
     def __init__(self, config: ClipTransformConfig):
         self.config = config
 
-    def __call__(self, frames: np.ndarray) -> torch.Tensor:
+    def __call__(self, frames: np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
         c = self.config
         clip = frames_to_tensor(frames)
-        out = resized_crop(clip, random_box(*clip.shape[-2:], c.train_short_range, c.crop), c.crop)
-        if c.flip and torch.rand(()) < 0.5:
+        out = resized_crop(clip, random_box(*clip.shape[-2:], c.train_short_range, c.crop, generator), c.crop)
+        if c.flip and torch.rand((), generator=generator) < 0.5:
             out = out.flip(-1)
         return to_model(out, c.mean, c.std)
 

@@ -1,5 +1,6 @@
 """Measurements: multiply-add counts (docs/paper.md section 5), latency, peak memory, whole profiles."""
 from nlbench.measure.flops import NO_MAC_OPS, FlopCount, count_flops, mac_handles, nonlocal_block_macs
+from nlbench.measure.geometry import nonlocal_geometry
 from nlbench.measure.profile import Profile, machine_info, profile_module
 from nlbench.measure.timing import matmul_gflops, measure_latency, peak_memory_mb
 
@@ -13,6 +14,7 @@ __all__ = [
     "matmul_gflops",
     "measure_latency",
     "nonlocal_block_macs",
+    "nonlocal_geometry",
     "peak_memory_mb",
     "profile_module",
 ]

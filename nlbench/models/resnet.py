@@ -9,12 +9,15 @@ of a stage is the stage's child ``nonlocal{i}`` (``layer3.nonlocal4``), so inser
 """
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
+from functools import partial
 
 from torch import Tensor, nn
 
 from nlbench.models.spec import LAYER_NAMES, STAGES, BlockSpec, StageSpec, VideoResNetSpec
 from nlbench.ops.nonlocal_block import NonLocalBlock
+from nlbench.seeds import global_stream
 
 
 def _fmt(thw) -> str:
@@ -70,7 +73,7 @@ class VideoResNet(nn.Module):
     Input (N, 3, T, H, W); output (N, num_classes) logits. Build one with ``nlbench.models.build_model``.
     """
 
-    def __init__(self, spec: VideoResNetSpec):
+    def __init__(self, spec: VideoResNetSpec, seed: int | None = None):
         super().__init__()
         if not isinstance(spec, VideoResNetSpec):
             raise TypeError(f"VideoResNet: expected a VideoResNetSpec, got {type(spec).__name__}")
@@ -89,7 +92,7 @@ class VideoResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.dropout = nn.Dropout(spec.dropout)
         self.fc = nn.Linear(inplanes, spec.num_classes)
-        self._init_backbone()
+        self.reset_parameters(seed)
 
     def _make_stage(self, stage: StageSpec, inplanes: int) -> tuple[nn.Sequential, int]:
         children: OrderedDict[str, nn.Module] = OrderedDict()
@@ -104,24 +107,39 @@ class VideoResNet(nn.Module):
                 children[f"nonlocal{i}"] = self.spec.nonlocal_knobs.block(out)
         return nn.Sequential(children), out
 
-    def _init_backbone(self) -> None:
-        # The non-local blocks initialise themselves (identity at start); everything else as torchvision's
-        # ResNet, except the fc: Normal(0, 0.01) as the released code, so fresh logits start near uniform.
-        skip = {id(m) for nl in self.modules() if isinstance(nl, NonLocalBlock) for m in nl.modules()}
-        for m in self.modules():
-            if id(m) in skip:
+    def reset_parameters(self, seed: int | None = None) -> None:
+        """Initialise every layer: the non-local blocks by their own rule (identity at start), everything
+        else as torchvision's ResNet, except the fc: Normal(0, 0.01) as the released code, so fresh logits
+        start near uniform.
+
+        ``seed=None`` draws from torch's global generator, in module order. With a seed, each layer draws
+        from its own stream keyed by ``(seed, "init", its qualified name)`` (``nlbench.seeds``): the names of
+        the backbone's layers do not depend on the non-local blocks (``layer3.5.conv1`` with or without a
+        ``layer3.nonlocal4``), so a model with non-local blocks has exactly the backbone weights of the plain
+        model of the same seed, and adding, moving or re-configuring a block changes no backbone weight.
+        """
+        nonlocal_parts = {id(m) for nl in self.modules() if isinstance(nl, NonLocalBlock) for m in nl.modules()}
+        # zero_init_residual: each residual block's last BN gamma starts at 0 (Goyal et al.).
+        zero_gamma = {id(b.bn3) for b in self.modules() if isinstance(b, Bottleneck)} if self.spec.zero_init_residual else set()
+        for name, m in self.named_modules():
+            if isinstance(m, NonLocalBlock):
+                rule = m.reset_parameters
+            elif id(m) in nonlocal_parts or not isinstance(m, (nn.Conv3d, nn.BatchNorm3d, nn.Linear)):
                 continue
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-        nn.init.normal_(self.fc.weight, std=0.01)
-        nn.init.zeros_(self.fc.bias)
-        if self.spec.zero_init_residual:
-            for m in self.modules():
-                if isinstance(m, Bottleneck):
-                    nn.init.zeros_(m.bn3.weight)
+            else:
+                rule = partial(self._init_layer, m, id(m) in zero_gamma)
+            with global_stream(seed, "init", name) if seed is not None else contextlib.nullcontext():
+                rule()
+
+    def _init_layer(self, m: nn.Module, zero_gamma: bool = False) -> None:
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm3d):
+            (nn.init.zeros_ if zero_gamma else nn.init.ones_)(m.weight)
+            nn.init.zeros_(m.bias)
+        elif m is self.fc:
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
 
     # ------------------------------------------------------------------------------------ structure
 

@@ -286,8 +286,10 @@ class ModelConfig:
             label += f" ({self.variant}" + "".join(f", {k}={getattr(v, k)}" for k in overrides) + ")"
         return label
 
-    def build(self) -> VideoResNet:
-        return VideoResNet(self.spec())
+    def build(self, seed: int | None = None) -> VideoResNet:
+        """The model, initialised from ``seed``'s per-layer streams (``VideoResNet.reset_parameters``), or
+        from torch's global generator when None."""
+        return VideoResNet(self.spec(), seed=seed)
 
 
 _KNOBS = KNOB_NAMES

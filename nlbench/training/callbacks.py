@@ -52,3 +52,22 @@ class ThroughputMonitor(pl.Callback):
             "step_ms": statistics.median(self.step_s) * 1e3,
             "train_clips_per_s": self.batch_size * world / interval,
         }
+
+
+class ValidationCurve(pl.Callback):
+    """Validation top-1 through training: one ``{"step", "epoch", "val_top1"}`` point per validation that
+    ``fit`` runs (not the sanity check), ``epoch`` in fractional epochs."""
+
+    def __init__(self):
+        self.points: list[dict] = []
+
+    def add(self, trainer, top1) -> None:
+        per_epoch = trainer.num_training_batches
+        epoch = trainer.global_step / per_epoch if per_epoch and per_epoch != float("inf") else None
+        self.points.append({"step": int(trainer.global_step), "epoch": None if epoch is None else round(epoch, 4),
+                            "val_top1": round(float(top1), 4)})
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit" or "val/top1" not in trainer.callback_metrics:
+            return
+        self.add(trainer, trainer.callback_metrics["val/top1"])

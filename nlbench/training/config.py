@@ -177,6 +177,10 @@ _VIDEO_KEYS = ("root", "sampling_rate", "num_clips", "num_crops", "short_clip", 
 _ADDED_KEYS = ("short_clip", "train_short_side", "flip", "test_short_side", "test_crop", "ensemble", "mean", "std")
 
 
+# Recipe keys added after the first recorded runs, with the value that behaves as before they existed.
+_ADDED_RECIPE_KEYS = {"val_points": 0}
+
+
 @dataclass(frozen=True)
 class RecipeSection:
     optimizer: str = "sgd"  # sgd | adamw
@@ -196,6 +200,9 @@ class RecipeSection:
     precise_bn_batches: int = 0  # > 0: recompute BN statistics on this many training batches before eval
     grad_clip: float | None = None
     val_every_epochs: int = 1
+    # > 0: validate at this many evenly spaced steps through training (the last at the final step), which
+    # the record keeps as its learning curve; 0: every val_every_epochs epochs (the record's curve has those).
+    val_points: int = 0
 
 
 @dataclass(frozen=True)
@@ -293,6 +300,10 @@ class RunConfig:
         for key in ("name", "wandb", "measure"):
             data.pop(key)
         data["data"] = self.data.identity()
+        # Recipe keys added after run ids existed count only where they differ from the old behaviour.
+        for key, old in _ADDED_RECIPE_KEYS.items():
+            if data["recipe"][key] == old:
+                data["recipe"].pop(key)
         # One architecture, one id, however it is spelled: "1 block" and "1 block in res4" are the same
         # placement, and a model without non-local blocks has no non-local knobs.
         model = data["model"]
@@ -349,6 +360,8 @@ class RunConfig:
             raise bad("recipe.weight_decay", r.weight_decay, "a number >= 0")
         if not 0 <= r.label_smoothing < 1:
             raise bad("recipe.label_smoothing", r.label_smoothing, "a number in [0, 1)")
+        if r.val_points < 0:
+            raise bad("recipe.val_points", r.val_points, "an int >= 0 (0: validate every val_every_epochs epochs)")
         if r.precise_bn_batches < 0 or r.warmup_steps < 0:
             raise bad("recipe.precise_bn_batches", r.precise_bn_batches, "an int >= 0")
         if t.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):

@@ -6,8 +6,10 @@ failed), one without is a run that was interrupted and must be redone.
 """
 from __future__ import annotations
 
+import copy
 import json
 import math
+import statistics
 import sys
 import time
 import traceback
@@ -21,11 +23,13 @@ import torch
 from nlbench.data import LoaderConfig, SyntheticConfig, SyntheticDataModule, VideoDataModule
 from nlbench.data.video import ClipSampling
 from nlbench.io import atomic_write_text
-from nlbench.measure import machine_info, measure_latency, profile_module
+from nlbench.measure import machine_info, measure_latency, nonlocal_geometry, profile_module
 from nlbench.models import load_pretrained
-from nlbench.training.callbacks import ThroughputMonitor
+from nlbench.seeds import derive_seed
+from nlbench.training.callbacks import ThroughputMonitor, ValidationCurve
 from nlbench.training.config import ConfigError, RunConfig
 from nlbench.training.module import NonFiniteLossError, VideoClassifier
+from nlbench.training.provenance import code_version, package_versions
 from nlbench.training.tracking import make_wandb_logger, run_summary
 
 # Lightning 2.6 on torch 2.13 warns about a torch-internal pytree API on every fit; nothing to act on.
@@ -40,7 +44,7 @@ def build_datamodule(config: RunConfig):
             frames=d.frames, size=d.size, split_sizes=tuple(d.split_sizes), seed=d.data_seed,
             distractors=tuple(d.distractors), noise=d.noise,
         )
-        return SyntheticDataModule(synthetic, loader, cache_dir=d.cache_dir, mean=d.mean, std=d.std)
+        return SyntheticDataModule(synthetic, loader, cache_dir=d.cache_dir, mean=d.mean, std=d.std, seed=config.seed)
     if not Path(d.root).is_dir():
         raise ConfigError(f"data.root={d.root!r}: no such folder")
     sampling = ClipSampling(num_frames=d.frames, sampling_rate=d.sampling_rate, num_clips=d.num_clips,
@@ -67,7 +71,9 @@ def _describe_data(datamodule) -> dict:
 
 
 def build_model(config: RunConfig, num_classes: int) -> torch.nn.Module:
-    model = config.model.model_config(num_classes).build()
+    # Every layer from its own stream of the seed: rows of a table at one seed share the weights of the
+    # layers they share (models.resnet.VideoResNet.reset_parameters).
+    model = config.model.model_config(num_classes).build(seed=config.seed)
     if config.model.init_from:
         path = Path(config.model.init_from)
         if not path.is_file():
@@ -102,6 +108,9 @@ def _world_size(config: RunConfig) -> int:
 
 
 def _measure(model: torch.nn.Module, config: RunConfig, device: torch.device) -> dict:
+    """The model's cost, measured on a copy: the random batches it runs (through BN in training mode)
+    leave the model that trains as initialised."""
+    model = copy.deepcopy(model)
     d, m = config.data, config.measure
     shape = (3, d.frames, d.size, d.size)
     channels_last = config.trainer.channels_last
@@ -147,7 +156,6 @@ def train_run(
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
-    pl.seed_everything(config.seed, workers=True, verbose=False)
     datamodule = build_datamodule(config)
     data_record = _describe_data(datamodule)
     model = build_model(config, datamodule.num_classes)
@@ -162,15 +170,20 @@ def train_run(
         accelerator = "gpu" if torch.cuda.is_available() else "cpu"
     device = torch.device("cuda" if accelerator in ("gpu", "cuda") else "cpu")
     costs = _measure(model, config, device) if config.measure.enabled else {}
-    model.cpu()
-    # Measuring ran random batches through BN in training mode; training starts from the initial state.
-    pl.seed_everything(config.seed, workers=True, verbose=False)
-    model = build_model(config, datamodule.num_classes)
+    input_shape = (3, config.data.frames, config.data.size, config.data.size)
+    geometry = nonlocal_geometry(model, input_shape)
 
+    top5 = datamodule.num_classes > 10  # of 10 classes, top-5 is 100 % for any model that learnt anything
     module = VideoClassifier(model, config.recipe, total_steps, channels_last=config.trainer.channels_last,
-                             ensemble=config.data.ensemble)
+                             ensemble=config.data.ensemble, top5=top5)
     logger = make_wandb_logger(config, run_dir, group=wandb_group, tags=wandb_tags)
+    if logger is not None:
+        _ = logger.experiment  # wandb.init now, before the training stream is seeded, whatever it draws
     throughput = ThroughputMonitor(config.data.batch_size, skip=min(3, total_steps // 2))
+    curve = ValidationCurve()
+    r = config.recipe
+    # val_points > 0: validate every total_steps // val_points steps, counted across epochs.
+    val_every = max(1, total_steps // r.val_points) if r.val_points else None
     trainer = pl.Trainer(
         accelerator=accelerator,
         devices=config.trainer.devices,
@@ -180,10 +193,11 @@ def train_run(
         deterministic=config.trainer.deterministic,
         max_epochs=None if config.recipe.max_steps else config.recipe.epochs,
         max_steps=config.recipe.max_steps or -1,
-        check_val_every_n_epoch=config.recipe.val_every_epochs,
+        check_val_every_n_epoch=None if val_every else r.val_every_epochs,
+        val_check_interval=val_every,
         gradient_clip_val=config.recipe.grad_clip,
         logger=logger if logger is not None else False,
-        callbacks=[throughput, *(callbacks or [])],
+        callbacks=[throughput, curve, *(callbacks or [])],
         enable_checkpointing=False,
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -197,27 +211,35 @@ def train_run(
         "reason": None,
         "failed_step": None,
         **costs,
+        "nonlocal_blocks": geometry,
         **data_record,
+        "code_version": code_version(),
+        "packages": package_versions(),
     }
+    # The one consumer of the global generator left is dropout: its stream starts here, after everything
+    # that may or may not run before training (W&B, measurement), so those cannot move it.
+    pl.seed_everything(derive_seed(config.seed, "train") % 2**32, workers=True, verbose=False)
     try:
         trainer.fit(module, datamodule=datamodule)
         if config.recipe.precise_bn_batches:
             from nlbench.training.precise_bn import recompute_bn_stats
 
             recompute_bn_stats(module.model, datamodule.train_dataloader(), config.recipe.precise_bn_batches, module.device)
-        r = config.recipe
-        if r.precise_bn_batches or r.max_steps or r.epochs % r.val_every_epochs or "val/top1" not in trainer.callback_metrics:
+        if r.precise_bn_batches or not curve.points or curve.points[-1]["step"] != trainer.global_step:
             val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-        else:  # the last epoch's validation saw the final weights and BN statistics
+            if not r.precise_bn_batches and "val/top1" in val:  # the curve ends at the final step
+                curve.add(trainer, val["val/top1"])
+        else:  # the last validation during training saw the final weights and BN statistics
             val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         record.update(
             val_top1=_round(val.get("val/top1")), val_top5=_round(val.get("val/top5")),
             top1=_round(test.get("test/top1")), top5=_round(test.get("test/top5")),
-            steps=trainer.global_step, epochs=trainer.current_epoch,
+            steps=trainer.global_step, epochs=trainer.current_epoch, curve=curve.points,
         )
         if module.test_predictions is not None and trainer.is_global_zero:
-            record["per_class"] = _per_class(*module.test_predictions, datamodule.class_names)
+            per_class = record["per_class"] = _per_class(*module.test_predictions, datamodule.class_names)
+            record.update(_class_means(per_class, datamodule.class_names, datamodule.class_families))
     except NonFiniteLossError as e:
         record.update(status="failed", reason=str(e), failed_step=e.step)
     except torch.OutOfMemoryError as e:
@@ -257,6 +279,19 @@ def _devices(config: RunConfig) -> dict:
 def _per_class(scores: torch.Tensor, labels: torch.Tensor, names) -> dict[str, float]:
     hit = scores.argmax(1).eq(labels).double()
     return {name: round(float(hit[labels == k].mean() * 100), 4) for k, name in enumerate(names) if (labels == k).any()}
+
+
+def _class_means(per_class: dict[str, float], names, families) -> dict:
+    """``mean_class_top1`` (the mean of the per-class accuracies) and, where the data set groups its
+    classes, ``per_family``: the mean per-class accuracy of each family's classes."""
+    out = {"mean_class_top1": round(statistics.fmean(per_class.values()), 4) if per_class else None}
+    if families is not None:
+        by_family: dict[str, list[float]] = {}
+        for name, family in zip(names, families):
+            if name in per_class:
+                by_family.setdefault(family, []).append(per_class[name])
+        out["per_family"] = {f: round(statistics.fmean(v), 4) for f, v in by_family.items()}
+    return out
 
 
 def _round(value: float | None) -> float | None:
