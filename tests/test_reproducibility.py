@@ -119,6 +119,17 @@ def test_sweep_runner_with_two_workers_gives_the_same_records(tmp_path, monkeypa
         assert outcome(runner.read_record(swept), swept) == outcome(single, tmp_path / f"single{nl_blocks}")
 
 
+def test_making_a_config_draws_nothing_from_the_global_generator(tmp_path):
+    # A run's W&B line and W&B config compute its run_id, which builds the model config, whose knobs
+    # are checked by a throwaway non-local block: its init drew from the global generator, so a tracked
+    # run trained on other numbers than an untracked one.
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    cfg = config(tmp_path).replace(model={"nl_blocks": 5, "instantiation": "dot_product"})
+    assert cfg.run_id and cfg.model.model_config(10).resolved_knobs()
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 # ---------------------------------------------------------------------------------------------- data
 
 

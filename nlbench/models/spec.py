@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, make_dataclass, replace
 
+import torch
+
 from nlbench.ops.knobs import BLOCK_KNOBS, KNOBS, PRESET_KNOBS, model_fields
 from nlbench.ops.nonlocal_block import PRESETS, NonLocalBlock
 
@@ -97,7 +99,11 @@ class _NonLocalKnobsMethods:
         # The checks that relate two knobs live in NonLocalBlock: a tiny throwaway block reports a bad
         # combination here, with the block's own one-line message, instead of deep inside model construction.
         inner = self.inner_channels if isinstance(self.inner_channels, int) and self.inner_channels > 0 else 1
-        self.resolved("paper").block(2 * inner)
+        # Its weights are drawn in a fork of torch's global generator: making a config (every run_id, W&B's
+        # config of a run) must draw nothing from the stream a run trains with. It did, and a run's numbers
+        # depended on whether it was tracked (its W&B line and config compute the run id).
+        with torch.random.fork_rng(devices=[]):
+            self.resolved("paper").block(2 * inner)
 
     def resolved(self, preset: str) -> "NonLocalKnobs":
         """These knobs with every None filled from ``NonLocalBlock`` preset ``preset``."""
