@@ -67,29 +67,34 @@ def accuracy_vs_gflops(summary: pd.DataFrame, title: str, path: str | Path, base
     return save_png(fig, path)
 
 
+def curve_bands(runs: list[list[dict]]) -> pd.DataFrame:
+    """One row's curves (one per seed) -> per step: mean, min and max of validation top-1 over the seeds that
+    reached it, and how many did (columns step, mean, low, high, n)."""
+    points = pd.DataFrame([p for run in runs for p in run if p.get("val_top1") is not None],
+                          columns=["step", "val_top1"])
+    points["val_top1"] = pd.to_numeric(points["val_top1"], errors="coerce")
+    by_step = points.dropna().groupby("step")["val_top1"]
+    return pd.DataFrame({"mean": by_step.mean(), "low": by_step.min(), "high": by_step.max(),
+                         "n": by_step.size()}).reset_index()
+
+
 def learning_curves(curves: dict[str, list[list[dict]]], title: str, path: str | Path) -> Path | None:
     """``curves``: row -> one ``curve`` per seed (``[{"step", "epoch", "val_top1"}, ...]``). Per row the mean
-    over seeds of validation top-1 at each step and a band from the lowest to the highest seed (at a step
-    only some seeds reached, those seeds). None (nothing written) when no row has a curve."""
-    series = {}
-    for row, runs in curves.items():
-        points = pd.DataFrame([p for run in runs for p in run if p.get("val_top1") is not None])
-        if points.empty:
-            continue
-        points["val_top1"] = pd.to_numeric(points["val_top1"], errors="coerce")
-        by_step = points.groupby("step")["val_top1"]
-        series[row] = (by_step.mean(), by_step.min(), by_step.max(), len(runs))
+    over seeds of validation top-1 at each step, and a band from the lowest to the highest seed. None
+    (nothing written) when no row has a curve."""
+    series = {row: (curve_bands(runs), len(runs)) for row, runs in curves.items()}
+    series = {row: v for row, v in series.items() if len(v[0])}
     if not series:
         return None
     fig = Figure(figsize=(7.2, 4.6))
     ax = fig.add_subplot()
-    for i, (row, (mean, low, high, n)) in enumerate(series.items()):
+    for i, (row, (bands, n)) in enumerate(series.items()):
         color = f"C{i % 10}"
-        ax.plot(mean.index, mean.values, color=color, label=f"{row} ({n} seeds)", linewidth=1.4)
-        ax.fill_between(mean.index, low.values, high.values, color=color, alpha=0.15, linewidth=0)
+        ax.plot(bands["step"], bands["mean"], color=color, label=f"{row} ({n} seeds)", linewidth=1.4)
+        ax.fill_between(bands["step"], bands["low"], bands["high"], color=color, alpha=0.15, linewidth=0)
     ax.set_xlabel("training step")
     ax.set_ylabel("validation top-1 (%)")
-    ax.set_title(f"{title}\nmean over seeds, band: min-max over seeds", fontsize=9)
+    ax.set_title(f"{title}\nmean over seeds; band: min-max over seeds", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     return save_png(fig, path)
@@ -117,4 +122,4 @@ def gain_vs_cost(gains: pd.DataFrame, path: str | Path) -> Path | None:
     return save_png(fig, path)
 
 
-__all__ = ["accuracy_vs_gflops", "gain_vs_cost", "learning_curves", "save_png"]
+__all__ = ["accuracy_vs_gflops", "curve_bands", "gain_vs_cost", "learning_curves", "save_png"]
