@@ -409,8 +409,9 @@ def test_report_writes_tables_plots_and_readme_atomically(setup, monkeypatch, ca
     assert "t_unrun" in text  # the table without results is named
     assert "[t_fixture](t_fixture.md) **contradicted**: Worse beats the baseline" in text
     # the summary comes first: gain vs cost, then the geometry, then where the numbers come from
-    assert text.index("## What a non-local block buys") < text.index("| t_fixture: NL ") < text.index(
+    assert text.index("## What a non-local block buys") < text.index(" t_fixture: NL |") < text.index(
         "![gain vs added GFLOPs](gains.png)") < text.index("T x H x W / keys") < text.index("- Machine:")
+    assert re.search(r"\| 1 +\| +t_fixture: NL \| +C2D \| +\+10\.2 ± 0\.3 \| +5 \| +\+0\.0200 \|", text)
     assert "| t_fixture: NL | 2 | res3.1.nl 4x8x8/64; res4.1.nl 2x2x2/2 | **1 below 4x4 or 4 keys** |" in text
     assert "Row stability: 1 of 6 rows flagged" in text and "t_fixture Noisy (SD" in text
 

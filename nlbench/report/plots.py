@@ -102,7 +102,8 @@ def learning_curves(curves: dict[str, list[list[dict]]], title: str, path: str |
 
 def gain_vs_cost(gains: pd.DataFrame, path: str | Path) -> Path | None:
     """One point per non-local variant: paired top-1 gain over its baseline (95% CI error bars; none for one
-    pair) against the GFLOPs it adds. ``gains`` columns: label, gain, gain_ci95, added_gflops."""
+    pair) against the GFLOPs it adds, each point numbered by its line in ``gains`` (1-based: the summary
+    table's ``#``; names would overlap). ``gains`` columns: gain, gain_ci95, added_gflops."""
     rows = gains[gains["gain"].notna() & gains["added_gflops"].notna()]
     if rows.empty:
         return None
@@ -110,13 +111,14 @@ def gain_vs_cost(gains: pd.DataFrame, path: str | Path) -> Path | None:
     ax = fig.add_subplot()
     ax.errorbar(rows["added_gflops"], rows["gain"], yerr=rows["gain_ci95"].fillna(0.0), fmt="o", capsize=3,
                 color="tab:blue", ecolor="tab:gray", label="paired gain (mean ± 95% CI over seeds)")
-    for _, r in rows.iterrows():
-        ax.annotate(str(r["label"]), (r["added_gflops"], r["gain"]), textcoords="offset points", xytext=(4, 3),
-                    fontsize=6)
+    for number, r in rows.iterrows():
+        ax.annotate(str(number + 1), (r["added_gflops"], r["gain"]), textcoords="offset points", xytext=(4, 3),
+                    fontsize=7)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("GFLOPs added over the baseline (multiply-adds, one clip)")
     ax.set_ylabel("top-1 gain over the baseline (points)")
-    ax.set_title("What a non-local block buys: paired gain vs added cost", fontsize=10)
+    ax.set_title("What a non-local block buys: paired gain vs added cost (numbers: the summary table's #)",
+                 fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return save_png(fig, path)
