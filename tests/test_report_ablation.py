@@ -416,6 +416,17 @@ def test_report_writes_tables_plots_and_readme_atomically(setup, monkeypatch, ca
     assert "Row stability: 1 of 6 rows flagged" in text and "t_fixture Noisy (SD" in text
 
 
+def test_summary_lists_a_variant_shared_by_two_tables_once(setup):
+    # t_copy runs the same rows (the same run ids): its variants are the same runs, listed once
+    abl, res = setup / "ablations", setup / "results" / "test"
+    (abl / "t_copy.yaml").write_text(yaml.safe_dump({**TABLE, "table": "t_copy"}, sort_keys=False))
+    _frame().assign(table="t_copy").to_csv(res / "t_copy.csv", index=False)
+    build.build_reports("test", setup / "results", setup / "reports", abl, measure=False, attention=False)
+    gains = pd.read_csv(setup / "reports" / "test" / "gains.csv")
+    assert list(gains["label"]) == [f"t_copy: {r}" for r in ("NL", "Worse", "Small", "Noisy", "Deep NL")]
+    assert set(gains["also_in"]) == {"t_fixture"}
+
+
 def test_report_without_model_skips_attention_with_a_note(setup, capsys):
     (setup / "results" / "test" / "runs" / "nl0" / "model.pt").unlink()
     build.build_reports("test", setup / "results", setup / "reports", setup / "ablations", measure=False)
