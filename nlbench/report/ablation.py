@@ -135,7 +135,8 @@ def summarise(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
             "top1_sd": float(top1s.std(ddof=1)) if n >= 2 else math.nan,
             "top1_min": float(top1s.min()) if n else math.nan, "top1_max": float(top1s.max()) if n else math.nan,
             "flags": stability_flags(top1s), "top5_mean": top5, "top5_ci95": ci5,
-            "val_top1_mean": mean_ci(_num(ok, "val_top1"))[0], "mean_class_top1": mean_ci(_num(ok, "mean_class_top1"))[0],
+            "val_top1_mean": mean_ci(_num(ok, "val_top1"))[0],
+            "mean_class_top1": mean_ci(_num(ok, "mean_class_top1"))[0],
             "n_ok": n, "n_failed": int(len(runs) - len(ok)), "gain_top1": gain, "gain_ci95": gain_ci, "gain_n": gain_n,
         }
         for name, (column, scale) in COST_COLUMNS.items():

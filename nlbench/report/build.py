@@ -204,8 +204,9 @@ def geometry_lines(reports: list[TableReport]) -> list[str]:
                 continue
             seen.add(text)
             flag = sum(blocks["flag"] != "")
-            rows.append(f"| {rep.table.name}: {label} | {len(blocks)} | {text} | "
-                        f"{f'**{flag} below {ablation.GEOMETRY_MIN_SIDE}x{ablation.GEOMETRY_MIN_SIDE} or {ablation.GEOMETRY_MIN_KEYS} keys**' if flag else ''} |")
+            side, keys = ablation.GEOMETRY_MIN_SIDE, ablation.GEOMETRY_MIN_KEYS
+            flagged = f"**{flag} below {side}x{side} or {keys} keys**" if flag else ""
+            rows.append(f"| {rep.table.name}: {label} | {len(blocks)} | {text} | {flagged} |")
     if not rows:
         return ["Block geometry: not recorded (the runs' records predate `nonlocal_blocks`)."]
     return ["Each non-local block's input T x H x W / keys after subsampling (rows with the same geometry listed "

@@ -2,8 +2,8 @@
 
 A W&B user sees, beside the runs of ``<profile>/<table>`` (the group the sweep's runs log to), one run of
 ``job_type: report`` holding the table as ``wandb.Table`` s: ``ablation`` (our rows beside the paper's, the
-95% CIs, the deltas, the costs), ``claims`` (each claim of the paper, its verdict and the deciding paired difference with its CI) and ``runs``
-(one line per run), and the table's plots as ``wandb.Image`` s. The project, entity and mode are the runs'
+95% CIs, the deltas, the costs), ``claims`` (each claim of the paper, its verdict and the deciding paired
+difference with its CI) and ``runs`` (one line per run), and the table's plots as ``wandb.Image`` s. The project, entity and mode are the runs'
 own (their W&B config section), the mode resolved as for a run (``tracking.resolve_mode``): offline unless
 the user is logged in; the offline folders land in ``reports/<profile>/wandb/`` for ``wandb sync``.
 """

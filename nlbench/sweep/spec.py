@@ -13,7 +13,12 @@ A table file::
         paper: {top1: 71.8, top5: 89.7}   # or null
         baseline: C2D                  # optional: the row a non-local row's gain is measured against (default:
                                        # the table's baseline), e.g. R101 rows -> R101 C2D, NL I3D -> I3D
-    claims: [...]                      # the paper's qualitative findings for the table (see CLAIM_KINDS)
+    claims:                            # the paper's qualitative findings for the table (kinds: CLAIM_KINDS)
+      - {text: "...", kind: above, rows: [NL], than: C2D}            # each row beats than
+      - {text: "...", kind: order, rows: [A, B], within: 1.0}        # each row no more than within below the last
+      - {text: "...", kind: similar, rows: [A, B, C], within: 0.5}   # every two rows within +-within
+      - {text: "...", kind: smaller_gain, row: A, than: [B, C]}      # A's gain over baseline below each of than's
+      - {text: "...", kind: cheaper_and_better, row: A, than: B}     # A beats B at fewer GFLOPs
 
 A profile names the base run config, the seeds and what each clip means. Every cell of the grid is one
 (row, seed) with its validated ``RunConfig``: base config <- table defaults <- clip <- row <- seed. Every
@@ -475,6 +480,6 @@ def build_sweep(
 
 
 __all__ = [
-    "CLAIM_KINDS", "Cell", "ClaimKind", "Comparison", "Profile", "Row", "Sweep", "Table", "build_sweep", "check_data_root", "load_profiles",
-    "load_table",
+    "CLAIM_KINDS", "Cell", "ClaimKind", "Comparison", "Profile", "Row", "Sweep", "Table", "build_sweep",
+    "check_data_root", "load_profiles", "load_table",
 ]
