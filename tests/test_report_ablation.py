@@ -1,12 +1,15 @@
-"""Ablation reports: mean and Student-t CI, claims (one holding, one not, with margins), files written atomically,
-PNG plots (accuracy vs GFLOPs, block scaling, Figure 3 from a saved model), README, the CLI's bad input.
+"""Ablation reports: paired per-seed verdicts (superiority, non-inferiority, TOST, conjunctions, GFLOPs), row
+stability flags, per-family and per-class accuracy, top-5 left out when no run has it, block geometry, learning
+curves, LaTeX, the gain-vs-cost summary, files written atomically, PNG plots (accuracy vs GFLOPs, block
+scaling, Figure 3 from a saved model), README, the CLI's bad input.
 
-Everything runs on fixture tables and results written here (no sweep, no training): a few seconds.
+Everything runs on fixture tables, results and records written here (no sweep, no training): a few seconds.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -16,12 +19,17 @@ import yaml
 
 from nlbench.cli import main
 from nlbench.report import ablation, attention, build
-from nlbench.report.ablation import FAILS, HOLDS, UNKNOWN, evaluate_claims, summarise
+from nlbench.report.ablation import stability_flags, summarise
+from nlbench.report.claims import CONTRADICTED, HOLDS, NOT_EVALUATED, UNRESOLVED, evaluate_claims, judge_part
+from nlbench.report.plots import curve_bands
 from nlbench.report.stats import mean_ci, t_critical
-from nlbench.sweep.spec import load_table
+from nlbench.sweep.spec import Comparison, load_table
+from nlbench.training.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 PNG = b"\x89PNG\r\n\x1a\n"
+# Student t quantiles from a printed table (not scipy): two-sided 95% and 90% at 4 degrees of freedom.
+T95_4, T90_4 = 2.776445, 2.131847
 
 TABLE = {
     "table": "t_fixture",
@@ -32,42 +40,72 @@ TABLE = {
         {"row": "C2D", "model": {"nl_blocks": 0}, "paper": {"top1": 71.8, "top5": 89.7}},
         {"row": "NL", "model": {"nl_blocks": 1, "nl_stage": "res3"}, "paper": {"top1": 72.7, "top5": 90.5}},
         {"row": "Worse", "model": {"nl_blocks": 1, "nl_stage": "res4"}, "paper": {"top1": 72.3, "top5": 90.1}},
+        {"row": "Small", "model": {"nl_blocks": 1, "nl_stage": "res2"}, "paper": None},
+        {"row": "Noisy", "model": {"nl_blocks": 1, "nl_stage": "res5", "subsample": False}, "paper": None},
         {"row": "Deep", "model": {"depth": 101, "nl_blocks": 0}, "paper": None},
+        {"row": "Deep NL", "baseline": "Deep", "model": {"depth": 101, "nl_blocks": 1, "nl_stage": "res3"},
+         "paper": None},
     ],
     "claims": [
         {"text": "NL beats the baseline", "kind": "above", "rows": ["NL"], "than": "C2D"},
         {"text": "Worse beats the baseline", "kind": "above", "rows": ["Worse"], "than": "C2D"},
+        {"text": "Small beats the baseline", "kind": "above", "rows": ["Small"], "than": "C2D"},
+        {"text": "NL and Noisy beat the baseline", "kind": "above", "rows": ["NL", "Noisy"], "than": "C2D"},
+        {"text": "NL and Worse beat the baseline", "kind": "above", "rows": ["NL", "Worse"], "than": "C2D"},
         {"text": "C2D <= NL", "kind": "order", "rows": ["C2D", "NL"]},
-        {"text": "NL cheaper and better than Deep", "kind": "cheaper_and_better", "row": "NL", "than": "Deep"},
+        {"text": "NL <= Worse", "kind": "order", "rows": ["NL", "Worse"], "within": 0.5},
+        {"text": "C2D and Worse similar", "kind": "similar", "rows": ["C2D", "Worse"], "within": 2},
         {"text": "NL and Worse similar", "kind": "similar", "rows": ["NL", "Worse"], "within": 0.5},
         {"text": "Worse gains less than NL", "kind": "smaller_gain", "row": "Worse", "than": ["NL"]},
+        {"text": "NL cheaper and better than Deep", "kind": "cheaper_and_better", "row": "NL", "than": "Deep"},
+        {"text": "Deep NL cheaper and better than C2D", "kind": "cheaper_and_better", "row": "Deep NL",
+         "than": "C2D"},
     ],
 }
-# (row, seed) -> top1; C2D 50/51/52 (mean 51), NL 60/61/62 (61), Worse 49/50/51 (50), Deep 55 + a failed seed.
-TOP1 = {("C2D", 0): 50.0, ("C2D", 1): 51.0, ("C2D", 2): 52.0, ("NL", 0): 60.0, ("NL", 1): 61.0, ("NL", 2): 62.0,
-        ("Worse", 0): 49.0, ("Worse", 1): 50.0, ("Worse", 2): 51.0, ("Deep", 0): 55.0, ("Deep", 1): None}
-GFLOPS = {"C2D": 0.10, "NL": 0.12, "Worse": 0.11, "Deep": 0.20}
+SEEDS = range(5)
+C2D = [50.0, 52.0, 51.0, 53.0, 49.0]
+# per-seed differences to C2D: NL +10 (tight), Worse about -1, Small about +1 (tight: resolved only when
+# paired; unpaired, C2D's seed spread of 1.6 points swamps it), Noisy +-5
+DIFF = {"NL": [10.0, 10.5, 10.0, 10.0, 10.5], "Worse": [-1.0, -1.5, -1.0, -0.5, -1.0],
+        "Small": [1.0, 1.2, 0.9, 1.1, 1.0], "Noisy": [5.0, -5.0, 6.0, -4.0, 3.0]}
+TOP1 = {("C2D", s): C2D[s] for s in SEEDS}
+TOP1.update({(row, s): C2D[s] + d[s] for row, d in DIFF.items() for s in SEEDS})
+TOP1.update({("Deep", 0): 55.0, ("Deep", 1): None, ("Deep NL", 0): 56.0, ("Deep NL", 1): 57.0})
+GFLOPS = {"C2D": 0.10, "NL": 0.12, "Worse": 0.11, "Small": 0.11, "Noisy": 0.13, "Deep": 0.20, "Deep NL": 0.22}
 MACHINE = {"cpu": "Fixture CPU", "cores": "2", "torch": "2.x", "device": "cpu"}
 
 
-def _frame() -> pd.DataFrame:
+def _frame(top5: float | None = None) -> pd.DataFrame:
     rows = []
     for (row, seed), top1 in TOP1.items():
         failed = top1 is None
         rows.append({
-            "table": "t_fixture", "row": row, "depth": 101 if row == "Deep" else 50, "arch": "c2d",
-            "nl_blocks": 0 if row in ("C2D", "Deep") else 1, "seed": seed, "run_id": f"{row.lower()}{seed}",
-            "params": 1.5e6, "gflops": GFLOPS[row], "latency_ms": 10.0, "train_clips_per_s": 100.0,
-            "peak_mem_mb": 50.0, "top1": top1, "top5": None if failed else 90.0, "val_top1": None if failed else 60.0,
+            "table": "t_fixture", "row": row, "depth": 101 if row.startswith("Deep") else 50, "arch": "c2d",
+            "nl_blocks": 0 if row in ("C2D", "Deep") else 1, "seed": seed,
+            "run_id": f"{row.lower().replace(' ', '')}{seed}", "params": 1.5e6, "gflops": GFLOPS[row],
+            "latency_ms": 10.0 + 100 * GFLOPS[row], "train_clips_per_s": 100.0, "peak_mem_mb": 50.0, "top1": top1,
+            "top5": None if failed else top5, "val_top1": None if failed else 60.0,
             "status": "failed" if failed else "ok", "reason": "non-finite loss nan at step 7" if failed else None,
             "wall_s": 30.0, "machine": "Fixture CPU, 2 threads, torch 2.x",
         })
-    return pd.DataFrame(rows)
+    # rows of a results file come in any order: the verdicts pair by seed, not by position
+    return pd.DataFrame(rows).sample(frac=1.0, random_state=3).reset_index(drop=True)
+
+
+def _ci(diffs, t):
+    xs = pd.Series(diffs)
+    half = t * xs.std(ddof=1) / math.sqrt(len(xs))
+    return xs.mean() - half, xs.mean() + half
+
+
+CURVE = {0: [50.0, 60.0, 70.0], 1: [40.0, 64.0, 80.0]}  # NL seeds 0 and 1 at steps 10, 20, 30
 
 
 @pytest.fixture
 def setup(tmp_path):
-    """ablations/t_fixture.yaml, results/test/t_fixture.csv, run records; the NL seed-0 run has a model.pt."""
+    """ablations/t_fixture.yaml, results/test/t_fixture.csv, run records; the NL seed-0 run has a model.pt.
+    The C2D and NL records are new-style (per_family, mean_class_top1, curve, nonlocal_blocks); the others
+    old-style (per_class only)."""
     abl = tmp_path / "ablations"
     abl.mkdir()
     (abl / "t_fixture.yaml").write_text(yaml.safe_dump(TABLE, sort_keys=False))
@@ -79,9 +117,17 @@ def setup(tmp_path):
     for _, r in frame.iterrows():
         d = res / "runs" / r["run_id"]
         d.mkdir(parents=True)
-        per_class = {"space_same": 40.0, "space_different": 60.0, "time_same": 70.0, "time_different": 90.0}
-        (d / "record.json").write_text(json.dumps({"run_id": r["run_id"], "machine": MACHINE, "per_class": per_class,
-                                                   "wall_s": 30.0}))
+        record = {"run_id": r["run_id"], "machine": MACHINE, "wall_s": 30.0,
+                  "per_class": {"space_same": 40.0, "space_different": 60.0, "time_same": 70.0, "time_different": 90.0}}
+        if r["row"] in ("C2D", "NL"):
+            record.update({"per_family": {"space": 55.0, "time": 85.0}, "mean_class_top1": 66.0})
+        if r["row"] == "NL":
+            record["nonlocal_blocks"] = [{"name": "res3.1.nl", "input_thw": [4, 8, 8], "keys": 64},
+                                         {"name": "res4.1.nl", "input_thw": [2, 2, 2], "keys": 2}]
+            if r["seed"] in CURVE:
+                record["curve"] = [{"step": 10 * (i + 1), "epoch": i, "val_top1": v}
+                                   for i, v in enumerate(CURVE[r["seed"]])]
+        (d / "record.json").write_text(json.dumps(record))
     from nlbench.training.config import RunConfig
 
     config = RunConfig.load(REPO / "configs" / "smoke.yaml", ["model.nl_blocks=1", "model.nl_stage=res3"])
@@ -99,16 +145,13 @@ def test_mean_ci_matches_hand_computed_student_t():
     # [70, 72, 74]: mean 72, s = 2, t_{0.975, 2} = 4.303 -> 4.303 * 2 / sqrt(3) = 4.9687
     mean, half, n = mean_ci([70.0, 72.0, 74.0])
     assert (mean, n) == (72.0, 3)
-    assert half == pytest.approx(4.303 * 2 / math.sqrt(3), abs=1e-9)
-    assert half == pytest.approx(4.9687, abs=1e-4)
-    # five values, s = sqrt(2.5), t_{0.975, 4} = 2.776
-    mean, half, n = mean_ci([1, 2, 3, 4, 5])
-    assert mean == 3 and half == pytest.approx(2.776 * math.sqrt(2.5) / math.sqrt(5))
+    assert half == pytest.approx(4.30265 * 2 / math.sqrt(3), abs=1e-4)
+    mean, half, n = mean_ci([1, 2, 3, 4, 5], level=0.90)  # five values, s = sqrt(2.5)
+    assert mean == 3 and half == pytest.approx(T90_4 * math.sqrt(2.5) / math.sqrt(5), abs=1e-5)
     mean, half, n = mean_ci([71.5, None, float("nan")])  # one finite value: no interval
     assert (mean, n) == (71.5, 1) and math.isnan(half)
     assert math.isnan(mean_ci([])[0])
-    assert t_critical(1) == 12.706 and t_critical(30) == 2.042
-    assert t_critical(60) == pytest.approx(2.000) and 1.96 < t_critical(1000) < 1.963
+    assert t_critical(1) == pytest.approx(12.706, abs=1e-3) and t_critical(4) == pytest.approx(T95_4, abs=1e-5)
     with pytest.raises(ValueError):
         t_critical(0)
 
@@ -116,39 +159,200 @@ def test_mean_ci_matches_hand_computed_student_t():
 # ----------------------------------------------------------------------------------------------- claims
 
 
-def test_claims_one_holds_one_fails_with_margins(setup):
+def test_claims_are_judged_on_paired_seed_differences(setup):
     table = load_table(setup / "ablations" / "t_fixture.yaml")
-    summary = summarise(table, _frame())
-    s = summary.set_index("row")
-    assert s.loc["C2D", "top1_mean"] == 51.0 and s.loc["C2D", "n_ok"] == 3
-    assert s.loc["Deep", "n_ok"] == 1 and s.loc["Deep", "n_failed"] == 1 and math.isnan(s.loc["Deep", "top1_ci95"])
-    assert s.loc["NL", "delta_top1"] == pytest.approx(10.0)
-    assert s.loc["NL", "paper_delta_top1"] == pytest.approx(0.9)
-    assert s.loc["NL", "params_m"] == pytest.approx(1.5)
+    frame = _frame()
+    summary = summarise(table, frame)
+    claims = {c.text: c for c in evaluate_claims(table, frame, summary)}
 
-    claims = {c.text: c for c in evaluate_claims(table, summary)}
     nl = claims["NL beats the baseline"]
-    assert nl.status == HOLDS and nl.margin == pytest.approx(10.0)
-    assert nl.beyond_ci is True  # 10 > 2 * 4.303 / sqrt(3) = 4.97
-    assert nl.paper_margin == pytest.approx(0.9)
-    worse = claims["Worse beats the baseline"]
-    assert worse.status == FAILS and worse.margin == pytest.approx(-1.0) and worse.beyond_ci is False
-    assert claims["C2D <= NL"].status == HOLDS
-    cheap = claims["NL cheaper and better than Deep"]  # 61 > 55 at 0.12 < 0.20 GFLOPs; Deep has one seed: no CI
-    assert cheap.status == HOLDS and cheap.margin == pytest.approx(6.0) and cheap.beyond_ci is None
-    similar = claims["NL and Worse similar"]  # spread 11 > 0.5
-    assert similar.status == FAILS and similar.margin == pytest.approx(0.5 - 11.0)
-    gain = claims["Worse gains less than NL"]  # gain -1 vs +10
-    assert gain.status == HOLDS and gain.margin == pytest.approx(11.0)
+    assert nl.verdict == HOLDS
+    (part,) = nl.parts
+    assert part.n == 5 and part.mean == pytest.approx(10.2) and part.paper == pytest.approx(0.9)
+    assert (part.low, part.high) == pytest.approx(_ci(DIFF["NL"], T95_4), abs=1e-5)
+    assert claims["Worse beats the baseline"].verdict == CONTRADICTED  # CI -1 +- 0.44: below 0
+    # Small - C2D is about +1 at every seed: paired it holds, though the two rows' unpaired 95% CIs overlap
+    s = summary.set_index("row")
+    assert s.loc["Small", "top1_mean"] - s.loc["Small", "top1_ci95"] < s.loc["C2D", "top1_mean"] + s.loc["C2D", "top1_ci95"]
+    assert claims["Small beats the baseline"].verdict == HOLDS
+    # conjunctions: all parts must hold; one contradicted part contradicts the claim
+    both = claims["NL and Noisy beat the baseline"]
+    assert both.verdict == UNRESOLVED and [p.verdict for p in both.parts] == [HOLDS, UNRESOLVED]
+    assert both.headline.comparison.better == "Noisy"  # the part that decides is reported first
+    assert claims["NL and Worse beat the baseline"].verdict == CONTRADICTED
+    assert claims["C2D <= NL"].verdict == HOLDS
+    assert claims["NL <= Worse"].verdict == CONTRADICTED  # Worse - NL = -11.2 < -0.5
+    # similar: TOST, the 90% CI of C2D - Worse is +1 +- 0.34: inside +-2
+    similar = claims["C2D and Worse similar"]
+    assert similar.verdict == HOLDS and similar.parts[0].level == 0.90
+    assert (similar.parts[0].low, similar.parts[0].high) == pytest.approx(_ci([-d for d in DIFF["Worse"]], T90_4),
+                                                                          abs=1e-5)
+    assert claims["NL and Worse similar"].verdict == CONTRADICTED
+    gain = claims["Worse gains less than NL"]  # gain(NL) - gain(Worse) = NL - Worse, on seeds C2D ran too
+    assert gain.verdict == HOLDS and gain.parts[0].mean == pytest.approx(11.2) and gain.parts[0].n == 5
+    cheap = claims["NL cheaper and better than Deep"]  # one pair (Deep's seed 1 failed): no CI; cheaper
+    assert cheap.verdict == UNRESOLVED and cheap.parts[0].n == 1 and cheap.cost_ok is True
+    costly = claims["Deep NL cheaper and better than C2D"]  # 0.22 GFLOPs vs 0.10: deterministic contradiction
+    assert costly.verdict == CONTRADICTED and costly.cost_ok is False and "not cheaper" in costly.cost
 
-    line = ablation.claim_line(worse)
-    assert line.startswith("- **does not hold**: Worse beats the baseline: margin -1.00 top-1 points")
-    assert "within the 95% CIs" in line and "paper +0.50" in line
+    line = ablation.claim_line(claims["NL and Noisy beat the baseline"])
+    assert line.startswith("- **unresolved**: NL and Noisy beat the baseline: Noisy − C2D > 0: +1.00 [95% CI")
+    assert "also NL − C2D > 0: +10.20 [95% CI +9.86, +10.54], 5 pairs, paper +0.9: holds" in line
 
-    # a row without results: the claim is not evaluated, and says why
-    no_nl = summarise(table, _frame()[lambda f: f["row"] != "NL"])
-    status = {c.text: c.status for c in evaluate_claims(table, no_nl)}
-    assert status["NL beats the baseline"] == UNKNOWN
+    # a row without results: not evaluated, unless another part already contradicts the claim
+    no_nl = frame[frame["row"] != "NL"]
+    verdicts = {c.text: c.verdict for c in evaluate_claims(table, no_nl, summarise(table, no_nl))}
+    assert verdicts["NL beats the baseline"] == NOT_EVALUATED
+    assert verdicts["NL and Worse beat the baseline"] == CONTRADICTED
+
+
+def test_pairs_are_the_seeds_both_rows_finished():
+    table_frame = pd.DataFrame({"row": ["A", "A", "A", "B", "B", "B"], "seed": [0, 1, 2, 2, 1, 3],
+                                "status": ["ok", "ok", "failed", "ok", "ok", "ok"],
+                                "top1": [10.0, 20.0, 99.0, 25.0, 21.0, 0.0]})
+    from nlbench.report.stats import by_seed, paired
+
+    diffs = paired(by_seed(table_frame), "B", "A")
+    assert diffs.to_dict() == {1: 1.0}  # seed 0: no B; seed 2: A failed; seed 3: no A
+
+
+@pytest.mark.parametrize("diffs, test, margin, verdict", [
+    ([1.0, 1.2, 0.9, 1.1, 1.0], "superiority", 0.0, HOLDS),
+    ([-1.0, -1.2, -0.9, -1.1, -1.0], "superiority", 0.0, CONTRADICTED),
+    ([-1.0, 1.2, -0.9, 1.1, -1.0], "superiority", 0.0, UNRESOLVED),
+    ([-0.3, -0.2, -0.35, -0.25, -0.3], "noninferiority", 0.5, HOLDS),  # worse, but by less than the margin
+    ([-0.3, -0.2, -0.35, -0.25, -0.3], "superiority", 0.0, CONTRADICTED),
+    ([-1.0, -1.5, -1.0, -0.5, -1.0], "equivalence", 1.4, HOLDS),  # 90% CI [-1.34, -0.66]; the 95% one is not inside
+    ([-1.0, -1.5, -1.0, -0.5, -1.0], "equivalence", 1.2, UNRESOLVED),
+    ([-1.0, -1.5, -1.0, -0.5, -1.0], "equivalence", 0.5, CONTRADICTED),
+    ([3.0], "superiority", 0.0, UNRESOLVED),  # one pair: no interval
+    ([], "superiority", 0.0, NOT_EVALUATED),
+])
+def test_one_comparison_verdict(diffs, test, margin, verdict):
+    part = judge_part(pd.Series(diffs, dtype=float), Comparison("a", "b", test, margin))
+    assert part.verdict == verdict and part.n == len(diffs)
+
+
+def test_claim_kinds_are_validated_per_kind(tmp_path):
+    def load(claims, rows=TABLE["rows"]):
+        path = tmp_path / "t_fixture.yaml"
+        path.write_text(yaml.safe_dump({**TABLE, "rows": rows, "claims": claims}))
+        return load_table(path)
+
+    assert load([{"text": "t", "kind": "order", "rows": ["C2D", "NL"], "within": 0.5}]).claims[0]["within"] == 0.5
+    for claim, message in [
+        ({"text": "t", "kind": "similar", "rows": ["C2D", "NL"]}, "kind similar needs key 'within'"),
+        ({"text": "t", "kind": "order", "rows": ["C2D"]}, "kind order needs at least 2 rows"),
+        ({"text": "t", "kind": "order", "rows": ["C2D", "NL"], "within": -1}, "within=-1 must be a number"),
+        ({"text": "t", "kind": "above", "rows": ["NL"], "than": "C2D", "within": 1}, "unknown key 'within'"),
+        ({"text": "t", "kind": "smaller_gain", "row": "NL", "than": "C2D"}, "than must be a non-empty list"),
+        ({"text": "t", "kind": "cheaper_and_better", "row": "NL", "than": "Nope"}, "'Nope' is not a row label"),
+        ({"text": "t", "kind": "bigger"}, "kind='bigger' is not allowed"),
+    ]:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+            load([claim])
+    bad_base = [*TABLE["rows"][:-1], {**TABLE["rows"][-1], "baseline": "Nope"}]
+    with pytest.raises(ConfigError, match="row 'Deep NL': baseline='Nope' is not a row label"):
+        load([], bad_base)
+    self_base = [*TABLE["rows"][:-1], {**TABLE["rows"][-1], "baseline": "Deep NL"}]
+    with pytest.raises(ConfigError, match="must be the label of another row"):
+        load([], self_base)
+
+
+# ------------------------------------------------------------------------------------- rows and metrics
+
+
+def test_rows_seed_sd_flags_and_paired_gain_over_the_rows_baseline(setup):
+    assert stability_flags(pd.Series([60.0, 61.0, 62.0])) == ""
+    assert stability_flags(pd.Series([60.0, 65.0, 68.0])) == "unstable"  # SD 4.0, every seed within 5 of 65
+    assert stability_flags(pd.Series([60.0, 61.0, 62.0, 61.0, 75.0])) == "unstable, bimodal"  # 75 is 14 off 61
+    assert stability_flags(pd.Series([60.0])) == ""
+
+    table = load_table(setup / "ablations" / "t_fixture.yaml")
+    s = summarise(table, _frame()).set_index("row")
+    assert s.loc["C2D", "top1_sd"] == pytest.approx(pd.Series(C2D).std(ddof=1))
+    assert s.loc["Noisy", "flags"] == "unstable" and s.loc["NL", "flags"] == ""
+    assert s.loc["NL", "gain_top1"] == pytest.approx(10.2) and s.loc["NL", "gain_n"] == 5
+    assert s.loc["NL", "gain_ci95"] == pytest.approx(T95_4 * pd.Series(DIFF["NL"]).std() / math.sqrt(5), abs=1e-5)
+    # Deep NL's own baseline is Deep (one common finished seed: 56 - 55), not the table's C2D
+    assert s.loc["Deep NL", "baseline"] == "Deep" and s.loc["Deep NL", "gain_top1"] == 1.0
+    assert s.loc["Deep NL", "gain_n"] == 1 and math.isnan(s.loc["Deep NL", "gain_ci95"])
+    assert s.loc["Deep", "n_ok"] == 1 and s.loc["Deep", "n_failed"] == 1
+    assert s.loc["NL", "paper_delta_top1"] == pytest.approx(0.9)
+
+
+def test_top5_is_left_out_when_no_run_has_it(setup):
+    table = load_table(setup / "ablations" / "t_fixture.yaml")
+    without = summarise(table, _frame(top5=None))
+    assert "top5_mean" not in without.columns and "top-5 (95% CI)" not in ablation.display_table(without).columns
+    with_top5 = summarise(table, _frame(top5=90.0))
+    assert with_top5.set_index("row").loc["NL", "top5_mean"] == 90.0
+    assert "top-5 (95% CI)" in ablation.display_table(with_top5).columns
+
+
+def test_per_family_and_mean_class_from_new_and_old_records(setup):
+    frame = _frame()
+    records = {p.parent.name: json.loads(p.read_text())
+               for p in (setup / "results" / "test" / "runs").glob("*/record.json")}
+    enriched = ablation.enrich(frame, records).set_index("run_id")
+    assert enriched.loc["nl0", "family_space"] == 55.0 and enriched.loc["nl0", "mean_class_top1"] == 66.0  # new
+    # old record: only per_class; a family is the mean of its classes, the mean class accuracy of all
+    assert enriched.loc["worse0", "family_space"] == 50.0 and enriched.loc["worse0", "family_time"] == 80.0
+    assert enriched.loc["worse0", "mean_class_top1"] == 65.0
+
+
+def test_results_csv_carries_family_mean_class_and_code_version():
+    from nlbench.sweep import results
+
+    record = {"run_id": "r", "top1": 70.0, "mean_class_top1": 69.5, "per_family": {"local": 91.0, "space": 80.0},
+              "code_version": {"commit": "abc123", "dirty": False}, "status": "ok"}
+    old = {"run_id": "s", "top1": 60.0, "status": "ok"}
+    assert results.family_columns([old, record]) == ["family_local", "family_space"]
+    compact = results.compact_record(record)
+    assert compact["per_family"] == {"local": 91.0, "space": 80.0} and compact["code_version"]["commit"] == "abc123"
+
+    class Cell:
+        row, seed, knobs, run_id = "NL", 0, {"nl_blocks": 1}, "r"
+
+    class Sweep:
+        knob_columns = ("nl_blocks",)
+
+        class table:
+            name = "t"
+
+    row = results.csv_row(Sweep, Cell, compact)
+    assert row["mean_class_top1"] == 69.5 and row["family_local"] == 91.0
+    assert row["code_commit"] == "abc123" and row["code_dirty"] is False
+    assert results.columns(Sweep, ["family_local"])[-4:] == ["family_local", "code_commit", "code_dirty", "machine"]
+
+
+def test_block_geometry_flags_small_blocks(setup):
+    frame = _frame()
+    records = {"nl0": {"nonlocal_blocks": [{"name": "a", "input_thw": [4, 8, 8], "keys": 64},
+                                           {"name": "b", "input_thw": [4, 2, 2], "keys": 16},
+                                           {"name": "c", "input_thw": [4, 8, 8], "keys": 2}]}}
+    g = ablation.block_geometry(frame, records, ["C2D", "NL"])
+    assert list(g["block"]) == ["a", "b", "c"] and list(g["keys"]) == [64, 16, 2]
+    assert list(g["flag"]) == ["", "< 4x4 positions", "< 4 keys"]
+    assert ablation.block_geometry(frame, {}, ["NL"]).empty  # old records: nothing recorded
+
+
+def test_curve_bands_mean_and_min_max_over_seeds():
+    runs = [[{"step": 10, "epoch": 0, "val_top1": 50.0}, {"step": 20, "epoch": 1, "val_top1": 60.0}],
+            [{"step": 10, "epoch": 0, "val_top1": 40.0}, {"step": 20, "epoch": 1, "val_top1": 70.0},
+             {"step": 30, "epoch": 2, "val_top1": 75.0}]]
+    bands = curve_bands(runs).set_index("step")
+    assert bands.loc[10].tolist() == [45.0, 40.0, 50.0, 2]
+    assert bands.loc[20].tolist() == [65.0, 60.0, 70.0, 2]
+    assert bands.loc[30].tolist() == [75.0, 75.0, 75.0, 1]
+
+
+def test_latex_is_booktabs_and_escaped(setup):
+    table = load_table(setup / "ablations" / "t_fixture.yaml")
+    text = ablation.latex(ablation.display_table(summarise(table, _frame())), "Fixture_table")
+    assert "\\toprule" in text and "\\midrule" in text and "\\bottomrule" in text
+    assert "top-1 (95\\% CI)" in text and "$\\pm$" in text and "$\\Delta$ top-1" in text
+    assert "Fixture\\_table" in text and "±" not in text
 
 
 # --------------------------------------------------------------------------------------- files and CLI
@@ -168,28 +372,59 @@ def test_report_writes_tables_plots_and_readme_atomically(setup, monkeypatch, ca
                                  measure=False, attention=True)
     out = setup / "reports" / "test"
     assert readme == out / "README.md"
-    assert {"t_fixture.md", "t_fixture.csv", "README.md", "attention.json"} <= set(written)
+    assert {"t_fixture.md", "t_fixture.tex", "t_fixture.csv", "README.md", "attention.json", "gains.csv",
+            "gains.tex"} <= set(written)
     assert not list(out.glob(".*.tmp"))  # no temporary file left behind
 
     csv = pd.read_csv(out / "t_fixture.csv")
-    assert list(csv.columns) == list(ablation.SUMMARY_COLUMNS)
-    assert list(csv["row"]) == ["C2D", "NL", "Worse", "Deep"]
+    top5 = {"top5_mean", "top5_ci95"}  # no run has top-5
+    assert list(csv.columns) == [c for c in ablation.SUMMARY_COLUMNS if c not in top5] + ["family_space",
+                                                                                          "family_time"]
+    assert list(csv["row"]) == ["C2D", "NL", "Worse", "Small", "Noisy", "Deep", "Deep NL"]
     md = (out / "t_fixture.md").read_text()
-    assert "| NL " in md and "61.0 ± 2.5" in md and "71.8" in md
-    assert "**does not hold**: Worse beats the baseline" in md
+    assert "| NL " in md and "61.2 ± 1.9" in md and "71.8" in md and "top-5" not in md
+    assert "+10.2 ± 0.3 vs C2D (5)" in md  # the paired gain over the row's baseline
+    assert "5 hold, 5 contradicted, 2 unresolved (10 of 12 resolved, 83 %)" in md
+    assert "**contradicted**: Worse beats the baseline: Worse − C2D > 0: -1.00 [95% CI -1.44, -0.56], 5 pairs" in md
     assert "Deep, seed 1 (`deep1`): non-finite loss nan at step 7" in md
-    assert "space" in md and "time" in md  # per-family accuracy from the records
-    for png in ("t_fixture_acc_vs_gflops.png", "attention.png"):
+    assert re.search(r"\| res4\.1\.nl \|(\s+2 \|){4}\s+< 4x4 positions, < 4 keys \|", md)  # from NL's records
+    assert "1 of 2 blocks attend over fewer than 4x4 positions or 4 keys" in md
+    assert "| Noisy " in md and "unstable" in md
+    assert "\\bottomrule" in (out / "t_fixture.tex").read_text()
+    for png in ("t_fixture_acc_vs_gflops.png", "t_fixture_curves.png", "attention.png", "gains.png"):
         assert (out / png).read_bytes()[:8] == PNG
+    gains = pd.read_csv(out / "gains.csv").set_index("row")
+    assert list(gains.index) == ["NL", "Worse", "Small", "Noisy", "Deep NL"]  # the rows with non-local blocks
+    assert gains.loc["NL", "gain"] == pytest.approx(10.2, abs=1e-4) and gains.loc["NL", "gain_n"] == 5
+    assert gains.loc["NL", "added_gflops"] == pytest.approx(0.02) and gains.loc["NL", "added_latency_ms"] == pytest.approx(2.0)
+    assert gains.loc["Deep NL", "baseline"] == "Deep" and gains.loc["Deep NL", "added_gflops"] == pytest.approx(0.02)
     info = json.loads((out / "attention.json").read_text())
     assert info["class"].startswith("spacetime") and 0 <= info["weight_on_other_cue"] <= 1
 
     text = readme.read_text()
     assert "Fixture CPU, 2 threads, torch 2.x, device cpu" in text
-    assert "seeds: 0, 1, 2" in text
-    assert "wall time 5.5 min summed over runs" in text  # 11 distinct runs x 30 s
-    assert "4 of 6 hold" in text and "t_unrun" in text  # the table without results is named
-    assert "[t_fixture](t_fixture.md) **does not hold**: Worse beats the baseline" in text
+    assert "seeds: 0, 1, 2, 3, 4" in text
+    assert "wall time 14.5 min summed over runs" in text  # 29 distinct runs x 30 s
+    assert "5 hold, 5 contradicted, 2 unresolved (10 of 12 resolved, 83 %)" in text
+    assert "t_unrun" in text  # the table without results is named
+    assert "[t_fixture](t_fixture.md) **contradicted**: Worse beats the baseline" in text
+    # the summary comes first: gain vs cost, then the geometry, then where the numbers come from
+    assert text.index("## What a non-local block buys") < text.index(" t_fixture: NL |") < text.index(
+        "![gain vs added GFLOPs](gains.png)") < text.index("T x H x W / keys") < text.index("- Machine:")
+    assert re.search(r"\| 1 +\| +t_fixture: NL \| +C2D \| +\+10\.2 ± 0\.3 \| +5 \| +\+0\.0200 \|", text)
+    assert "| t_fixture: NL | 2 | res3.1.nl 4x8x8/64; res4.1.nl 2x2x2/2 | **1 below 4x4 or 4 keys** |" in text
+    assert "Row stability: 1 of 6 rows flagged" in text and "t_fixture Noisy (SD" in text
+
+
+def test_summary_lists_a_variant_shared_by_two_tables_once(setup):
+    # t_copy runs the same rows (the same run ids): its variants are the same runs, listed once
+    abl, res = setup / "ablations", setup / "results" / "test"
+    (abl / "t_copy.yaml").write_text(yaml.safe_dump({**TABLE, "table": "t_copy"}, sort_keys=False))
+    _frame().assign(table="t_copy").to_csv(res / "t_copy.csv", index=False)
+    build.build_reports("test", setup / "results", setup / "reports", abl, measure=False, attention=False)
+    gains = pd.read_csv(setup / "reports" / "test" / "gains.csv")
+    assert list(gains["label"]) == [f"t_copy: {r}" for r in ("NL", "Worse", "Small", "Noisy", "Deep NL")]
+    assert set(gains["also_in"]) == {"t_fixture"}
 
 
 def test_report_without_model_skips_attention_with_a_note(setup, capsys):

@@ -1,31 +1,35 @@
-"""One ablation table's report: our rows beside the paper's, and whether the paper's claims hold in our numbers.
+"""One ablation table's report: our rows beside the paper's, how stable each row is over seeds, and whether
+the paper's claims hold in our numbers (``nlbench.report.claims``: paired per-seed differences).
 
-Input: the table file (``ablations/<table>.yaml``) and its sweep results (``results/<profile>/<table>.csv``,
-one row per (row, seed)). Output: ``<table>.csv`` (numbers) and ``<table>.md`` (the same, formatted, with a
-line per claim and the failed runs), written atomically.
+Input: the table file (``ablations/<table>.yaml``), its sweep results (``results/<profile>/<table>.csv``, one
+row per (row, seed)) and the runs' records. Output: ``<table>.csv`` (numbers), ``<table>.md`` and
+``<table>.tex`` (the same, formatted; LaTeX with booktabs rules), written atomically.
 
-Per row: the mean over the seeds that finished (``status == ok``) with its 95% Student-t confidence
-interval, the delta of the means to the table's baseline (ours and the paper's), and the costs (mean over
-the runs that measured them). A claim (``claims:`` in the table file, kinds in ``nlbench.sweep.spec``) is
-judged on the mean top-1; its margin is in top-1 points, positive when it holds, and it is "beyond the
-CIs" when every comparison's margin exceeds the sum of the two rows' CI half-widths (the intervals do
-not overlap).
+Per row: the mean over the seeds that finished (``status == ok``) with its 95% Student-t interval, the seed
+standard deviation (flagged ``unstable`` above STABLE_SD points, ``bimodal`` when a seed lies more than
+BIMODAL_GAP points from the row's median), the mean per-class accuracy and the accuracy per class family,
+the delta of the means to the table's baseline (ours and the paper's), the paired gain over the row's own
+baseline (``baseline:`` of the row, default the table's; mean of the per-seed differences with its 95% CI),
+and the costs (mean over the runs that measured them). Top-5 is left out when no run has it (a task of at
+most 10 classes, where top-5 cannot move).
 """
 from __future__ import annotations
 
 import io
-import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from nlbench.data.synthetic import FAMILIES
 from nlbench.io import atomic_write_text
-from nlbench.report.stats import mean_ci
+from nlbench.report.claims import ClaimResult, claim_line, counts
+from nlbench.report.stats import by_seed, mean_ci, paired
+from nlbench.sweep.results import FAMILY_PREFIX
 from nlbench.sweep.spec import Table
 
+STABLE_SD = 3.0  # points: a row whose seed SD of top-1 is larger is flagged unstable
+BIMODAL_GAP = 10.0  # points: a row with a seed this far from its median is flagged bimodal
+GEOMETRY_MIN_SIDE, GEOMETRY_MIN_KEYS = 4, 4  # a block attending over less than 4x4 positions or 4 keys is flagged
 COST_COLUMNS = {  # summary column -> (CSV column, scale)
     "params_m": ("params", 1e-6),
     "gflops": ("gflops", 1.0),
@@ -33,11 +37,12 @@ COST_COLUMNS = {  # summary column -> (CSV column, scale)
     "peak_mem_mb": ("peak_mem_mb", 1.0),
     "train_clips_per_s": ("train_clips_per_s", 1.0),
 }
+TOP5_COLUMNS = ("paper_top5", "top5_mean", "top5_ci95")
 SUMMARY_COLUMNS = (
-    "row", "paper_top1", "paper_top5", "top1_mean", "top1_ci95", "top5_mean", "top5_ci95", "val_top1_mean",
-    "n_ok", "n_failed", "delta_top1", "paper_delta_top1", *COST_COLUMNS,
+    "row", "baseline", "paper_top1", "paper_top5", "top1_mean", "top1_ci95", "top1_sd", "top1_min", "top1_max",
+    "flags", "top5_mean", "top5_ci95", "val_top1_mean", "mean_class_top1", "n_ok", "n_failed", "delta_top1",
+    "paper_delta_top1", "gain_top1", "gain_ci95", "gain_n", *COST_COLUMNS,
 )
-HOLDS, FAILS, UNKNOWN = "holds", "does not hold", "not evaluated"
 
 
 def read_results(path: str | Path) -> pd.DataFrame:
@@ -58,195 +63,195 @@ def _num(frame: pd.DataFrame, column: str) -> pd.Series:
     return pd.to_numeric(frame[column], errors="coerce")
 
 
+def family_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith(FAMILY_PREFIX)]
+
+
+def enrich(frame: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
+    """The results with ``mean_class_top1`` and ``family_<family>`` filled from the records where the CSV has
+    none: records written before those fields existed have only ``per_class`` (class ``<family>_<relation>``:
+    a family's accuracy is the mean over its classes, as the newer records compute it)."""
+    frame = frame.copy()
+    if "mean_class_top1" not in frame.columns:
+        frame["mean_class_top1"] = math.nan
+    for i, run in frame.iterrows():
+        record = records.get(str(run.get("run_id"))) or {}
+        per_class = record.get("per_class") or {}
+        if pd.isna(run["mean_class_top1"]):
+            value = record.get("mean_class_top1")
+            if value is None and per_class:
+                value = sum(per_class.values()) / len(per_class)
+            frame.at[i, "mean_class_top1"] = value
+        families = record.get("per_family")
+        if families is None and per_class:
+            groups: dict[str, list[float]] = {}
+            for name, acc in per_class.items():
+                groups.setdefault(name.split("_")[0], []).append(acc)
+            families = {f: sum(v) / len(v) for f, v in groups.items()}
+        for family, acc in (families or {}).items():
+            column = FAMILY_PREFIX + family
+            if column not in frame.columns:
+                frame[column] = math.nan
+            if pd.isna(frame.at[i, column]):
+                frame.at[i, column] = acc
+    return frame
+
+
+def stability_flags(values: pd.Series) -> str:
+    """``unstable`` (seed SD > STABLE_SD), ``bimodal`` (a seed > BIMODAL_GAP from the median), comma-joined."""
+    xs = values.dropna()
+    flags = []
+    if len(xs) >= 2 and xs.std(ddof=1) > STABLE_SD:
+        flags.append("unstable")
+    if len(xs) >= 2 and ((xs - xs.median()).abs() > BIMODAL_GAP).any():
+        flags.append("bimodal")
+    return ", ".join(flags)
+
+
+def paired_gain(wide: pd.DataFrame, row: str, baseline: str) -> tuple[float, float, int]:
+    """(mean, 95% CI half-width, pairs) of ``row - baseline`` top-1 over the seeds both finished."""
+    if row == baseline:
+        return math.nan, math.nan, 0
+    return mean_ci(paired(wide, row, baseline))
+
+
 def summarise(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
     """One line per row of the table (the file's order), rows without results included (n_ok = 0)."""
+    wide = by_seed(frame) if len(frame) else pd.DataFrame()
+    families = family_columns(frame)
     lines = []
     for row in table.rows:
         runs = frame[frame["row"] == row.label]
         ok = _ok(runs)
-        top1, ci1, n = mean_ci(_num(ok, "top1"))
+        top1s = _num(ok, "top1")
+        top1, ci1, n = mean_ci(top1s)
         top5, ci5, _ = mean_ci(_num(ok, "top5"))
-        val1, _, _ = mean_ci(_num(ok, "val_top1"))
         paper = row.paper or {}
+        baseline = table.baseline_of(row.label)
+        gain, gain_ci, gain_n = paired_gain(wide, row.label, baseline)
         line = {
-            "row": row.label, "paper_top1": paper.get("top1", math.nan), "paper_top5": paper.get("top5", math.nan),
-            "top1_mean": top1, "top1_ci95": ci1, "top5_mean": top5, "top5_ci95": ci5, "val_top1_mean": val1,
-            "n_ok": n, "n_failed": int(len(runs) - len(ok)),
+            "row": row.label, "baseline": baseline, "paper_top1": paper.get("top1", math.nan),
+            "paper_top5": paper.get("top5", math.nan), "top1_mean": top1, "top1_ci95": ci1,
+            "top1_sd": float(top1s.std(ddof=1)) if n >= 2 else math.nan,
+            "top1_min": float(top1s.min()) if n else math.nan, "top1_max": float(top1s.max()) if n else math.nan,
+            "flags": stability_flags(top1s), "top5_mean": top5, "top5_ci95": ci5,
+            "val_top1_mean": mean_ci(_num(ok, "val_top1"))[0],
+            "mean_class_top1": mean_ci(_num(ok, "mean_class_top1"))[0],
+            "n_ok": n, "n_failed": int(len(runs) - len(ok)), "gain_top1": gain, "gain_ci95": gain_ci, "gain_n": gain_n,
         }
         for name, (column, scale) in COST_COLUMNS.items():
             values = _num(runs, column).dropna()
             line[name] = float(values.mean()) * scale if len(values) else math.nan
+        for column in families:
+            line[column] = mean_ci(_num(ok, column))[0]
         lines.append(line)
     summary = pd.DataFrame(lines)
     base = summary.set_index("row").loc[table.baseline]
     summary["delta_top1"] = summary["top1_mean"] - base["top1_mean"]
     summary["paper_delta_top1"] = summary["paper_top1"] - base["paper_top1"]
-    return summary[list(SUMMARY_COLUMNS)]
+    columns = [c for c in SUMMARY_COLUMNS if not (c in TOP5_COLUMNS[1:] and not has_top5(summary))]
+    return summary[columns + families]
 
 
-# ----------------------------------------------------------------------------------------------- claims
+def has_top5(summary: pd.DataFrame) -> bool:
+    return "top5_mean" in summary.columns and bool(summary["top5_mean"].notna().any())
 
 
-@dataclass(frozen=True)
-class ClaimResult:
-    text: str
-    kind: str
-    status: str  # holds / does not hold / not evaluated
-    margin: float  # top-1 points; > 0 (>= 0 for order) when it holds; NaN when not evaluated
-    beyond_ci: bool | None  # every comparison's margin exceeds the CIs; None: no CI (one seed) or n/a
-    detail: str
-    paper_margin: float  # the same margin on the paper's numbers (NaN where the paper gives none)
-
-    @property
-    def holds(self) -> bool:
-        return self.status == HOLDS
+def summary_families(summary: pd.DataFrame) -> list[str]:
+    return [c for c in summary.columns if c.startswith(FAMILY_PREFIX)]
 
 
-def _pairs(claim: dict, baseline: str) -> list[tuple[str, str]]:
-    """(better, worse) comparisons a claim makes, for the kinds judged by differences of means."""
-    kind = claim["kind"]
-    if kind == "above":
-        return [(r, claim["than"]) for r in claim["rows"]]
-    if kind == "order":
-        rows = claim["rows"]
-        return list(zip(rows[1:], rows[:-1]))
-    if kind == "cheaper_and_better":
-        return [(claim["row"], claim["than"])]
-    if kind == "smaller_gain":  # gain(t) > gain(row) <=> mean(t) > mean(row): same baseline
-        return [(t, claim["row"]) for t in claim["than"]]
-    return []
+# ------------------------------------------------------------------------------------------ geometry
 
 
-def _judge(claim: dict, top1: dict, ci: dict, gflops: dict, baseline: str):
-    """(status, margin, beyond_ci, detail) of one claim on one set of numbers."""
-    kind = claim["kind"]
-    named = [*claim.get("rows", []), *([claim["row"]] if "row" in claim else [])]
-    than = claim.get("than")
-    named += than if isinstance(than, list) else ([than] if than else [])
-    if kind == "smaller_gain":
-        named.append(baseline)
-    absent = [r for r in dict.fromkeys(named) if not math.isfinite(top1.get(r, math.nan))]
-    if absent:
-        return UNKNOWN, math.nan, None, f"no top-1 for {', '.join(absent)}"
-    if kind == "similar":
-        values = {r: top1[r] for r in claim["rows"]}
-        spread = max(values.values()) - min(values.values())
-        widest = max((ci.get(r, math.nan) for r in values), default=math.nan)
-        hi, lo = max(values, key=values.get), min(values, key=values.get)
-        pair = f"{hi} {values[hi]:.2f} vs {lo} {values[lo]:.2f}" if spread else f"all at {values[hi]:.2f}"
-        detail = f"spread {spread:.2f} points ({pair}; allowed {claim['within']})"
-        if math.isfinite(widest):
-            detail += f", widest CI +/-{widest:.2f}"
-        return (HOLDS if spread <= claim["within"] else FAILS), claim["within"] - spread, None, detail
-    pairs = _pairs(claim, baseline)
-    margins = [top1[a] - top1[b] for a, b in pairs]
-    widths = [ci.get(a, math.nan) + ci.get(b, math.nan) for a, b in pairs]
-    strict = kind != "order"
-    ok = all(m > 0 if strict else m >= 0 for m in margins)
-    parts = []
-    for (a, b), m in zip(pairs, margins):
-        if kind == "smaller_gain":
-            parts.append(f"gain {b} {top1[b] - top1[baseline]:+.2f} vs {a} {top1[a] - top1[baseline]:+.2f}")
-        else:
-            parts.append(f"{a} - {b} = {m:+.2f}")
-    detail = "; ".join(parts)
-    if kind == "cheaper_and_better":
-        a, b = pairs[0]
-        ga, gb = gflops.get(a, math.nan), gflops.get(b, math.nan)
-        if not (math.isfinite(ga) and math.isfinite(gb)):
-            return UNKNOWN, margins[0], None, detail + "; no GFLOPs to compare"
-        cheaper = ga < gb
-        detail += f"; GFLOPs {ga:.3g} vs {gb:.3g} ({ga / gb:.2f}x{'' if cheaper else ', not cheaper'})"
-        ok = ok and cheaper
-    margin = min(margins)
-    beyond = None if not all(math.isfinite(w) for w in widths) else all(m > w for m, w in zip(margins, widths))
-    return (HOLDS if ok else FAILS), margin, beyond, detail
-
-
-def evaluate_claims(table: Table, summary: pd.DataFrame) -> list[ClaimResult]:
-    s = summary.set_index("row")
-    top1, ci, gflops = s["top1_mean"].to_dict(), s["top1_ci95"].to_dict(), s["gflops"].to_dict()
-    paper_top1 = s["paper_top1"].to_dict()
-    paper_gflops = {r.label: (r.paper or {}).get("gflops_ratio", math.nan) for r in table.rows}
-    results = []
-    for claim in table.claims:
-        status, margin, beyond, detail = _judge(claim, top1, ci, gflops, table.baseline)
-        paper_status, paper_margin, _, _ = _judge(claim, paper_top1, {}, paper_gflops, table.baseline)
-        if paper_status == UNKNOWN:
-            # cheaper_and_better without the paper's FLOPs ratios: the top-1 part alone
-            paper_margin = paper_margin if claim["kind"] == "cheaper_and_better" else math.nan
-        results.append(ClaimResult(claim["text"], claim["kind"], status, margin, beyond, detail, paper_margin))
-    return results
-
-
-def claim_line(result: ClaimResult) -> str:
-    """One markdown line: the verdict first, in bold, then the margin and the comparisons."""
-    if result.status == UNKNOWN:
-        return f"- **{UNKNOWN}**: {result.text} ({result.detail})"
-    unit = "points of slack" if result.kind == "similar" else "top-1 points"
-    if result.beyond_ci is None:
-        ci = "" if result.kind == "similar" else "; no CI (one seed)"
-    else:
-        ci = "; beyond the 95% CIs" if result.beyond_ci else "; within the 95% CIs (not significant)"
-    paper = f"; paper {result.paper_margin:+.2f}" if math.isfinite(result.paper_margin) else ""
-    return f"- **{result.status}**: {result.text}: margin {result.margin:+.2f} {unit}{ci}{paper} ({result.detail})"
-
-
-# --------------------------------------------------------------------------------------- per family
-
-
-def per_family(frame: pd.DataFrame, runs_dir: str | Path, rows: list[str]) -> pd.DataFrame | None:
-    """Mean test accuracy per class family (``space_same`` -> ``space``) and row, from the run records'
-    ``per_class``; None when no record has it."""
+def block_geometry(frame: pd.DataFrame, records: dict[str, dict], rows: list[str]) -> pd.DataFrame:
+    """One line per non-local block of each row (from the first finished run's record ``nonlocal_blocks``):
+    input T, H, W, the key count after subsampling, and a flag when the block sees fewer than 4x4 positions
+    (H or W below 4) or fewer than 4 keys. Empty when no record has the field (older records)."""
     lines = []
-    for _, run in _ok(frame).iterrows():
-        path = Path(runs_dir) / str(run.get("run_id")) / "record.json"
-        try:
-            per_class = json.loads(path.read_text()).get("per_class") or {}
-        except (OSError, ValueError):
-            continue
-        for name, acc in per_class.items():
-            lines.append({"row": run["row"], "seed": run["seed"], "family": name.split("_")[0], "acc": acc})
-    if not lines:
-        return None
-    data = pd.DataFrame(lines)
-    by_run = data.groupby(["row", "seed", "family"], sort=False)["acc"].mean().reset_index()
-    wide = by_run.groupby(["row", "family"], sort=False)["acc"].mean().unstack("family")
-    known = [f for f in FAMILIES if f in wide.columns]
-    wide = wide[known + [f for f in wide.columns if f not in known]]
-    return wide.reindex([r for r in rows if r in wide.index])
+    for label in rows:
+        for _, run in _ok(frame[frame["row"] == label]).sort_values("seed").iterrows():
+            blocks = (records.get(str(run.get("run_id"))) or {}).get("nonlocal_blocks")
+            if blocks is None:
+                continue
+            for block in blocks:
+                t, h, w = (list(block.get("input_thw") or []) + [math.nan] * 3)[:3]
+                keys = block.get("keys", math.nan)
+                small = []
+                if min(h, w) < GEOMETRY_MIN_SIDE:
+                    small.append(f"< {GEOMETRY_MIN_SIDE}x{GEOMETRY_MIN_SIDE} positions")
+                if keys < GEOMETRY_MIN_KEYS:
+                    small.append(f"< {GEOMETRY_MIN_KEYS} keys")
+                lines.append({"row": label, "block": block.get("name", ""), "T": t, "H": h, "W": w, "keys": keys,
+                              "flag": ", ".join(small)})
+            break
+    return pd.DataFrame(lines, columns=["row", "block", "T", "H", "W", "keys", "flag"])
 
 
 # --------------------------------------------------------------------------------------------- output
 
 
-def _fmt(value, spec: str = ".1f") -> str:
+def fmt(value, spec: str = ".1f") -> str:
     return "-" if value is None or (isinstance(value, float) and not math.isfinite(value)) else format(value, spec)
 
 
-def _pm(mean: float, ci: float, n: int) -> str:
-    if n == 0:
+def pm(mean: float, ci: float, n: int, spec: str = ".1f") -> str:
+    if n == 0 or not math.isfinite(mean):
         return "-"
-    return f"{mean:.1f}" if not math.isfinite(ci) else f"{mean:.1f} ± {ci:.1f}"
+    return format(mean, spec) if not math.isfinite(ci) else f"{mean:{spec}} ± {ci:.1f}"
 
 
-def markdown_table(summary: pd.DataFrame) -> str:
-    shown = pd.DataFrame({
-        "row": summary["row"],
-        "paper top-1": summary["paper_top1"].map(_fmt),
-        "paper top-5": summary["paper_top5"].map(_fmt),
-        "top-1 (95% CI)": [_pm(m, c, n) for m, c, n in zip(summary.top1_mean, summary.top1_ci95, summary.n_ok)],
-        "top-5 (95% CI)": [_pm(m, c, n) for m, c, n in zip(summary.top5_mean, summary.top5_ci95, summary.n_ok)],
-        "seeds ok/failed": [f"{a}/{b}" for a, b in zip(summary.n_ok, summary.n_failed)],
-        "Δ top-1": summary["delta_top1"].map(lambda v: _fmt(v, "+.1f")),
-        "paper Δ": summary["paper_delta_top1"].map(lambda v: _fmt(v, "+.1f")),
-        "params (M)": summary["params_m"].map(lambda v: _fmt(v, ".3f")),
-        "GFLOPs": summary["gflops"].map(lambda v: _fmt(v, ".3f")),
-        "latency (ms)": summary["latency_ms"].map(_fmt),
-        "peak mem (MB)": summary["peak_mem_mb"].map(_fmt),
-        "train clips/s": summary["train_clips_per_s"].map(_fmt),
+def display_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary as text, the columns a reader wants (the .md and the .tex show this)."""
+    s = summary
+    shown = {
+        "row": s["row"],
+        "paper top-1": s["paper_top1"].map(fmt),
+    }
+    if has_top5(s):
+        shown["paper top-5"] = s["paper_top5"].map(fmt)
+    shown["top-1 (95% CI)"] = [pm(m, c, n) for m, c, n in zip(s.top1_mean, s.top1_ci95, s.n_ok)]
+    if has_top5(s):
+        shown["top-5 (95% CI)"] = [pm(m, c, n) for m, c, n in zip(s.top5_mean, s.top5_ci95, s.n_ok)]
+    shown.update({
+        "seed SD": s["top1_sd"].map(fmt),
+        "flags": s["flags"].fillna(""),
+        "mean class acc": s["mean_class_top1"].map(fmt),
+        "seeds ok/failed": [f"{a}/{b}" for a, b in zip(s.n_ok, s.n_failed)],
+        "Δ top-1": s["delta_top1"].map(lambda v: fmt(v, "+.1f")),
+        "paper Δ": s["paper_delta_top1"].map(lambda v: fmt(v, "+.1f")),
+        "paired gain (95% CI)": [
+            "-" if n == 0 else f"{pm(g, c, n, '+.1f')} vs {b} ({n})"
+            for g, c, n, b in zip(s.gain_top1, s.gain_ci95, s.gain_n, s.baseline)
+        ],
+        "params (M)": s["params_m"].map(lambda v: fmt(v, ".3f")),
+        "GFLOPs": s["gflops"].map(lambda v: fmt(v, ".3f")),
+        "latency (ms)": s["latency_ms"].map(fmt),
+        "peak mem (MB)": s["peak_mem_mb"].map(fmt),
+        "train clips/s": s["train_clips_per_s"].map(fmt),
     })
+    return pd.DataFrame(shown)
+
+
+def family_table(summary: pd.DataFrame) -> pd.DataFrame | None:
+    families = summary_families(summary)
+    if not families or not summary[families].notna().any().any():
+        return None
+    shown = summary[["row", *families]].rename(columns={c: c[len(FAMILY_PREFIX):] for c in families})
+    return shown.map(lambda v: v if isinstance(v, str) else fmt(v))
+
+
+def markdown(shown: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, disable_numparse=True, colalign=("left", *["right"] * (shown.shape[1] - 1)))
+
+
+def latex(shown: pd.DataFrame, caption: str) -> str:
+    """A booktabs table (``\\toprule``/``\\midrule``/``\\bottomrule``) of text cells, LaTeX-escaped; the two
+    non-ASCII signs the tables use as math so pdflatex needs no extra package."""
+    styler = shown.style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    text = styler.to_latex(hrules=True, caption=caption.replace("_", r"\_"),
+                           column_format="l" + "r" * (shown.shape[1] - 1))
+    return text.replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("−", "-")
 
 
 def failed_runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -262,37 +267,49 @@ def render_markdown(
     *,
     profile: str,
     source: str,
-    families: pd.DataFrame | None = None,
+    geometry: pd.DataFrame | None = None,
     plots: list[str] = (),
 ) -> str:
     seeds = sorted(int(s) for s in pd.unique(frame["seed"])) if len(frame) else []
     machines = sorted({str(m) for m in frame.get("machine", pd.Series(dtype=str)).dropna()})
+    top5 = "" if has_top5(summary) else " Top-5 is left out: no run has it (at most 10 classes)."
     out = [
         f"# {table.title}",
         "",
         f"Profile `{profile}`, seeds {', '.join(map(str, seeds)) or '-'}; results `{source}`; "
         f"baseline `{table.baseline}`. Ours: mean over the seeds that finished ± the 95% confidence interval "
-        f"(Student t; one seed: no interval). Δ: difference of the mean top-1 to the baseline. Costs: mean over "
-        f"the runs that measured them (GFLOPs: multiply-adds of one clip).",
+        f"(Student t; one seed: no interval). Seed SD: the standard deviation of top-1 over seeds; flags: "
+        f"`unstable` (SD > {STABLE_SD:g} points), `bimodal` (a seed more than {BIMODAL_GAP:g} points from the "
+        f"row's median). Mean class acc: the mean of the per-class test accuracies. Δ: difference of the mean "
+        f"top-1 to the baseline. Paired gain: mean of the per-seed differences of top-1 to the row's baseline, "
+        f"± the 95% Student-t interval (pairs in brackets). Costs: mean over the runs that measured them "
+        f"(GFLOPs: multiply-adds of one clip).{top5}",
         "",
         f"Machine: {'; '.join(machines) or 'unknown'}.",
         "",
-        markdown_table(summary),
+        markdown(display_table(summary)),
         "",
         "## The paper's claims in our numbers",
         "",
     ]
     if claims:
-        held = sum(c.holds for c in claims)
-        out.append(f"{held} of {len(claims)} hold.")
-        out.append("")
+        out += [f"{counts(claims)}. Each comparison: mean of the per-seed differences of top-1 [Student-t "
+                f"interval], the pairs, the paper's difference; verdict rules in `nlbench/report/claims.py`.", ""]
         out += [claim_line(c) for c in claims]
     else:
         out.append("The paper makes no claim for this table.")
-    if families is not None and len(families):
-        out += ["", "## Test accuracy per class family (mean over seeds)", ""]
-        shown = families.map(lambda v: _fmt(v)).reset_index()
-        out.append(shown.to_markdown(index=False, disable_numparse=True))
+    families = family_table(summary)
+    if families is not None:
+        out += ["", "## Test accuracy per class family (mean over seeds)", "", markdown(families)]
+    out += ["", "## Non-local block geometry", ""]
+    if geometry is not None and len(geometry):
+        flagged = geometry[geometry["flag"] != ""]
+        out.append(f"Input T x H x W of each block and its keys after subsampling (from the records); "
+                   f"{len(flagged)} of {len(geometry)} blocks attend over fewer than {GEOMETRY_MIN_SIDE}x"
+                   f"{GEOMETRY_MIN_SIDE} positions or {GEOMETRY_MIN_KEYS} keys.")
+        out += ["", markdown(geometry.astype(str).replace("nan", "-"))]
+    else:
+        out.append("Not recorded (the runs' records predate `nonlocal_blocks`), or no row has a non-local block.")
     bad = failed_runs(frame)
     out += ["", "## Failed runs", ""]
     if len(bad):
@@ -312,6 +329,7 @@ def write_csv(summary: pd.DataFrame, path: str | Path) -> None:
 
 
 __all__ = [
-    "ClaimResult", "FAILS", "HOLDS", "SUMMARY_COLUMNS", "UNKNOWN", "claim_line", "evaluate_claims", "failed_runs",
-    "markdown_table", "per_family", "read_results", "render_markdown", "summarise", "write_csv",
+    "BIMODAL_GAP", "COST_COLUMNS", "STABLE_SD", "SUMMARY_COLUMNS", "block_geometry", "display_table", "enrich",
+    "failed_runs", "family_table", "fmt", "has_top5", "latex", "markdown", "paired_gain", "read_results",
+    "pm", "render_markdown", "stability_flags", "summarise", "write_csv",
 ]

@@ -1,10 +1,13 @@
 """``nlbench report``: every ablation report of a profile, from the sweep results alone -> ``reports/<profile>/``.
 
 For each ``results/<profile>/<table>.csv`` with a table file ``ablations/<table>.yaml``: ``<table>.md``,
-``<table>.csv`` and ``<table>_acc_vs_gflops.png``. Then the block's cost against its input size
-(``block_scaling.csv/png``, measured now), the paper's Figure 3 from a trained non-local model
-(``attention.png/json``, when a run directory holds ``model.pt``), and ``README.md``: the index, the
-machine, profile, seeds and wall time the numbers came from, and every claim's verdict.
+``<table>.tex``, ``<table>.csv``, ``<table>_acc_vs_gflops.png`` and ``<table>_curves.png`` (learning curves,
+from the records' ``curve``). Then the block's cost against its input size (``block_scaling.csv/png``,
+measured now), the paper's Figure 3 from a trained non-local model (``attention.png/json``, when a run
+directory holds ``model.pt``), and ``README.md``: first the summary (every non-local variant's paired gain
+over its baseline against the GFLOPs, latency and memory it adds: ``gains.csv``, ``gains.tex``,
+``gains.png``; each block's geometry), then the index, the machine, profile, seeds and wall time the numbers
+came from, and every claim's verdict with the count of each verdict.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ import pandas as pd
 
 from nlbench.io import atomic_write_text
 from nlbench.report import ablation
-from nlbench.report.plots import accuracy_vs_gflops
+from nlbench.report.claims import claim_line, counts, evaluate_claims
+from nlbench.report.plots import accuracy_vs_gflops, gain_vs_cost, learning_curves
 from nlbench.sweep.results import machine_summary
 from nlbench.sweep.spec import Table, load_table
 
@@ -38,6 +42,8 @@ class TableReport:
     summary: pd.DataFrame
     claims: list
     files: list[str] = field(default_factory=list)
+    records: dict[str, dict] = field(default_factory=dict)
+    geometry: pd.DataFrame | None = None
 
 
 def _say(message: str, quiet: bool) -> None:
@@ -86,23 +92,125 @@ def attention_run(reports: list[TableReport], runs_dir: Path) -> tuple[Path, str
     return None
 
 
+def _curves(frame: pd.DataFrame, records: dict[str, dict], rows: list[str]) -> dict[str, list[list[dict]]]:
+    """row -> the ``curve`` of each finished run that recorded one."""
+    out = {}
+    for label in rows:
+        runs = frame[(frame["row"] == label) & (frame["status"] == "ok")]
+        curves = [(records.get(str(r)) or {}).get("curve") for r in runs["run_id"]] if "run_id" in runs else []
+        if any(curves):
+            out[label] = [c for c in curves if c]
+    return out
+
+
 def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, runs_dir: Path) -> TableReport:
     table = load_table(table_path)
     frame = ablation.read_results(csv_path)
     if "table" not in frame.columns:
         frame["table"] = table.name
+    records = _records(runs_dir, pd.unique(frame["run_id"])) if "run_id" in frame.columns else {}
+    frame = ablation.enrich(frame, records)
+    rows = [r.label for r in table.rows]
     summary = ablation.summarise(table, frame)
-    claims = ablation.evaluate_claims(table, summary)
-    families = ablation.per_family(frame, runs_dir, [r.label for r in table.rows])
+    claims = evaluate_claims(table, frame, summary)
+    geometry = ablation.block_geometry(frame, records, rows)
     plots = []
     png = accuracy_vs_gflops(summary, table.title, out_dir / f"{table.name}_acc_vs_gflops.png", table.baseline)
     if png is not None:
         plots.append(png.name)
+    png = learning_curves(_curves(frame, records, rows), table.title, out_dir / f"{table.name}_curves.png")
+    if png is not None:
+        plots.append(png.name)
     text = ablation.render_markdown(table, summary, claims, frame, profile=profile, source=str(csv_path),
-                                    families=families, plots=plots)
+                                    geometry=geometry, plots=plots)
     ablation.write_csv(summary, out_dir / f"{table.name}.csv")
+    atomic_write_text(out_dir / f"{table.name}.tex", ablation.latex(ablation.display_table(summary), table.title))
     atomic_write_text(out_dir / f"{table.name}.md", text)
-    return TableReport(table, frame, summary, claims, [f"{table.name}.md", f"{table.name}.csv", *plots])
+    return TableReport(table, frame, summary, claims,
+                       [f"{table.name}.md", f"{table.name}.tex", f"{table.name}.csv", *plots], records, geometry)
+
+
+# ------------------------------------------------------------------------------------------ the summary
+
+GAIN_COLUMNS = ("table", "row", "baseline", "label", "gain", "gain_ci95", "gain_n", "added_gflops",
+                "added_latency_ms", "added_peak_mem_mb", "also_in")
+
+
+def _nl_rows(rep: TableReport) -> list[str]:
+    if "nl_blocks" not in rep.frame.columns:
+        return []
+    has = rep.frame[rep.frame["nl_blocks"].map(_has_nl)]
+    return [r.label for r in rep.table.rows if r.label in set(has["row"])]
+
+
+def gains(reports: list[TableReport]) -> pd.DataFrame:
+    """Every non-local variant (a row with nl_blocks > 0) against its baseline: the paired top-1 gain (mean
+    of the per-seed differences, 95% Student-t CI) and what it adds in GFLOPs, latency and peak memory (the
+    difference of the rows' mean costs). A (variant, baseline) pair that several tables share (the same
+    runs) is listed once, with the other tables in ``also_in``."""
+    lines, seen = [], {}
+    for rep in reports:
+        s = rep.summary.set_index("row")
+        runs = rep.frame.groupby("row")["run_id"].agg(lambda ids: tuple(sorted(map(str, ids)))) \
+            if "run_id" in rep.frame.columns else pd.Series(dtype=object)
+        for label in _nl_rows(rep):
+            base = rep.table.baseline_of(label)
+            key = (runs.get(label, (rep.table.name, label)), runs.get(base, (rep.table.name, base)))
+            if key in seen:
+                seen[key]["also_in"].append(rep.table.name)
+                continue
+            line = {
+                "table": rep.table.name, "row": label, "baseline": base, "label": f"{rep.table.name}: {label}",
+                "gain": s.loc[label, "gain_top1"], "gain_ci95": s.loc[label, "gain_ci95"],
+                "gain_n": int(s.loc[label, "gain_n"]),
+                "added_gflops": s.loc[label, "gflops"] - s.loc[base, "gflops"],
+                "added_latency_ms": s.loc[label, "latency_ms"] - s.loc[base, "latency_ms"],
+                "added_peak_mem_mb": s.loc[label, "peak_mem_mb"] - s.loc[base, "peak_mem_mb"],
+                "also_in": [],
+            }
+            seen[key] = line
+            lines.append(line)
+    frame = pd.DataFrame(lines, columns=list(GAIN_COLUMNS))  # a RangeIndex: gains.png numbers its points by it
+    frame["also_in"] = frame["also_in"].map(lambda t: ", ".join(t) if isinstance(t, list) else "")
+    return frame
+
+
+def gains_display(frame: pd.DataFrame) -> pd.DataFrame:
+    f = ablation.fmt
+    return pd.DataFrame({
+        "#": [str(i + 1) for i in range(len(frame))],  # the point's number in gains.png
+        "variant": frame["label"], "baseline": frame["baseline"],
+        "paired top-1 gain (95% CI)": [ablation.pm(g, c, n, "+.1f") for g, c, n in
+                                       zip(frame.gain, frame.gain_ci95, frame.gain_n)],
+        "pairs": frame["gain_n"].astype(str),
+        "+GFLOPs": frame["added_gflops"].map(lambda v: f(v, "+.4f")),
+        "+latency (ms)": frame["added_latency_ms"].map(lambda v: f(v, "+.1f")),
+        "+peak mem (MB)": frame["added_peak_mem_mb"].map(lambda v: f(v, "+.1f")),
+        "same runs in": frame["also_in"],
+    })
+
+
+def geometry_lines(reports: list[TableReport]) -> list[str]:
+    """One line per non-local row: its blocks' T x H x W / keys, flagged below 4x4 positions or 4 keys."""
+    rows, seen = [], set()
+    for rep in reports:
+        g = rep.geometry
+        if g is None or g.empty:
+            continue
+        for label, blocks in g.groupby("row", sort=False):
+            text = "; ".join(f"{b['block']} {int(b['T'])}x{int(b['H'])}x{int(b['W'])}/{int(b['keys'])}"
+                             for _, b in blocks.iterrows())
+            if text in seen:
+                continue
+            seen.add(text)
+            flag = sum(blocks["flag"] != "")
+            side, keys = ablation.GEOMETRY_MIN_SIDE, ablation.GEOMETRY_MIN_KEYS
+            flagged = f"**{flag} below {side}x{side} or {keys} keys**" if flag else ""
+            rows.append(f"| {rep.table.name}: {label} | {len(blocks)} | {text} | {flagged} |")
+    if not rows:
+        return ["Block geometry: not recorded (the runs' records predate `nonlocal_blocks`)."]
+    return ["Each non-local block's input T x H x W / keys after subsampling (rows with the same geometry listed "
+            "once):", "", "| row | blocks | T x H x W / keys | flagged |", "|---|---:|---|---|", *rows]
 
 
 def busy_minutes(records: dict[str, dict]) -> float | None:
@@ -154,7 +262,8 @@ def _last_sweep(results_dir: Path) -> list[str]:
 
 
 def render_readme(profile: str, reports: list[TableReport], records: dict[str, dict], *, results_dir: Path,
-                  not_run: list[str], extra: list[str]) -> str:
+                  not_run: list[str], extra: list[str], gain_table: pd.DataFrame | None = None,
+                  gain_files: list[str] = ()) -> str:
     frames = pd.concat([r.frame for r in reports], ignore_index=True)
     runs = frames.drop_duplicates("run_id") if "run_id" in frames.columns else frames
     seeds = sorted(int(s) for s in pd.unique(frames["seed"]))
@@ -162,7 +271,6 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
     ok = int((runs["status"] == "ok").sum())
     machines = _machines(frames, records)
     claims = [(rep.table.name, c) for rep in reports for c in rep.claims]
-    held = sum(c.holds for _, c in claims)
     busy = busy_minutes(records)  # the records of these tables' runs, one per run
     lines = [
         f"# nlbench ablation reports: profile `{profile}`",
@@ -170,6 +278,30 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         f"Generated by `nlbench report --profile {profile}` from `{results_dir}/*.csv` and the run records beside "
         f"them; every number below is read or derived from those files (nothing typed by hand).",
         "",
+        f"Claims of the paper, judged on paired seeds: {counts([c for _, c in claims])}; see [Claims](#claims).",
+        "",
+        "## What a non-local block buys",
+        "",
+    ]
+    if gain_table is not None and len(gain_table):
+        lines += [
+            "Every non-local variant (a row with non-local blocks) against its baseline row (the row's `baseline:` "
+            "in the table file, else the table's): the paired top-1 gain is the mean over seeds of the per-seed "
+            "difference (seed s of both rows: the same data order and initial backbone), ± the 95% Student-t "
+            "interval; the added costs are the differences of the rows' mean GFLOPs, latency and peak memory. A "
+            "pair of rows that several tables share (the same runs) is listed once.",
+            "",
+            ablation.markdown(gains_display(gain_table)),
+            "",
+            *(f"![gain vs added GFLOPs]({f})" for f in gain_files if f.endswith(".png")),
+            "",
+            "Numbers: " + ", ".join(f"[{f}]({f})" for f in gain_files if not f.endswith(".png")) + ".",
+            "",
+        ]
+    else:
+        lines += ["No non-local variant with results.", ""]
+    lines += [*geometry_lines(reports), "", "## Where the numbers come from", ""]
+    lines += [
         f"- Machine: {'; '.join(machines) or 'unknown'}",
         f"- Profile: `{profile}`; seeds: {', '.join(map(str, seeds))}",
         f"- Runs: {len(runs)} distinct ({ok} ok, {len(runs) - ok} failed; a run shared by several tables counts "
@@ -177,11 +309,12 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         + (f", {busy:.1f} min elapsed with runs in parallel (records' start to finish, pauses left out)"
            if busy is not None else ""),
         *_last_sweep(results_dir),
-        f"- Claims of the paper: {held} of {len(claims)} hold in our numbers",
+        f"- Claims of the paper, judged on paired seeds: {counts([c for _, c in claims])}",
+        *_unstable(reports),
         "",
         "## Tables",
         "",
-        "| table | title | rows with results | runs ok/failed | claims held | files |",
+        "| table | title | rows with results | runs ok/failed | claims held/contradicted/unresolved | files |",
         "|---|---|---:|---:|---:|---|",
     ]
     for rep in reports:
@@ -190,7 +323,8 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         lines.append(
             f"| [{rep.table.name}]({rep.table.name}.md) | {rep.table.title} | {int((s['n_ok'] > 0).sum())}/{len(s)} "
             f"| {int(s['n_ok'].sum())}/{int(s['n_failed'].sum())} | "
-            f"{sum(c.holds for c in rep.claims)}/{n_claims} | "
+            f"{sum(c.verdict == 'holds' for c in rep.claims)}/{sum(c.verdict == 'contradicted' for c in rep.claims)}/"
+            f"{sum(not c.resolved for c in rep.claims)} of {n_claims} | "
             + ", ".join(f"[{f}]({f})" for f in rep.files) + " |"
         )
     if not_run:
@@ -198,10 +332,29 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
     lines += ["", "## Claims", ""]
     if not claims:
         lines.append("No table makes a claim.")
+    else:
+        lines += [f"{counts([c for _, c in claims])}. Each claim is judged on the per-seed paired differences of "
+                  "top-1 (Student-t intervals: 95% for 'beats' and 'at least as good', 90% for the two one-sided "
+                  "tests of 'similar'; rules in `nlbench/report/claims.py`): holds when every comparison's "
+                  "interval lies on the claimed side, contradicted when one lies on the other side, else "
+                  "unresolved.", ""]
     for name, c in claims:
-        lines.append(ablation.claim_line(c).replace("- ", f"- [{name}]({name}.md) ", 1))
+        lines.append(claim_line(c).replace("- ", f"- [{name}]({name}.md) ", 1))
     lines += ["", "## Plots", ""] + extra
     return "\n".join(lines) + "\n"
+
+
+def _unstable(reports: list[TableReport]) -> list[str]:
+    rows = [(rep.table.name, r["row"], r["top1_sd"], r["flags"]) for rep in reports
+            for _, r in rep.summary.iterrows()]
+    flagged = [(t, r, sd, f) for t, r, sd, f in rows if isinstance(f, str) and f]
+    with_sd = sum(1 for *_, sd, _ in rows if pd.notna(sd))
+    if not with_sd:
+        return ["- Row stability: one seed a row, no seed SD"]
+    return [f"- Row stability: {len(flagged)} of {with_sd} rows flagged (seed SD of top-1 > "
+            f"{ablation.STABLE_SD:g} points: unstable; a seed > {ablation.BIMODAL_GAP:g} points from the row's "
+            f"median: bimodal)" + (": " + "; ".join(f"{t} {r} (SD {sd:.1f}, {f})" for t, r, sd, f in flagged)
+                                   if flagged else "")]
 
 
 def build_reports(
@@ -246,8 +399,7 @@ def build_reports(
     for table_path, csv_path in pairs:
         rep = report_table(table_path, csv_path, out_dir, profile, runs_dir)
         reports.append(rep)
-        held = sum(c.holds for c in rep.claims)
-        _say(f"{out_dir / (rep.table.name + '.md')}: {held}/{len(rep.claims)} claims hold", quiet)
+        _say(f"{out_dir / (rep.table.name + '.md')}: claims {counts(rep.claims)}", quiet)
     done = {t.stem for t, _ in pairs}
     not_run = sorted(p.stem for p in ablations.glob("*.yaml") if p.name != "profiles.yaml" and p.stem not in done)
 
@@ -294,10 +446,23 @@ def build_reports(
                 f"{100 * info['weight_on_other_cue']:.0f}% of the weight goes to keys covering the other cue "
                 f"(uniform weights: {100 * info['uniform_on_other_cue']:.0f}%). ![attention](attention.png)"
             )
-    run_ids = pd.unique(pd.concat([r.frame for r in reports])["run_id"]) if all(
-        "run_id" in r.frame.columns for r in reports) else []
-    records = _records(runs_dir, run_ids)
-    readme = render_readme(profile, reports, records, results_dir=results_dir, not_run=not_run, extra=extra)
+    extra.insert(1, "- Learning curves (validation top-1 vs training step, mean over seeds, min-max band), one per "
+                 "table: " + (", ".join(f"[{r.table.name}]({r.table.name}_curves.png)" for r in reports
+                                        if f"{r.table.name}_curves.png" in r.files)
+                              or "none (the runs' records predate `curve`)"))
+    records = {k: v for rep in reports for k, v in rep.records.items()}
+    gain_table = gains(reports)
+    gain_files = []
+    if len(gain_table):
+        ablation.write_csv(gain_table, out_dir / "gains.csv")
+        atomic_write_text(out_dir / "gains.tex", ablation.latex(
+            gains_display(gain_table), "Paired top-1 gain of each non-local variant over its baseline, and its cost"))
+        gain_files = ["gains.csv", "gains.tex"]
+        png = gain_vs_cost(gain_table, out_dir / "gains.png")
+        if png is not None:
+            gain_files.append(png.name)
+    readme = render_readme(profile, reports, records, results_dir=results_dir, not_run=not_run, extra=extra,
+                           gain_table=gain_table, gain_files=gain_files)
     path = out_dir / "README.md"
     atomic_write_text(path, readme)
     _say(f"{path}", quiet)
@@ -308,4 +473,5 @@ def build_reports(
     return path
 
 
-__all__ = ["ATTENTION_ROWS", "TableReport", "attention_run", "build_reports", "render_readme", "report_table"]
+__all__ = ["ATTENTION_ROWS", "GAIN_COLUMNS", "TableReport", "attention_run", "build_reports", "gains", "render_readme",
+           "report_table"]

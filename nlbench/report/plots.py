@@ -1,7 +1,9 @@
 """PNG plots of the reports, drawn with matplotlib's object API (no pyplot, no display: Agg only).
 
 ``save_png`` writes a figure atomically; ``accuracy_vs_gflops`` is one table's rows as top-1 (95% CI
-error bars) against GFLOPs, the paper's rows beside ours where the paper gives FLOPs ratios.
+error bars) against GFLOPs; ``learning_curves`` one table's validation top-1 through training (mean over
+seeds, min-max band); ``gain_vs_cost`` the summary: each non-local variant's paired gain against the
+GFLOPs it adds.
 """
 from __future__ import annotations
 
@@ -65,4 +67,61 @@ def accuracy_vs_gflops(summary: pd.DataFrame, title: str, path: str | Path, base
     return save_png(fig, path)
 
 
-__all__ = ["accuracy_vs_gflops", "save_png"]
+def curve_bands(runs: list[list[dict]]) -> pd.DataFrame:
+    """One row's curves (one per seed) -> per step: mean, min and max of validation top-1 over the seeds that
+    reached it, and how many did (columns step, mean, low, high, n)."""
+    points = pd.DataFrame([p for run in runs for p in run if p.get("val_top1") is not None],
+                          columns=["step", "val_top1"])
+    points["val_top1"] = pd.to_numeric(points["val_top1"], errors="coerce")
+    by_step = points.dropna().groupby("step")["val_top1"]
+    return pd.DataFrame({"mean": by_step.mean(), "low": by_step.min(), "high": by_step.max(),
+                         "n": by_step.size()}).reset_index()
+
+
+def learning_curves(curves: dict[str, list[list[dict]]], title: str, path: str | Path) -> Path | None:
+    """``curves``: row -> one ``curve`` per seed (``[{"step", "epoch", "val_top1"}, ...]``). Per row the mean
+    over seeds of validation top-1 at each step, and a band from the lowest to the highest seed. None
+    (nothing written) when no row has a curve."""
+    series = {row: (curve_bands(runs), len(runs)) for row, runs in curves.items()}
+    series = {row: v for row, v in series.items() if len(v[0])}
+    if not series:
+        return None
+    fig = Figure(figsize=(7.2, 4.6))
+    ax = fig.add_subplot()
+    for i, (row, (bands, n)) in enumerate(series.items()):
+        color = f"C{i % 10}"
+        ax.plot(bands["step"], bands["mean"], color=color, label=f"{row} ({n} seeds)", linewidth=1.4)
+        ax.fill_between(bands["step"], bands["low"], bands["high"], color=color, alpha=0.15, linewidth=0)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation top-1 (%)")
+    ax.set_title(f"{title}\nmean over seeds; band: min-max over seeds", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return save_png(fig, path)
+
+
+def gain_vs_cost(gains: pd.DataFrame, path: str | Path) -> Path | None:
+    """One point per non-local variant: paired top-1 gain over its baseline (95% CI error bars; none for one
+    pair) against the GFLOPs it adds, each point numbered by its line in ``gains`` (1-based: the summary
+    table's ``#``; names would overlap). ``gains`` columns: gain, gain_ci95, added_gflops."""
+    rows = gains[gains["gain"].notna() & gains["added_gflops"].notna()]
+    if rows.empty:
+        return None
+    fig = Figure(figsize=(7.6, 5.0))
+    ax = fig.add_subplot()
+    ax.errorbar(rows["added_gflops"], rows["gain"], yerr=rows["gain_ci95"].fillna(0.0), fmt="o", capsize=3,
+                color="tab:blue", ecolor="tab:gray", label="paired gain (mean ± 95% CI over seeds)")
+    for number, r in rows.iterrows():
+        ax.annotate(str(number + 1), (r["added_gflops"], r["gain"]), textcoords="offset points", xytext=(4, 3),
+                    fontsize=7)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xlabel("GFLOPs added over the baseline (multiply-adds, one clip)")
+    ax.set_ylabel("top-1 gain over the baseline (points)")
+    ax.set_title("What a non-local block buys: paired gain vs added cost (numbers: the summary table's #)",
+                 fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    return save_png(fig, path)
+
+
+__all__ = ["accuracy_vs_gflops", "curve_bands", "gain_vs_cost", "learning_curves", "save_png"]

@@ -2,8 +2,8 @@
 
 A W&B user sees, beside the runs of ``<profile>/<table>`` (the group the sweep's runs log to), one run of
 ``job_type: report`` holding the table as ``wandb.Table`` s: ``ablation`` (our rows beside the paper's, the
-95% CIs, the deltas, the costs), ``claims`` (each claim of the paper, its verdict and margin) and ``runs``
-(one line per run), and the table's plots as ``wandb.Image`` s. The project, entity and mode are the runs'
+95% CIs, the deltas, the costs), ``claims`` (each claim of the paper, its verdict and the deciding paired
+difference with its CI) and ``runs`` (one line per run), and the table's plots as ``wandb.Image`` s. The project, entity and mode are the runs'
 own (their W&B config section), the mode resolved as for a run (``tracking.resolve_mode``): offline unless
 the user is logged in; the offline folders land in ``reports/<profile>/wandb/`` for ``wandb sync``.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from nlbench.report.claims import VERDICTS, claims_frame
 from nlbench.training.config import WandbSection
 from nlbench.training.tracking import resolve_mode
 
-CLAIM_COLUMNS = ("claim", "kind", "status", "margin", "beyond_ci", "paper_margin", "detail")
 
 
 def wandb_section(records: dict[str, dict]) -> WandbSection:
@@ -29,11 +29,6 @@ def wandb_section(records: dict[str, dict]) -> WandbSection:
             known["tags"] = tuple(known.get("tags") or ())
             return WandbSection(**known)
     return WandbSection()
-
-
-def _claims_frame(claims) -> pd.DataFrame:
-    return pd.DataFrame([(c.text, c.kind, c.status, c.margin, c.beyond_ci, c.paper_margin, c.detail) for c in claims],
-                        columns=list(CLAIM_COLUMNS))
 
 
 def _json_safe(frame: pd.DataFrame) -> pd.DataFrame:
@@ -59,17 +54,17 @@ def log_reports(reports, profile: str, out_dir: Path, records: dict[str, dict], 
             name=f"report {profile}/{name}", tags=["report", name], dir=str(out_dir), mode=mode,
             config={"table": name, "profile": profile, "title": rep.table.title, "baseline": rep.table.baseline},
         )
-        held = sum(c.holds for c in rep.claims)
         data = {
             "ablation": wandb.Table(dataframe=_json_safe(rep.summary)),
-            "claims": wandb.Table(dataframe=_json_safe(_claims_frame(rep.claims))),
+            "claims": wandb.Table(dataframe=_json_safe(claims_frame(rep.claims))),
             "runs": wandb.Table(dataframe=_json_safe(rep.frame)),
         }
         for file in rep.files:
             if file.endswith(".png") and (out_dir / file).is_file():
                 data[Path(file).stem] = wandb.Image(str(out_dir / file))
         run.log(data)
-        run.summary.update({"claims_held": held, "claims": len(rep.claims),
+        run.summary.update({**{f"claims_{v.replace(' ', '_')}": sum(c.verdict == v for c in rep.claims)
+                               for v in VERDICTS}, "claims": len(rep.claims),
                             "rows_with_results": int((rep.summary["n_ok"] > 0).sum())})
         where = run.url if mode == "online" and run.url else str(Path(run.dir).parent)
         run.finish()

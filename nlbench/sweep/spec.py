@@ -11,7 +11,14 @@ A table file::
         model: {nl_blocks: 0}          # run-config overrides: model (required), data, recipe
         clip: long                     # optional: the profile's clip overrides (default: `default`)
         paper: {top1: 71.8, top5: 89.7}   # or null
-    claims: [...]                      # the paper's qualitative findings for the table (see CLAIM_KINDS)
+        baseline: C2D                  # optional: the row a non-local row's gain is measured against (default:
+                                       # the table's baseline), e.g. R101 rows -> R101 C2D, NL I3D -> I3D
+    claims:                            # the paper's qualitative findings for the table (kinds: CLAIM_KINDS)
+      - {text: "...", kind: above, rows: [NL], than: C2D}            # each row beats than
+      - {text: "...", kind: order, rows: [A, B], within: 1.0}        # each row no more than within below the last
+      - {text: "...", kind: similar, rows: [A, B, C], within: 0.5}   # every two rows within +-within
+      - {text: "...", kind: smaller_gain, row: A, than: [B, C]}      # A's gain over baseline below each of than's
+      - {text: "...", kind: cheaper_and_better, row: A, than: B}     # A beats B at fewer GFLOPs
 
 A profile names the base run config, the seeds and what each clip means. Every cell of the grid is one
 (row, seed) with its validated ``RunConfig``: base config <- table defaults <- clip <- row <- seed. Every
@@ -31,17 +38,9 @@ from nlbench.training.config import ConfigError, RunConfig
 
 TABLE_KEYS = ("table", "title", "baseline", "defaults", "rows", "claims")
 ROW_SECTIONS = ("model", "data", "recipe")
-ROW_KEYS = ("row", *ROW_SECTIONS, "clip", "paper")
+ROW_KEYS = ("row", *ROW_SECTIONS, "clip", "baseline", "paper")
 PAPER_KEYS = ("top1", "top5", "params_ratio", "gflops_ratio")
 PROFILE_KEYS = ("config", "seeds", "clips", "needs_data")
-# kind -> (required keys besides text and kind, optional keys)
-CLAIM_KINDS = {
-    "above": ("rows", "than"),  # every row in rows: mean top1 > than's
-    "order": ("rows",),  # mean top1 non-decreasing along rows
-    "cheaper_and_better": ("row", "than"),  # row: top1 higher and gflops lower than than's
-    "similar": ("rows", "within"),  # max - min of the rows' mean top1 <= within (points)
-    "smaller_gain": ("row", "than"),  # row's gain over the baseline smaller than each of than's
-}
 DEFAULT_PROFILES = Path(__file__).resolve().parents[2] / "ablations" / "profiles.yaml"
 
 
@@ -60,6 +59,7 @@ class Row:
     overrides: dict  # sections model / data / recipe
     clip: str | None
     paper: dict | None
+    baseline: str | None = None  # None: the table's baseline
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ class Table:
 
     def row(self, label: str) -> Row:
         return next(r for r in self.rows if r.label == label)
+
+    def baseline_of(self, label: str) -> str:
+        """The row ``label``'s gain is measured against: its ``baseline:`` key, else the table's baseline."""
+        return self.row(label).baseline or self.baseline
 
 
 @dataclass(frozen=True)
@@ -186,10 +190,17 @@ def load_table(path: str | Path) -> Table:
             for k, v in paper.items():
                 if not isinstance(v, (int, float)) or isinstance(v, bool):
                     raise ConfigError(f"{where}: paper.{k}={v!r} must be a number")
-        rows.append(Row(label, overrides, clip, paper))
+        baseline = raw.get("baseline")
+        if baseline is not None and (not isinstance(baseline, str) or baseline == label):
+            raise ConfigError(f"{where}: baseline={baseline!r} must be the label of another row")
+        rows.append(Row(label, overrides, clip, paper, baseline))
     labels = [r.label for r in rows]
     if data["baseline"] not in labels:
         raise ConfigError(f"{path}: baseline={data['baseline']!r} is not a row label; rows: {', '.join(labels)}")
+    for r in rows:
+        if r.baseline is not None and r.baseline not in labels:
+            raise ConfigError(f"{path}: row {r.label!r}: baseline={r.baseline!r} is not a row label; "
+                              f"rows: {', '.join(labels)}")
     claims = _claims(data.get("claims"), labels, path)
     return Table(data["table"], path, str(data["title"]), data["baseline"], defaults, tuple(rows), claims)
 
@@ -206,30 +217,129 @@ def _claims(raw: Any, labels: list[str], path: Path) -> tuple[dict, ...]:
         kind = claim.get("kind")
         if kind not in CLAIM_KINDS:
             raise ConfigError(f"{where}: kind={kind!r} is not allowed; expected one of {', '.join(CLAIM_KINDS)}")
-        needed = CLAIM_KINDS[kind]
-        _unknown(claim, ("text", "kind", *needed), where)
-        for key in ("text", *needed):
-            if key not in claim:
-                raise ConfigError(f"{where}: kind {kind} needs key {key!r}")
-        named = []
-        for key in ("rows", "row", "than"):
-            if key in claim:
-                value = claim[key]
-                many = key == "rows" or (key == "than" and kind == "smaller_gain")
-                if many and (not isinstance(value, list) or not value):
-                    raise ConfigError(f"{where}: {key} must be a non-empty list of row labels")
-                if not many and not isinstance(value, str):
-                    raise ConfigError(f"{where}: {key} must be one row label")
-                named += value if many else [value]
-        for label in named:
-            if label not in labels:
-                raise ConfigError(f"{where}: {label!r} is not a row label; rows: {', '.join(labels)}")
-        if kind == "order" and len(claim["rows"]) < 2:
-            raise ConfigError(f"{where}: kind order needs at least two rows")
-        if kind == "similar" and (not isinstance(claim["within"], (int, float)) or claim["within"] < 0):
-            raise ConfigError(f"{where}: within={claim['within']!r} must be a number of points >= 0")
+        CLAIM_KINDS[kind].validate(claim, labels, where)
         claims.append(dict(claim))
     return tuple(claims)
+
+
+# ------------------------------------------------------------------------------------------------ claims
+#
+# A claim kind says which keys a claim has and which paired comparisons of top-1 it stands for; the report
+# (nlbench.report.claims) judges every comparison on the per-seed differences and combines them. The
+# comparisons are data (a test and a margin), so a new kind is one class here and nothing in the report.
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One paired test: top-1 of ``better`` minus top-1 of ``worse``, seed by seed, over the seeds where both
+    (and every row of ``requires``) finished.
+
+    test: ``superiority`` (difference > 0), ``noninferiority`` (difference > -margin) or ``equivalence``
+    (|difference| < margin, two one-sided tests).
+    """
+
+    better: str
+    worse: str
+    test: str
+    margin: float = 0.0
+    requires: tuple[str, ...] = ()  # rows the comparison is conditioned on (smaller_gain: the baseline)
+
+
+def _number(claim: dict, key: str, where: str) -> None:
+    value = claim.get(key)
+    if key in claim and (not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0):
+        raise ConfigError(f"{where}: {key}={value!r} must be a number of top-1 points >= 0")
+
+
+class ClaimKind:
+    """One kind of claim: its keys (``required`` and ``optional`` besides text and kind; ``many``: keys that
+    are lists of row labels, every other label key is one label) and its comparisons."""
+
+    name = ""
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    many: tuple[str, ...] = ("rows",)
+    min_rows = 1
+    doc = ""
+
+    def validate(self, claim: dict, labels: list[str], where: str) -> None:
+        _unknown(claim, ("text", "kind", *self.required, *self.optional), where)
+        for key in ("text", *self.required):
+            if key not in claim:
+                raise ConfigError(f"{where}: kind {self.name} needs key {key!r}")
+        for key in ("rows", "row", "than"):
+            if key not in claim:
+                continue
+            value = claim[key]
+            if key in self.many:
+                if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+                    raise ConfigError(f"{where}: {key} must be a non-empty list of row labels")
+            elif not isinstance(value, str):
+                raise ConfigError(f"{where}: {key} must be one row label")
+            for label in value if key in self.many else [value]:
+                if label not in labels:
+                    raise ConfigError(f"{where}: {label!r} is not a row label; rows: {', '.join(labels)}")
+        if "rows" in claim and len(claim["rows"]) < self.min_rows:
+            raise ConfigError(f"{where}: kind {self.name} needs at least {self.min_rows} rows")
+        _number(claim, "within", where)
+
+    def comparisons(self, claim: dict, baseline: str) -> list[Comparison]:
+        raise NotImplementedError
+
+    def cheaper(self, claim: dict) -> list[tuple[str, str]]:
+        """(row, than) pairs whose GFLOPs must be lower (deterministic: no seeds involved)."""
+        return []
+
+
+class Above(ClaimKind):
+    name, required = "above", ("rows", "than")
+    doc = "every row of rows has a higher top-1 than `than` (paired superiority, each row)"
+
+    def comparisons(self, claim, baseline):
+        return [Comparison(r, claim["than"], "superiority") for r in claim["rows"]]
+
+
+class Order(ClaimKind):
+    name, required, optional, min_rows = "order", ("rows",), ("within",), 2
+    doc = "each row at least as good as the one before it (non-inferiority, margin `within`, default 0)"
+
+    def comparisons(self, claim, baseline):
+        rows = claim["rows"]
+        return [Comparison(b, a, "noninferiority", float(claim.get("within", 0.0))) for a, b in zip(rows, rows[1:])]
+
+
+class Similar(ClaimKind):
+    name, required, min_rows = "similar", ("rows", "within"), 2
+    doc = "every two rows within +-`within` top-1 points of each other (equivalence, TOST)"
+
+    def comparisons(self, claim, baseline):
+        rows = claim["rows"]
+        return [Comparison(a, b, "equivalence", float(claim["within"]))
+                for i, a in enumerate(rows) for b in rows[i + 1:]]
+
+
+class SmallerGain(ClaimKind):
+    name, required, many = "smaller_gain", ("row", "than"), ("than",)
+    doc = "row's paired gain over the table's baseline smaller than each of `than`'s"
+
+    def comparisons(self, claim, baseline):
+        # gain(t) - gain(row) = (t - base) - (row - base) = t - row, seed by seed, on the seeds base ran too
+        return [Comparison(t, claim["row"], "superiority", requires=(baseline,)) for t in claim["than"]]
+
+
+class CheaperAndBetter(ClaimKind):
+    name, required, many = "cheaper_and_better", ("row", "than"), ()
+    doc = "row has a higher top-1 (paired superiority) at fewer GFLOPs than `than`"
+
+    def comparisons(self, claim, baseline):
+        return [Comparison(claim["row"], claim["than"], "superiority")]
+
+    def cheaper(self, claim):
+        return [(claim["row"], claim["than"])]
+
+
+CLAIM_KINDS: dict[str, ClaimKind] = {k.name: k for k in (Above(), Order(), Similar(), SmallerGain(),
+                                                          CheaperAndBetter())}
 
 
 def _resolve(path: str, base: Path) -> Path:
@@ -370,6 +480,6 @@ def build_sweep(
 
 
 __all__ = [
-    "CLAIM_KINDS", "Cell", "Profile", "Row", "Sweep", "Table", "build_sweep", "check_data_root", "load_profiles",
-    "load_table",
+    "CLAIM_KINDS", "Cell", "ClaimKind", "Comparison", "Profile", "Row", "Sweep", "Table", "build_sweep",
+    "check_data_root", "load_profiles", "load_table",
 ]

@@ -1,0 +1,192 @@
+"""The paper's claims judged on paired seeds: each comparison a claim stands for (its kind's ``comparisons``,
+``nlbench.sweep.spec.CLAIM_KINDS``) is the per-seed difference of two rows' top-1 (seed s of every row
+shares the data order and the initial backbone weights), over the seeds where both finished.
+
+One comparison, n paired differences with mean d and Student-t interval (scipy.stats):
+- superiority (``above``, ``smaller_gain``, ``cheaper_and_better``): 95% CI; holds if it lies above 0,
+  contradicted if below 0, else unresolved;
+- non-inferiority (``order``, margin m = ``within``, default 0): 95% CI; holds if it lies above -m,
+  contradicted if below -m;
+- equivalence (``similar``, margin m = ``within``): two one-sided tests at 5% each, i.e. the 90% CI; holds if
+  it lies inside (-m, +m), contradicted if it lies entirely outside, else unresolved.
+Fewer than 2 pairs give no interval: unresolved (no pair at all: not evaluated).
+
+A claim is a conjunction of its comparisons (plus, for ``cheaper_and_better``, the deterministic GFLOPs
+comparison): it holds when every part holds (an intersection-union test: each part at its own level keeps
+the claim's level, no correction needed), is contradicted when some part is contradicted (no multiplicity
+correction: with k parts the chance of a false "contradicted" is up to k times a part's), else unresolved.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from nlbench.report.stats import by_seed, mean_ci, paired
+from nlbench.sweep.spec import CLAIM_KINDS, Comparison, Table
+
+HOLDS, CONTRADICTED, UNRESOLVED, NOT_EVALUATED = "holds", "contradicted", "unresolved", "not evaluated"
+VERDICTS = (HOLDS, CONTRADICTED, UNRESOLVED, NOT_EVALUATED)
+LEVEL = {"superiority": 0.95, "noninferiority": 0.95, "equivalence": 0.90}
+# The order in which a part decides the claim's headline numbers: the part that is worst for the claim.
+_RANK = {CONTRADICTED: 0, NOT_EVALUATED: 1, UNRESOLVED: 2, HOLDS: 3}
+
+
+@dataclass(frozen=True)
+class Part:
+    """One comparison's paired result: the mean difference, its interval (at ``level``) and verdict."""
+
+    comparison: Comparison
+    n: int
+    mean: float
+    low: float
+    high: float
+    level: float
+    verdict: str
+    paper: float  # the paper's difference of the same two rows (NaN where it gives none)
+
+    def text(self) -> str:
+        c = self.comparison
+        what = {"superiority": "> 0", "noninferiority": f"> -{c.margin:g}",
+                "equivalence": f"within ±{c.margin:g}"}[c.test]
+        head = f"{c.better} − {c.worse} {what}"
+        if self.n == 0:
+            return f"{head}: no paired seeds"
+        paper = f", paper {self.paper:+.1f}" if math.isfinite(self.paper) else ""
+        if not math.isfinite(self.low):
+            return f"{head}: {self.mean:+.2f} ({self.n} pair, no CI{paper}) {self.verdict}"
+        return (f"{head}: {self.mean:+.2f} [{100 * self.level:.0f}% CI {self.low:+.2f}, {self.high:+.2f}], "
+                f"{self.n} pairs{paper}: {self.verdict}")
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    text: str
+    kind: str
+    verdict: str
+    parts: tuple[Part, ...]
+    cost: str  # the GFLOPs comparison ("" when the kind makes none)
+    cost_ok: bool | None  # None: no comparison or no GFLOPs
+
+    @property
+    def holds(self) -> bool:
+        return self.verdict == HOLDS
+
+    @property
+    def resolved(self) -> bool:
+        return self.verdict in (HOLDS, CONTRADICTED)
+
+    @property
+    def headline(self) -> Part | None:
+        """The part that decides: the worst for the claim (contradicted, missing, unresolved, holding), and
+        among those the one nearest to failing."""
+        if not self.parts:
+            return None
+        return min(self.parts, key=lambda p: (_RANK[p.verdict], _slack(p)))
+
+    @property
+    def status(self) -> str:  # the old name of the verdict
+        return self.verdict
+
+
+def _slack(part: Part) -> float:
+    """How far the interval is from the boundary that would change its verdict (smaller: closer)."""
+    c = part.comparison
+    if not math.isfinite(part.low):
+        return math.inf if part.n == 0 else abs(part.mean)
+    if c.test == "equivalence":
+        return c.margin - max(abs(part.low), abs(part.high))
+    return part.low + c.margin
+
+
+def judge_part(diffs: pd.Series, comparison: Comparison, paper: float = math.nan) -> Part:
+    level = LEVEL[comparison.test]
+    mean, half, n = mean_ci(diffs, level)
+    low, high = mean - half, mean + half
+    m = comparison.margin
+    if n == 0:
+        verdict = NOT_EVALUATED
+    elif not math.isfinite(half):
+        verdict = UNRESOLVED
+    elif comparison.test == "equivalence":
+        verdict = HOLDS if -m < low and high < m else CONTRADICTED if low > m or high < -m else UNRESOLVED
+    else:  # superiority is non-inferiority with margin 0
+        verdict = HOLDS if low > -m else CONTRADICTED if high < -m else UNRESOLVED
+    return Part(comparison, n, mean, low, high, level, verdict, paper)
+
+
+def combine(verdicts: list[str]) -> str:
+    if any(v == CONTRADICTED for v in verdicts):
+        return CONTRADICTED
+    if any(v == NOT_EVALUATED for v in verdicts):
+        return NOT_EVALUATED
+    return HOLDS if verdicts and all(v == HOLDS for v in verdicts) else UNRESOLVED
+
+
+def judge(claim: dict, table: Table, wide: pd.DataFrame, gflops: dict[str, float]) -> ClaimResult:
+    kind = CLAIM_KINDS[claim["kind"]]
+    paper = {r.label: (r.paper or {}).get("top1", math.nan) for r in table.rows}
+    parts = tuple(
+        judge_part(paired(wide, c.better, c.worse, c.requires), c, paper[c.better] - paper[c.worse])
+        for c in kind.comparisons(claim, table.baseline)
+    )
+    verdicts = [p.verdict for p in parts]
+    cost, cost_ok = [], None
+    for row, than in kind.cheaper(claim):
+        g, h = gflops.get(row, math.nan), gflops.get(than, math.nan)
+        if not (math.isfinite(g) and math.isfinite(h)):
+            cost.append(f"no GFLOPs for {row} or {than}")
+            verdicts.append(NOT_EVALUATED)
+            continue
+        cheaper = g < h
+        cost_ok = cheaper if cost_ok is None else cost_ok and cheaper
+        cost.append(f"GFLOPs {g:.3g} vs {h:.3g} ({g / h:.2f}x{'' if cheaper else ', not cheaper'})")
+        verdicts.append(HOLDS if cheaper else CONTRADICTED)  # deterministic: no interval
+    return ClaimResult(claim["text"], claim["kind"], combine(verdicts), parts, "; ".join(cost), cost_ok)
+
+
+def evaluate_claims(table: Table, frame: pd.DataFrame, summary: pd.DataFrame) -> list[ClaimResult]:
+    wide = by_seed(frame)
+    gflops = summary.set_index("row")["gflops"].to_dict()
+    return [judge(claim, table, wide, gflops) for claim in table.claims]
+
+
+def claim_line(result: ClaimResult) -> str:
+    """One markdown line: the verdict in bold, then each comparison's paired numbers (the deciding one first)."""
+    head = result.headline
+    parts = [p for p in result.parts if p is not head]
+    text = "; ".join(([head.text()] if head else []) + ([f"also {'; '.join(p.text() for p in parts)}"] if parts
+                                                         else []) + ([result.cost] if result.cost else []))
+    return f"- **{result.verdict}**: {result.text}: {text}"
+
+
+def claims_frame(claims: list[ClaimResult]) -> pd.DataFrame:
+    """One line per claim: the verdict and the deciding comparison's paired numbers."""
+    lines = []
+    for c in claims:
+        h = c.headline
+        lines.append({
+            "claim": c.text, "kind": c.kind, "verdict": c.verdict,
+            "comparison": f"{h.comparison.better} − {h.comparison.worse}" if h else "",
+            "mean_diff": h.mean if h else math.nan, "ci_low": h.low if h else math.nan,
+            "ci_high": h.high if h else math.nan, "ci_level": h.level if h else math.nan,
+            "n_pairs": h.n if h else 0, "paper_delta": h.paper if h else math.nan, "cost": c.cost,
+        })
+    return pd.DataFrame(lines, columns=["claim", "kind", "verdict", "comparison", "mean_diff", "ci_low", "ci_high",
+                                        "ci_level", "n_pairs", "paper_delta", "cost"])
+
+
+def counts(claims: list[ClaimResult]) -> str:
+    """``"5 hold, 1 contradicted, 16 unresolved (6 of 22 resolved, 27 %)"``."""
+    n = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
+    parts = [f"{n[HOLDS]} hold", f"{n[CONTRADICTED]} contradicted", f"{n[UNRESOLVED]} unresolved"]
+    if n[NOT_EVALUATED]:
+        parts.append(f"{n[NOT_EVALUATED]} not evaluated")
+    resolved = n[HOLDS] + n[CONTRADICTED]
+    share = f", {100 * resolved / len(claims):.0f} %" if claims else ""
+    return f"{', '.join(parts)} ({resolved} of {len(claims)} resolved{share})"
+
+
+__all__ = ["CONTRADICTED", "ClaimResult", "HOLDS", "NOT_EVALUATED", "Part", "UNRESOLVED", "VERDICTS", "claim_line",
+           "claims_frame", "combine", "counts", "evaluate_claims", "judge", "judge_part"]
