@@ -18,12 +18,12 @@ from nlbench.data.datasets import SyntheticClips, VideoClips, collate_clips
 from nlbench.data.export import export_synthetic
 from nlbench.data.index import UnreadableVideoWarning, VideoIndex, build_index, class_names
 from nlbench.data.scan import scan_root
-from nlbench.data.synthetic import CLASS_NAMES, CLASSES, SyntheticConfig, generate
+from nlbench.data.synthetic import CLASS_NAMES, FAMILIES, SyntheticConfig, generate
 from nlbench.data.transforms import ClipTransformConfig
 from nlbench.data.video import ClipSampling, VideoMeta, VideoReader, VideoReadError, probe, write_video
 
 __all__ = [
-    "CLASSES",
+    "FAMILIES",
     "CLASS_NAMES",
     "ClipSampling",
     "ClipTransformConfig",

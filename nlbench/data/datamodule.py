@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -84,9 +85,9 @@ class _ClipDataModule(pl.LightningDataModule):
     def class_names(self) -> tuple[str, ...]:
         raise NotImplementedError
 
-    @property
-    def class_families(self) -> tuple[str, ...] | None:
-        """The family of each class where the data set groups its classes (the synthetic benchmark), else None."""
+    def test_families(self):
+        """The family of every test video, by video index, where the data set has families (the synthetic
+        benchmark's cue layouts), else None."""
         return None
 
     @property
@@ -153,10 +154,8 @@ class SyntheticDataModule(_ClipDataModule):
     def class_names(self) -> tuple[str, ...]:
         return self.config.classes
 
-    @property
-    def class_families(self) -> tuple[str, ...]:
-        """The relation family of each class (``ClassSpec.family``), in class order."""
-        return tuple(c.family for c in self.config.class_specs)
+    def test_families(self):
+        return np.array([self.config.family(i) for i in range(self.config.split_size("test"))])
 
     def _make(self, split: str) -> Dataset:
         return SyntheticClips(self.config, split, self.mean, self.std, return_index=split == "test",

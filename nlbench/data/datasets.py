@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, default_collate
 
 from nlbench.data.analysis import per_class_accuracy
 from nlbench.data.index import UnreadableVideoWarning, VideoIndex
-from nlbench.data.synthetic import Clip, SyntheticConfig, generate
+from nlbench.data.synthetic import DESIGN, Clip, SyntheticConfig, generate
 from nlbench.data.transforms import (
     KINETICS_MEAN,
     KINETICS_STD,
@@ -102,8 +102,9 @@ class SyntheticClips(Dataset):
         return self.config.classes
 
     @property
-    def families(self) -> tuple[str, ...]:
-        return tuple(c.family for c in self.config.class_specs)
+    def families(self) -> np.ndarray:
+        """The family (layout of the cue pair) of every clip, in index order."""
+        return np.array([self.config.family(i) for i in range(len(self))])
 
     @property
     def labels(self) -> np.ndarray:
@@ -121,7 +122,7 @@ class SyntheticClips(Dataset):
 def cached_frames(config: SyntheticConfig, split: str, cache_dir: Path) -> np.ndarray:
     """The uint8 frames (N, T, H, W, 3) of a whole split, generated once into ``cache_dir`` (a file named
     by a hash of the config and the numpy version, written atomically) and memory-mapped."""
-    key = hashlib.sha256(repr((config, split, np.__version__)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(repr((config, split, DESIGN, np.__version__)).encode()).hexdigest()[:16]
     path = cache_dir / f"synthetic-{split}-{key}.npy"
     if not path.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)

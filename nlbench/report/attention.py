@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import ConnectionPatch, Rectangle
 
-from nlbench.data import SyntheticClips, SyntheticConfig
+from nlbench.data import SyntheticClips
 from nlbench.io import atomic_write_text
 from nlbench.ops.nonlocal_block import NonLocalBlock
 from nlbench.report.plots import save_png
@@ -52,17 +52,14 @@ def load_run_model(run_dir: str | Path):
 
 def synthetic_val(config) -> SyntheticClips:
     d = config.data
-    synthetic = SyntheticConfig(frames=d.frames, size=d.size, split_sizes=tuple(d.split_sizes), seed=d.data_seed,
-                                distractors=tuple(d.distractors), noise=d.noise)
-    return SyntheticClips(synthetic, "val")
+    return SyntheticClips(d.synthetic(), "val")
 
 
 def pick_clip(ds: SyntheticClips, families=FAMILIES) -> int:
     """The first validation clip of the first family present (spacetime, time, space)."""
-    fam = ds.families
     for family in families:
-        for index in range(min(len(ds), 10 * len(fam))):
-            if fam[ds.config.label(index)] == family:
+        for index in range(min(len(ds), 2 * len(ds.config.families))):
+            if ds.config.family(index) == family:
                 return index
     return 0
 

@@ -27,6 +27,7 @@ import yaml
 
 from nlbench.data.analysis import ENSEMBLES
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
+from nlbench.data.synthetic import SyntheticConfig
 from nlbench.data.video import SHORT_CLIP_POLICIES
 from nlbench.models import ModelConfig, make_config
 from nlbench.ops.knobs import KNOBS, model_fields
@@ -85,6 +86,7 @@ class DataSection:
     data_seed: int = 0
     distractors: tuple[int, int] = (2, 4)
     noise: float = 4.0
+    colours: int = 2  # cue colours (the first of the palette); a new key: it also marks the second design
     # video: clip sampling
     sampling_rate: int = 2
     num_clips: int = 10  # test: temporal clips per video
@@ -105,6 +107,12 @@ class DataSection:
     eval_batch_size: int | None = None
     num_workers: int = 0
     cache_dir: str | None = None  # synthetic: keep generated splits as uint8 arrays here (shared by runs)
+
+    def synthetic(self) -> SyntheticConfig:
+        """The embedded benchmark this section describes (source: synthetic)."""
+        return SyntheticConfig(frames=self.frames, size=self.size, split_sizes=tuple(self.split_sizes),
+                               seed=self.data_seed, distractors=tuple(self.distractors), noise=self.noise,
+                               colours=self.colours)
 
     def transform(self) -> ClipTransformConfig:
         """The resolved spatial transform of a video run (ValueError on a bad combination)."""

@@ -45,7 +45,7 @@ class VideoClassifier(pl.LightningModule):
         self._test_scores: list[torch.Tensor] = []
         self._test_labels: list[torch.Tensor] = []
         self._test_videos: list[torch.Tensor] = []
-        self.test_predictions: tuple[torch.Tensor, torch.Tensor] | None = None  # (per-video scores, labels)
+        self.test_predictions: tuple[torch.Tensor, ...] | None = None  # (per-video scores, labels, video ids)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         return self.model(clips.contiguous(memory_format=self.memory_format))
@@ -111,9 +111,9 @@ class VideoClassifier(pl.LightningModule):
             # Ranks see different views (DistributedSampler pads with repeats; a repeated view only
             # re-weights one video's average by one view).
             scores, labels, videos = (self._gather(t) for t in (scores, labels, videos))
-        _, video_scores = ensemble_views(scores, videos, self.ensemble)
+        video_ids, video_scores = ensemble_views(scores, videos, self.ensemble)
         video_labels = _labels_per_video(labels, videos)
-        self.test_predictions = (video_scores.cpu(), video_labels.cpu())
+        self.test_predictions = (video_scores.cpu(), video_labels.cpu(), video_ids.cpu())
         for k, hit in zip(self.ks, topk_correct(video_scores, video_labels, self.ks)):
             self.log(f"test/top{k}", hit.mean() * 100, rank_zero_only=True)
 
