@@ -257,15 +257,16 @@ def test_same_seed_same_bytes_in_any_order_other_seed_other_bytes():
 def test_class_and_family_balance_is_exact(families):
     cells = 2 * len(families)
     config = SyntheticConfig(frames=4, size=24, split_sizes=(5 * cells, cells, 3 * cells), families=families)
+    every_cell = sorted((f, k) for f in families for k in (0, 1))
     for split in SPLITS:
         ds = SyntheticClips(config, split)
-        pairs = list(zip(ds.families.tolist(), ds.labels.tolist()))
+        pairs = [(c.family, c.label) for c in map(ds.clip, range(len(ds)))]
+        assert pairs == list(zip(ds.families.tolist(), ds.labels.tolist()))
         assert len(pairs) == config.split_size(split)
-        assert {p: pairs.count(p) for p in pairs} == {(f, k): len(pairs) // cells for f in families for k in (0, 1)}
-        # every run of 2 * len(families) clips is itself balanced (batches see every cell)
-        assert sorted(pairs[:cells]) == sorted((f, k) for f in families for k in (0, 1))
-    clips = [generate(config, "val", i) for i in range(cells)]
-    assert [(c.family, c.label) for c in clips] == [(config.family(i), config.label(i)) for i in range(cells)]
+        # every run of 2 x len(families) clips holds each (family, class) once: any prefix of a split that is
+        # a multiple of it (a subset of validation clips, a test set) is balanced too
+        for start in range(0, len(pairs), cells):
+            assert sorted(pairs[start : start + cells]) == every_cell, (split, start)
     # the default benchmark: 8000 / 1000 / 1000 clips, 2 classes x 4 families
     default = SyntheticConfig()
     assert default.split_sizes == (8000, 1000, 1000) and default.classes == CLASS_NAMES == ("same", "different")
@@ -533,22 +534,26 @@ def test_boxes_and_config_geometry():
 @pytest.mark.parametrize("workers", [0, 2])
 def test_synthetic_datamodule_batches(workers):
     dm = SyntheticDataModule(SMALL, LoaderConfig(batch_size=4, num_workers=workers))
-    assert dm.num_classes == 10 and dm.class_names == CLASS_NAMES
+    assert dm.num_classes == 2 and dm.class_names == CLASS_NAMES
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 8, 32, 32) and y.shape == (4,)
     labels = torch.cat([b[1] for b in dm.val_dataloader()])
-    assert labels.tolist() == list(range(10))
+    assert labels.tolist() == [0, 1] * 8
     x, y, video = next(iter(dm.test_dataloader()))
-    assert video.tolist() == [0, 1, 2, 3] and y.tolist() == [0, 1, 2, 3]
+    assert video.tolist() == [0, 1, 2, 3] and y.tolist() == [0, 1, 0, 1]
+    # the family of every test video, by video index (what a run's per_family is computed from)
+    families = dm.test_families()
+    assert families.tolist() == [generate(SMALL, "test", i).family for i in range(16)]
+    assert families.tolist() == [f for f in FAMILIES for _ in range(2)] * 2
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export") / "synthetic"
-    config = SyntheticConfig(split_sizes=(10, 10, 10))
+    config = SyntheticConfig(frames=8, size=32, split_sizes=(16, 8, 8))
     summary = export_synthetic(root, config)
-    assert summary["videos"] == {"train": 10, "val": 10, "test": 10}
+    assert summary["videos"] == {"train": 16, "val": 8, "test": 8} and summary["classes"] == 2
     return root, config
 
 
@@ -558,8 +563,16 @@ def test_export_scan_and_decode_round_trip(exported, workers):
     report = scan_root(root)
     assert report.class_names == CLASS_NAMES
     assert [(s.split, s.videos, s.classes, s.unreadable) for s in report.splits] == [
-        (split, 10, 10, []) for split in ("train", "val", "test")
+        (split, config.split_size(split), 2, []) for split in ("train", "val", "test")
     ]
+    # families.csv: every video once, with its clip's family (the class folders do not say it)
+    rows = [line.split(",") for line in (root / "families.csv").read_text().splitlines()]
+    assert rows[0] == ["path", "family"]
+    videos = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*/*.mp4"))
+    assert sorted(path for path, _ in rows[1:]) == videos and len(videos) == 32
+    for path, family in rows[1:]:
+        split, index = Path(path).stem.split("_")
+        assert family == generate(config, split, int(index)).family, path
     assert report.splits[0].width == (32, 32) and report.splits[0].duration_s == (1.0, 1.0)
     dm = VideoDataModule(root, ClipSampling(8, 1, 1), ClipTransformConfig.scaled(32, jitter=False, num_crops=1),
                          LoaderConfig(batch_size=5, num_workers=workers))
@@ -640,15 +653,15 @@ def test_cli_export_refuses_bad_sizes_and_a_used_directory(tmp_path, capsys):
 def test_cli_export_then_scan_json(tmp_path, capsys):
     import json
 
-    assert main(["data", "export-synthetic", str(tmp_path / "s"), "--split-sizes", "10,10,10", "--json"]) == 0
+    assert main(["data", "export-synthetic", str(tmp_path / "s"), "--split-sizes", "16,8,8", "--json"]) == 0
     capsys.readouterr()
     assert main(["data", "scan", str(tmp_path / "s"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert [s["videos"] for s in report["splits"]] == [10, 10, 10]
-    assert report["splits"][0]["codecs"] == {"h264/mov": 10}
+    assert [s["videos"] for s in report["splits"]] == [16, 8, 8]
+    assert report["splits"][0]["codecs"] == {"h264/mov": 16}
     assert main(["data", "scan", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
-    assert all(split in out for split in ("train", "val", "test")) and "h264/mov 10" in out
+    assert all(split in out for split in ("train", "val", "test")) and "h264/mov 16" in out
 
 
 @pytest.mark.filterwarnings("ignore:.*treespec:")  # Lightning's own use of a torch deprecation
@@ -696,24 +709,24 @@ def test_lightning_trainer_runs_on_both_sources(exported):
 def test_cached_synthetic_split_matches_generated(tmp_path):
     from nlbench.data import SyntheticClips, SyntheticConfig
 
-    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(20, 10, 10), seed=3)
+    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(24, 16, 16), seed=3)
     plain = SyntheticClips(cfg, "val", return_index=True)
     cached = SyntheticClips(cfg, "val", return_index=True, cache_dir=tmp_path)
     again = SyntheticClips(cfg, "val", return_index=True, cache_dir=tmp_path)  # reads the file
     assert len(list(tmp_path.glob("*.npy"))) == 1
-    for i in (0, 7, 9):
+    for i in (0, 7, 15):
         (a, la, ia), (b, lb, ib), (c, lc, ic) = plain[i], cached[i], again[i]
         assert torch.equal(a, b) and torch.equal(a, c) and la == lb == lc and ia == ib == ic == i
     with pytest.raises(IndexError):
-        cached[10]
-    other = SyntheticClips(SyntheticConfig(frames=4, size=24, split_sizes=(20, 10, 10), seed=4), "val", cache_dir=tmp_path)
+        cached[16]
+    other = SyntheticClips(SyntheticConfig(frames=4, size=24, split_sizes=(24, 16, 16), seed=4), "val", cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npy"))) == 2 and not torch.equal(other[0][0], plain[0][0])
 
 
 def test_cached_batch_read_equals_clip_by_clip(tmp_path):
     from nlbench.data import SyntheticClips, SyntheticConfig
 
-    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(20, 10, 10), seed=3)
+    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(24, 16, 16), seed=3)
     for return_index in (False, True):
         ds = SyntheticClips(cfg, "train", return_index=return_index, cache_dir=tmp_path)
         generated = SyntheticClips(cfg, "train", return_index=return_index)  # no cache: clip by clip
@@ -724,7 +737,7 @@ def test_cached_batch_read_equals_clip_by_clip(tmp_path):
             want = generated[i]
             assert torch.equal(got[0], want[0]) and got[0].is_contiguous() and got[1:] == want[1:]
     with pytest.raises(IndexError):
-        ds.__getitems__([3, 20])
+        ds.__getitems__([3, 24])
     # through a DataLoader (which calls __getitems__), the batches are the clip-by-clip ones
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
     first = next(iter(loader))

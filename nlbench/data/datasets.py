@@ -108,7 +108,7 @@ class SyntheticClips(Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        return np.arange(len(self)) % len(self.class_names)
+        return np.array([self.config.label(i) for i in range(len(self))])
 
     def indices_per_class(self) -> dict[str, np.ndarray]:
         labels = self.labels
