@@ -86,7 +86,7 @@ def _gap(a, b) -> int:
     return max(max(a[0], b[0]) - min(a[2], b[2]), max(a[1], b[1]) - min(a[3], b[3]))
 
 
-def _corner(box, size, s) -> tuple[int, int] | None:
+def _corner(box, size) -> tuple[int, int] | None:
     """Which corner of the frame (0/1 down, 0/1 right) a box sits in, within size/8 of both edges."""
     reach = size // 8
     ys = [v for v, near in ((0, box[0] <= reach), (1, size - box[2] <= reach)) if near]
@@ -94,8 +94,8 @@ def _corner(box, size, s) -> tuple[int, int] | None:
     return (ys[0], xs[0]) if len(ys) == len(xs) == 1 else None
 
 
-def _opposite(a, b, size, s) -> bool:
-    ca, cb = _corner(a, size, s), _corner(b, size, s)
+def _opposite(a, b, size) -> bool:
+    ca, cb = _corner(a, size), _corner(b, size)
     return ca is not None and cb is not None and ca[0] != cb[0] and ca[1] != cb[1]
 
 
@@ -120,14 +120,14 @@ def read_clip(frames: np.ndarray, s: int) -> dict:
     if counts == [2] * T and all(c == cues[0] for c in cues):  # a static pair in every frame
         (a, ca), (b, cb) = cues[0]
         aligned = a[0] == b[0] and a[2] == b[2] or a[1] == b[1] and a[3] == b[3]
-        family = "local" if aligned and 1 <= _gap(a, b) <= 2 else "space" if _opposite(a, b, size, s) else None
+        family = "local" if aligned and 1 <= _gap(a, b) <= 2 else "space" if _opposite(a, b, size) else None
         colours = (ca, cb)
     elif counts == [1] * T:  # one cue at a time: the first (box, colour) for the first half, then the second
         half = T // 2
         (a, ca), (b, cb) = cues[0][0], cues[half][0]
         if not (all(c == cues[0] for c in cues[:half]) and all(c == cues[half] for c in cues[half:])):
             return out  # a change anywhere but at the middle frame
-        family = "time" if a == b else "spacetime" if _opposite(a, b, size, s) else None
+        family = "time" if a == b else "spacetime" if _opposite(a, b, size) else None
         colours = (ca, cb)
     else:
         return out
@@ -166,9 +166,10 @@ def test_every_clip_shows_its_family_and_class_in_its_pixels(config):
     assert seen == {(f, r): per_cell for f in FAMILIES for r in CLASS_NAMES}
 
 
-@pytest.mark.parametrize("config", [SyntheticConfig(frames=8, size=32, split_sizes=(96, 8, 8), distractors=(1, 3), seed=2),
-                                    SyntheticConfig(split_sizes=(48, 8, 8), distractors=(2, 4), colours=3)],
-                         ids=["8x32", "16x64"])
+@pytest.mark.parametrize("config", [
+    SyntheticConfig(frames=8, size=32, split_sizes=(96, 8, 8), distractors=(1, 3), seed=2),
+    SyntheticConfig(split_sizes=(48, 8, 8), distractors=(2, 4), colours=3),
+], ids=["8x32", "16x64"])
 def test_distractors_are_rings_that_never_touch_a_cue(config):
     n = config.split_size("train")
     seen = _check_split(config)
@@ -208,22 +209,27 @@ def test_temporal_cues_show_exactly_in_the_two_halves(frames):
 
 @pytest.mark.parametrize("colours", [2, 3])
 def test_each_cue_colour_alone_is_uniform_within_each_class(colours):
-    """Within "same" and within "different", each cue's colour (read from the pixels, at a position or a
-    time) is uniform over the colours: one cue says nothing about the class. Chi-square over 480 clips."""
+    """Within "same" and within "different" (and within each family of each), each cue's colour (read from
+    the pixels, at a position or a time) is uniform over the colours: one cue says nothing about the class.
+    Chi-square over 480 clips (p > 0.001; the clips are fixed by the seed, so the outcome is too)."""
     from scipy.stats import chisquare
 
     config = SyntheticConfig(frames=4, size=24, split_sizes=(480, 8, 8), colours=colours, noise=0.0)
-    counts = np.zeros((2, 2, colours), int)  # class, cue (reading order), colour
+    counts = np.zeros((2, len(FAMILIES), 2, colours), int)  # class, family, cue (reading order), colour
     pairs = np.zeros((2, colours, colours), int)
     for i in range(480):
         clip = generate(config, "train", i)
-        a, b = read_clip(clip.frames, config.sprite_size)["colours"]
-        counts[clip.label, 0, a] += 1
-        counts[clip.label, 1, b] += 1
+        read = read_clip(clip.frames, config.sprite_size)
+        a, b = read["colours"]
+        counts[clip.label, FAMILIES.index(read["family"]), 0, a] += 1
+        counts[clip.label, FAMILIES.index(read["family"]), 1, b] += 1
         pairs[clip.label, a, b] += 1
     for label in range(2):
         for cue in range(2):
-            assert chisquare(counts[label, cue]).pvalue > 1e-3, (CLASS_NAMES[label], cue, counts[label, cue])
+            total = counts[label, :, cue].sum(0)  # 240 clips of the class
+            assert chisquare(total).pvalue > 1e-3, (CLASS_NAMES[label], cue, total)
+            for f, family in enumerate(FAMILIES):  # 60 clips of the class in each family
+                assert chisquare(counts[label, f, cue]).pvalue > 1e-3, (CLASS_NAMES[label], family, cue)
     # "same" pairs are (c, c); "different" pairs cover every ordered pair of distinct colours evenly.
     same, different = pairs
     assert (same == np.diag(np.diag(same))).all() and (np.diag(different) == 0).all()

@@ -7,7 +7,8 @@ row per (row, seed)) and the runs' records. Output: ``<table>.csv`` (numbers), `
 
 Per row: the mean over the seeds that finished (``status == ok``) with its 95% Student-t interval, the seed
 standard deviation (flagged ``unstable`` above STABLE_SD points, ``bimodal`` when a seed lies more than
-BIMODAL_GAP points from the row's median), the mean per-class accuracy and the accuracy per family (the synthetic cue layouts),
+BIMODAL_GAP points from the row's median), the mean per-class accuracy and the accuracy per family (the
+synthetic benchmark's cue layouts),
 the delta of the means to the table's baseline (ours and the paper's), the paired gain over the row's own
 baseline (``baseline:`` of the row, default the table's; mean of the per-seed differences with its 95% CI),
 and the costs (mean over the runs that measured them). Top-5 is left out when no run has it (a task of at

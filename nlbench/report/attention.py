@@ -198,12 +198,13 @@ def figure3(run_dir: str | Path, out_dir: str | Path, label: str = "", top_k: in
     other, uniform = cue_weight(att, cues[-1], s, ds.config.frames, ds.config.size)
     name = ds.class_names[clip.label]
     title = (f"{label or run_dir.name}: block {att.block} ({'x'.join(map(str, att.grid))}, mode {att.mode}), "
-             f"val clip {index} ({clip.family}, {name})\nquery (cyan box) on the first cue; heat map: its pairwise weights; "
+             f"val clip {index} ({clip.family}, {name})\n"
+             f"query (cyan box) on the first cue; heat map: its pairwise weights; "
              f"arrows: top-{top_k} keys; green: the cues")
     png = draw_attention(clip, att, out_dir / "attention.png", title, s, top_k)
     info = {
-        "run_dir": str(run_dir), "label": label, "clip_index": index, "family": clip.family, "class": name, "block": att.block,
-        "mode": str(att.mode), "input_map": list(att.grid), "key_grid": list(att.weights.shape),
+        "run_dir": str(run_dir), "label": label, "clip_index": index, "family": clip.family, "class": name,
+        "block": att.block, "mode": str(att.mode), "input_map": list(att.grid), "key_grid": list(att.weights.shape),
         "query": list(att.query), "weight_on_other_cue": round(other, 4), "uniform_on_other_cue": round(uniform, 4),
         "png": png.name,
     }
