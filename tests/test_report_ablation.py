@@ -450,6 +450,17 @@ def test_report_keeps_an_earlier_figure_when_the_weights_are_gone(setup, capsys)
     assert "![attention](attention.png)" in readme.read_text() and "t_fixture / NL, seed 0" in readme.read_text()
 
 
+def test_attention_figure_takes_the_first_clip_of_the_longest_range_family():
+    from nlbench.data import SyntheticClips, SyntheticConfig
+
+    # families cycle every 2 clips (same, different): the first spacetime clip of the four is index 6
+    cases = [(("local", "space", "time", "spacetime"), 6, "spacetime"), (("local", "space"), 2, "space"),
+             (("space", "time"), 2, "time"), (("local",), 0, "local")]  # no relation across frames: the first
+    for families, index, family in cases:
+        ds = SyntheticClips(SyntheticConfig(frames=4, size=24, split_sizes=(8, 8, 8), families=families), "val")
+        assert attention.pick_clip(ds) == index and ds.clip(index).family == family, families
+
+
 def test_block_scaling_csv_and_png(tmp_path):
     from nlbench.report.block_scaling import write_block_scaling
 
