@@ -245,7 +245,7 @@ def _add_data_parser(sub) -> None:
     p = data.add_parser("export-synthetic", help="write the synthetic benchmark as H.264 videos, Kinetics layout")
     p.add_argument("dir", help="new or empty output directory")
     p.add_argument("--split-sizes", type=_split_sizes, default=None,
-                   help="TRAIN,VAL,TEST clip counts (default 10000,1000,1000)")
+                   help="TRAIN,VAL,TEST clip counts, multiples of 8 (default 8000,1000,1000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=8, help="frames per clip (even)")
     p.add_argument("--size", type=int, default=32, help="frame height and width (even)")

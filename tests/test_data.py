@@ -1,4 +1,5 @@
-"""Data: the synthetic benchmark (determinism, balance, every class's relation checked from pixels),
+"""Data: the synthetic benchmark (determinism, exact balance, every clip's family and class read back from
+its pixels, cue colours uninformative alone),
 the video pipeline (decode, seek, loop, VFR, containers, unreadable files), transforms, DataModules
 and the `nlbench data` command line."""
 from __future__ import annotations
@@ -35,10 +36,10 @@ from nlbench.data import (
     write_video,
 )
 from nlbench.data.analysis import accuracy_by_group
-from nlbench.data.synthetic import BACKGROUND, PALETTE
+from nlbench.data.synthetic import BACKGROUND, FAMILIES, PALETTE, SPLITS
 from nlbench.data.transforms import TrainTransform, random_box, view_boxes
 
-SMALL = SyntheticConfig(split_sizes=(20, 10, 10))
+SMALL = SyntheticConfig(frames=8, size=32, split_sizes=(24, 16, 16))
 
 
 @pytest.fixture(autouse=True)
@@ -48,135 +49,289 @@ def _probe_cache(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------------
-# An independent reading of a synthetic clip: find the objects in the pixels and say which class the
-# scene shows, from the geometry alone (no use of the generator's sprites or placement code).
+# An independent reading of a synthetic clip: label the objects in the raw pixels (8-connected regions of
+# one palette colour), tell the solid cue squares from the distractor rings by shape, and say which family
+# (layout of the cue pair in space and time) and which class (same or different colour) the clip shows,
+# from that geometry alone: no use of the generator's sprites, placement or drawing code.
 
 
 def _objects(frame: np.ndarray) -> list[dict]:
+    from scipy import ndimage
+
     colours = np.vstack([np.full(3, BACKGROUND), PALETTE]).astype(np.float32)
     nearest = np.linalg.norm(frame[:, :, None, :].astype(np.float32) - colours, axis=-1).argmin(-1) - 1
-    seen = np.zeros(nearest.shape, bool)
     found = []
-    for y0, x0 in zip(*np.nonzero(nearest >= 0)):
-        if seen[y0, x0]:
-            continue
-        colour, stack, pixels = nearest[y0, x0], [(y0, x0)], []
-        seen[y0, x0] = True
-        while stack:  # 8-connected flood fill of one colour
-            y, x = stack.pop()
-            pixels.append((y, x))
-            for dy in (-1, 0, 1):
-                for dx in (-1, 0, 1):
-                    v, u = y + dy, x + dx
-                    inside = 0 <= v < nearest.shape[0] and 0 <= u < nearest.shape[1]
-                    if inside and not seen[v, u] and nearest[v, u] == colour:
-                        seen[v, u] = True
-                        stack.append((v, u))
-        ys, xs = np.array(pixels).T
-        box = (ys.min(), xs.min(), ys.max() + 1, xs.max() + 1)
-        mask = np.zeros((box[2] - box[0], box[3] - box[1]), bool)
-        mask[ys - box[0], xs - box[1]] = True
-        found.append({"colour": int(colour), "box": box, "mask": mask, "centre": (ys.mean(), xs.mean())})
+    for colour in np.unique(nearest[nearest >= 0]):
+        regions, n = ndimage.label(nearest == colour, structure=np.ones((3, 3)))  # 8-connected flood fill
+        for k, (rows, cols) in enumerate(ndimage.find_objects(regions), start=1):
+            mask = regions[rows, cols] == k
+            found.append({"colour": int(colour), "box": (rows.start, cols.start, rows.stop, cols.stop),
+                          "mask": mask})
     return found
 
 
-def _is_square(obj, s) -> bool:
-    return obj["mask"].shape == (s, s) and obj["mask"].all()
+def _shape(obj, s) -> str:
+    """'square' (solid s x s), 'ring' (an s x s outline with a background centre) or 'other'."""
+    mask = obj["mask"]
+    if mask.shape != (s, s):
+        return "other"
+    if mask.all():
+        return "square"
+    border = np.concatenate([mask[0], mask[-1], mask[:, 0], mask[:, -1]])
+    return "ring" if border.all() and not mask[s // 2, s // 2] else "other"
 
 
-def infer_class(frames: np.ndarray, s: int) -> tuple[str, list[np.ndarray]]:
-    """The class a clip shows, read from its pixels, and the masks of its cue objects."""
+def _gap(a, b) -> int:
+    """Background pixels between two boxes along the axis where they are furthest apart (< 1: touching)."""
+    return max(max(a[0], b[0]) - min(a[2], b[2]), max(a[1], b[1]) - min(a[3], b[3]))
+
+
+def _corner(box, size) -> tuple[int, int] | None:
+    """Which corner of the frame (0/1 down, 0/1 right) a box sits in, within size/8 of both edges."""
+    reach = size // 8
+    ys = [v for v, near in ((0, box[0] <= reach), (1, size - box[2] <= reach)) if near]
+    xs = [v for v, near in ((0, box[1] <= reach), (1, size - box[3] <= reach)) if near]
+    return (ys[0], xs[0]) if len(ys) == len(xs) == 1 else None
+
+
+def _opposite(a, b, size) -> bool:
+    ca, cb = _corner(a, size), _corner(b, size)
+    return ca is not None and cb is not None and ca[0] != cb[0] and ca[1] != cb[1]
+
+
+def read_clip(frames: np.ndarray, s: int) -> dict:
+    """What the pixels of a clip show: ``family``, ``relation`` (None: no family's layout), the cue
+    colours in a reading order (local and space: by position; time and spacetime: by time) and the
+    number of distractor rings per frame. Asserts that every object is a square or a ring and that no
+    ring touches a cue."""
     T, size = frames.shape[0], frames.shape[1]
-    cues = [[o for o in _objects(f) if not _is_square(o, s)] for f in frames]
+    cues, rings = [], []
+    for t, frame in enumerate(frames):
+        objects = _objects(frame)
+        shapes = [_shape(o, s) for o in objects]
+        assert "other" not in shapes, f"frame {t}: an object that is neither a cue square nor a ring"
+        squares = sorted(((o["box"], o["colour"]) for o, k in zip(objects, shapes) if k == "square"))
+        frame_rings = [o["box"] for o, k in zip(objects, shapes) if k == "ring"]
+        assert all(_gap(r, c) >= 1 for r in frame_rings for c, _ in squares), f"frame {t}: a ring touches a cue"
+        cues.append(squares)
+        rings.append(len(frame_rings))
+    out = {"family": None, "relation": None, "colours": None, "rings": rings}
     counts = [len(c) for c in cues]
-    masks = [o["mask"] for c in cues for o in c]
-    far = lambda a, b: all(abs(p - q) > size / 2 for p, q in zip(a["centre"], b["centre"]))  # noqa: E731
-    if counts == [1] * T:
-        ys = np.array([c[0]["centre"][0] for c in cues])
-        assert len({c[0]["colour"] for c in cues}) == 1
-        if (np.diff(ys) > 0).all() and ys[-1] - ys[0] > size / 2:
-            return "motion_down", masks
-        if (np.diff(ys) < 0).all() and ys[0] - ys[-1] > size / 2:
-            return "motion_up", masks
-    if counts == [2] * T:
-        a, b = cues[0]
-        assert all([o["box"] for o in c] == [a["box"], b["box"]] for c in cues), "a cue pair moved"
-        gap = max(max(a["box"][0], b["box"][0]) - min(a["box"][2], b["box"][2]),
-                  max(a["box"][1], b["box"][1]) - min(a["box"][3], b["box"][3]))
-        family = "local" if 1 <= gap <= 2 else "space" if far(a, b) else None
-        if family:
-            return f"{family}_{'same' if a['colour'] == b['colour'] else 'different'}", masks
-    if counts == [1 if t in (0, T - 2) else 0 for t in range(T)]:
-        a, b = cues[0][0], cues[T - 2][0]
-        family = "time" if a["box"] == b["box"] else "spacetime" if far(a, b) else None
-        if family:
-            return f"{family}_{'same' if a['colour'] == b['colour'] else 'different'}", masks
-    return "unrecognised", masks
+    if counts == [2] * T and all(c == cues[0] for c in cues):  # a static pair in every frame
+        (a, ca), (b, cb) = cues[0]
+        aligned = a[0] == b[0] and a[2] == b[2] or a[1] == b[1] and a[3] == b[3]
+        family = "local" if aligned and 1 <= _gap(a, b) <= 2 else "space" if _opposite(a, b, size) else None
+        colours = (ca, cb)
+    elif counts == [1] * T:  # one cue at a time: the first (box, colour) for the first half, then the second
+        half = T // 2
+        (a, ca), (b, cb) = cues[0][0], cues[half][0]
+        if not (all(c == cues[0] for c in cues[:half]) and all(c == cues[half] for c in cues[half:])):
+            return out  # a change anywhere but at the middle frame
+        family = "time" if a == b else "spacetime" if _opposite(a, b, size) else None
+        colours = (ca, cb)
+    else:
+        return out
+    if family is not None:
+        out.update(family=family, relation="same" if colours[0] == colours[1] else "different", colours=colours)
+    return out
 
 
-@pytest.mark.parametrize("config", [SyntheticConfig(split_sizes=(100, 10, 10)),
-                                    SyntheticConfig(frames=16, size=64, split_sizes=(20, 10, 10), seed=3)],
-                         ids=["8x32", "16x64"])
-def test_every_clip_shows_the_relation_of_its_class(config):
-    shapes: dict[str, list[np.ndarray]] = {}
-    for i in range(config.split_size("train")):
+def _check_split(config: SyntheticConfig, split: str = "train") -> dict:
+    """Reads every clip of a split from its pixels; returns the counts per (family, relation) read."""
+    seen: dict = {}
+    for i in range(config.split_size(split)):
+        clip = generate(config, split, i)
+        read = read_clip(clip.frames, config.sprite_size)
+        assert (read["family"], read["relation"]) == (clip.family, CLASS_NAMES[clip.label]), f"{split} clip {i}"
+        assert (clip.family, clip.label) == (config.family(i), config.label(i)), f"{split} clip {i}"
+        distractors = [sp for sp in clip.sprites if sp.role == "distractor"]
+        assert read["rings"] == [sum(sp.tops[t] is not None for sp in distractors) for t in range(config.frames)]
+        key = (read["family"], read["relation"])
+        seen[key] = seen.get(key, 0) + 1
+    return seen
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        SyntheticConfig(frames=8, size=32, split_sizes=(160, 8, 8)),
+        SyntheticConfig(frames=16, size=64, split_sizes=(96, 8, 8), seed=3),  # the tiny profile's geometry
+        SyntheticConfig(frames=4, size=24, split_sizes=(80, 8, 8), colours=6, noise=10.0, seed=5),
+    ],
+    ids=["8x32", "16x64", "4x24-6colours"],
+)
+def test_every_clip_shows_its_family_and_class_in_its_pixels(config):
+    seen = _check_split(config)
+    per_cell = config.split_size("train") // 8
+    assert seen == {(f, r): per_cell for f in FAMILIES for r in CLASS_NAMES}
+
+
+@pytest.mark.parametrize("config", [
+    SyntheticConfig(frames=8, size=32, split_sizes=(96, 8, 8), distractors=(1, 3), seed=2),
+    SyntheticConfig(split_sizes=(48, 8, 8), distractors=(2, 4), colours=3),
+], ids=["8x32", "16x64"])
+def test_distractors_are_rings_that_never_touch_a_cue(config):
+    n = config.split_size("train")
+    seen = _check_split(config)
+    assert seen == {(f, r): n // 8 for f in FAMILIES for r in CLASS_NAMES}
+    sprites = [generate(config, "train", i).sprites for i in range(n)]
+    distractors = [sp for clip in sprites for sp in clip if sp.role == "distractor"]
+    assert len(distractors) > n and {sp.shape for sp in distractors} == {"ring"}
+    # Some of them move, and each shows for at least half of the clip.
+    assert any(len({t for t in sp.tops if t is not None}) > 1 for sp in distractors)
+    assert all(sum(t is not None for t in sp.tops) >= config.frames // 2 for sp in distractors)
+    # The default set has none (the tiny profile's choice).
+    assert not [sp for sp in generate(SyntheticConfig(split_sizes=(8, 8, 8)), "train", 0).sprites
+                if sp.role == "distractor"]
+
+
+@pytest.mark.parametrize("frames", [4, 6, 16])
+def test_temporal_cues_show_exactly_in_the_two_halves(frames):
+    config = SyntheticConfig(frames=frames, size=32, split_sizes=(64, 8, 8))
+    half = frames // 2
+    assert config.cue_spans == (range(0, half), range(half, frames))
+    for i in range(64):
         clip = generate(config, "train", i)
-        name, masks = infer_class(clip.frames, config.sprite_size)
-        assert name == CLASS_NAMES[clip.label], f"clip {i}"
-        shapes.setdefault(name.split("_")[0], []).extend(masks)
-    # One cue shape per family, different between families: telling families apart is easy.
-    firsts = {family: masks[0] for family, masks in shapes.items()}
-    for family, masks in shapes.items():
-        assert all(np.array_equal(m, firsts[family]) for m in masks), family
-    assert len({m.tobytes() + bytes(m.shape) for m in firsts.values()}) == len(firsts)
+        first, second = (sp.tops for sp in clip.sprites if sp.role == "cue")
+        shown = [[t for t, top in enumerate(tops) if top is not None] for tops in (first, second)]
+        if clip.family in ("time", "spacetime"):
+            assert shown == [list(range(half)), list(range(half, frames))], f"clip {i}"
+        else:
+            assert shown == [list(range(frames))] * 2, f"clip {i}"
+        # In the pixels: a single cue in each frame, its box or colour changing at the middle frame only
+        # (a time clip of the same colour shows one unchanging square).
+        cues = [[o for o in _objects(f) if _shape(o, config.sprite_size) == "square"] for f in clip.frames]
+        if clip.family in ("time", "spacetime"):
+            reading = [(o[0]["box"], o[0]["colour"]) for o in cues]
+            changes = [t for t in range(1, frames) if reading[t] != reading[t - 1]]
+            assert changes == ([] if clip.family == "time" and clip.label == 0 else [half]), f"clip {i}"
+
+
+@pytest.mark.parametrize("colours", [2, 3])
+def test_each_cue_colour_alone_is_uniform_within_each_class(colours):
+    """Within "same" and within "different" (and within each family of each), each cue's colour (read from
+    the pixels, at a position or a time) is uniform over the colours: one cue says nothing about the class.
+    Chi-square over 480 clips (p > 0.001; the clips are fixed by the seed, so the outcome is too)."""
+    from scipy.stats import chisquare
+
+    config = SyntheticConfig(frames=4, size=24, split_sizes=(480, 8, 8), colours=colours, noise=0.0)
+    counts = np.zeros((2, len(FAMILIES), 2, colours), int)  # class, family, cue (reading order), colour
+    pairs = np.zeros((2, colours, colours), int)
+    for i in range(480):
+        clip = generate(config, "train", i)
+        read = read_clip(clip.frames, config.sprite_size)
+        a, b = read["colours"]
+        counts[clip.label, FAMILIES.index(read["family"]), 0, a] += 1
+        counts[clip.label, FAMILIES.index(read["family"]), 1, b] += 1
+        pairs[clip.label, a, b] += 1
+    for label in range(2):
+        for cue in range(2):
+            total = counts[label, :, cue].sum(0)  # 240 clips of the class
+            assert chisquare(total).pvalue > 1e-3, (CLASS_NAMES[label], cue, total)
+            for f, family in enumerate(FAMILIES):  # 60 clips of the class in each family
+                assert chisquare(counts[label, f, cue]).pvalue > 1e-3, (CLASS_NAMES[label], family, cue)
+    # "same" pairs are (c, c); "different" pairs cover every ordered pair of distinct colours evenly.
+    same, different = pairs
+    assert (same == np.diag(np.diag(same))).all() and (np.diag(different) == 0).all()
+    off = different[~np.eye(colours, dtype=bool)]
+    assert chisquare(off).pvalue > 1e-3 and off.min() > 0
 
 
 def test_same_seed_same_bytes_in_any_order_other_seed_other_bytes():
-    forward = [generate(SMALL, "train", i).frames for i in range(6)]
-    backward = [generate(SMALL, "train", i).frames for i in reversed(range(6))][::-1]
+    config = SyntheticConfig(frames=8, size=32, split_sizes=(16, 16, 16), distractors=(0, 2))
+    forward = [generate(config, "train", i).frames for i in range(16)]
+    np.random.seed(1)  # numpy's global generator plays no part
+    order = [generate(config, split, i) for i in (9, 3, 15) for split in ("val", "train", "test")]
+    backward = [generate(config, "train", i).frames for i in reversed(range(16))][::-1]
     assert all(a.tobytes() == b.tobytes() for a, b in zip(forward, backward))
-    other = SyntheticConfig(split_sizes=(20, 10, 10), seed=1)
+    assert [c.frames.tobytes() for c in order[1::3]] == [forward[i].tobytes() for i in (9, 3, 15)]
+    again = generate(config, "train", 5)
+    assert again.sprites == generate(config, "train", 5).sprites and again.family == config.family(5)
+    other = SyntheticConfig(frames=8, size=32, split_sizes=(16, 16, 16), distractors=(0, 2), seed=1)
     assert all(generate(other, "train", i).frames.tobytes() != f.tobytes() for i, f in enumerate(forward))
-    assert generate(SMALL, "val", 0).frames.tobytes() != forward[0].tobytes()
-    ds = SyntheticClips(SMALL, "train")
-    assert torch.equal(ds[3][0], ds[3][0]) and ds[3][0].dtype == torch.float32
+    assert all(generate(config, "val", i).frames.tobytes() != forward[i].tobytes() for i in range(16))
+    assert len({f.tobytes() for f in forward}) == 16
+    ds = SyntheticClips(config, "train")
+    assert torch.equal(ds[3][0], ds[3][0]) and ds[3][0].dtype == torch.float32 and ds[3][1] == config.label(3)
+    with pytest.raises(IndexError, match="out of range 0..15"):
+        generate(config, "train", 16)
+    with pytest.raises(ValueError, match="split='dev'"):
+        generate(config, "dev", 0)
 
 
-def test_class_balance_is_exact_and_cue_colours_say_nothing_alone():
-    config = SyntheticConfig()
-    for split in ("train", "val", "test"):
-        counts = np.bincount(SyntheticClips(config, split).labels)
-        assert len(counts) == 10 and (counts == counts[0]).all()
-    # Each cue's colour alone is uniform in both relations: bag-of-colour features cannot decide.
-    first = {rel: np.zeros(len(PALETTE)) for rel in ("same", "different")}
-    for i in range(600):
-        clip = generate(config, "train", i)
-        spec = config.class_specs[clip.label]
-        if spec.relation in first:
-            first[spec.relation][clip.sprites[0].colour] += 1
-    for hist in first.values():
-        assert hist.min() > 0.5 * hist.mean()
-    with pytest.raises(ValueError, match="multiples of the 10 classes"):
-        SyntheticConfig(split_sizes=(25, 10, 10))
-    with pytest.raises(ValueError, match="frames=7"):
-        SyntheticConfig(frames=7)
+@pytest.mark.parametrize("families", [FAMILIES, ("time", "space"), ("spacetime",)])
+def test_class_and_family_balance_is_exact(families):
+    cells = 2 * len(families)
+    config = SyntheticConfig(frames=4, size=24, split_sizes=(5 * cells, cells, 3 * cells), families=families)
+    every_cell = sorted((f, k) for f in families for k in (0, 1))
+    for split in SPLITS:
+        ds = SyntheticClips(config, split)
+        pairs = [(c.family, c.label) for c in map(ds.clip, range(len(ds)))]
+        assert pairs == list(zip(ds.families.tolist(), ds.labels.tolist()))
+        assert len(pairs) == config.split_size(split)
+        # every run of 2 x len(families) clips holds each (family, class) once: any prefix of a split that is
+        # a multiple of it (a subset of validation clips, a test set) is balanced too
+        for start in range(0, len(pairs), cells):
+            assert sorted(pairs[start : start + cells]) == every_cell, (split, start)
+    # the default benchmark: 8000 / 1000 / 1000 clips, 2 classes x 4 families
+    default = SyntheticConfig()
+    assert default.split_sizes == (8000, 1000, 1000) and default.classes == CLASS_NAMES == ("same", "different")
+    for split in SPLITS:
+        ds = SyntheticClips(default, split)
+        table = np.zeros((len(FAMILIES), 2), int)
+        np.add.at(table, ([FAMILIES.index(f) for f in ds.families], ds.labels), 1)
+        assert (table == len(ds) // 8).all()
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"split_sizes": (20, 8, 8)}, "split_sizes=(20, 8, 8) is not allowed; expected three positive multiples of 8 "
+                                      "(2 classes x 4 families"),
+        ({"split_sizes": (8, 8)}, "split_sizes=(8, 8) is not allowed"),
+        ({"split_sizes": (0, 8, 8)}, "split_sizes=(0, 8, 8) is not allowed"),
+        ({"split_sizes": (6, 4, 4), "families": ("time", "space")},
+         "split_sizes=(6, 4, 4) is not allowed; expected three positive multiples of 4 (2 classes x 2 families"),
+        ({"frames": 7}, "frames=7 is not allowed; expected an even int >= 4"),
+        ({"frames": 2}, "frames=2 is not allowed"),
+        ({"size": 33}, "size=33 is not allowed; expected an even int >= 24"),
+        ({"size": 22}, "size=22 is not allowed"),
+        ({"families": ("motion",)}, "families=('motion',) is not allowed; expected distinct names from "
+                                    "('local', 'space', 'time', 'spacetime')"),
+        ({"families": ("time", "time")}, "families=('time', 'time') is not allowed"),
+        ({"families": ()}, "families=() is not allowed"),
+        ({"distractors": (3, 1)}, "distractors=(3, 1) is not allowed; expected (min, max)"),
+        ({"noise": -1.0}, "noise=-1.0 is not allowed; expected 0 to 64"),
+        ({"colours": 1}, "colours=1 is not allowed; expected 2 to 6"),
+        ({"colours": 7}, "colours=7 is not allowed; expected 2 to 6"),
+        ({"seed": -1}, "seed=-1 is not allowed"),
+    ],
+)
+def test_config_validation_names_the_bad_value_in_one_line(kwargs, message):
+    import re
+
+    with pytest.raises(ValueError, match="^SyntheticConfig: " + re.escape(message)) as err:
+        SyntheticConfig(**kwargs)
+    assert "\n" not in str(err.value)
 
 
 def test_per_class_view_and_accuracy_table():
-    ds = SyntheticClips(SMALL, "val")
+    config = SyntheticConfig(frames=4, size=24, split_sizes=(8, 8, 16))
+    ds = SyntheticClips(config, "test")
     per_class = ds.indices_per_class()
-    assert list(per_class) == list(CLASS_NAMES) and all(len(v) == 1 for v in per_class.values())
-    assert all(ds.clip(int(v[0])).label == CLASS_NAMES.index(k) for k, v in per_class.items())
+    assert list(per_class) == list(CLASS_NAMES) and all(len(v) == 8 for v in per_class.values())
+    assert all(ds.clip(int(i)).label == CLASS_NAMES.index(k) for k, v in per_class.items() for i in v)
     preds = ds.labels.copy()
-    preds[per_class["time_same"]] = CLASS_NAMES.index("time_different")
-    table = ds.per_class_accuracy(preds)
-    row = table.set_index("class").loc["time_same"]
-    assert row["accuracy"] == 0 and row["confused_with"] == "time_different" and row["group"] == "time"
-    assert table["accuracy"].sum() == 9
-    groups = accuracy_by_group(table).set_index("group")["accuracy"]
-    assert groups["time"] == 0.5 and groups["local"] == 1.0
+    wrong = per_class["same"][ds.families[per_class["same"]] == "time"]  # both "same" time clips
+    assert len(wrong) == 2
+    preds[wrong] = CLASS_NAMES.index("different")
+    table = ds.per_class_accuracy(preds).set_index("class")
+    assert table.loc["same", "accuracy"] == 6 / 8 and table.loc["same", "confused_with"] == "different"
+    assert table.loc["different", "accuracy"] == 1.0 and table["correct"].sum() == 14
+    groups = accuracy_by_group(per_class_accuracy(preds, ds.labels, CLASS_NAMES, groups=("a", "a")))
+    assert groups.set_index("group").loc["a", "accuracy"] == 14 / 16
     with pytest.raises(ValueError, match="outside"):
-        per_class_accuracy([10], [0], CLASS_NAMES)
+        per_class_accuracy([2], [0], CLASS_NAMES)
 
 
 def test_average_views_averages_scores_per_video():
@@ -385,22 +540,26 @@ def test_boxes_and_config_geometry():
 @pytest.mark.parametrize("workers", [0, 2])
 def test_synthetic_datamodule_batches(workers):
     dm = SyntheticDataModule(SMALL, LoaderConfig(batch_size=4, num_workers=workers))
-    assert dm.num_classes == 10 and dm.class_names == CLASS_NAMES
+    assert dm.num_classes == 2 and dm.class_names == CLASS_NAMES
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (4, 3, 8, 32, 32) and y.shape == (4,)
     labels = torch.cat([b[1] for b in dm.val_dataloader()])
-    assert labels.tolist() == list(range(10))
+    assert labels.tolist() == [0, 1] * 8
     x, y, video = next(iter(dm.test_dataloader()))
-    assert video.tolist() == [0, 1, 2, 3] and y.tolist() == [0, 1, 2, 3]
+    assert video.tolist() == [0, 1, 2, 3] and y.tolist() == [0, 1, 0, 1]
+    # the family of every test video, by video index (what a run's per_family is computed from)
+    families = dm.test_families()
+    assert families.tolist() == [generate(SMALL, "test", i).family for i in range(16)]
+    assert families.tolist() == [f for f in FAMILIES for _ in range(2)] * 2
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export") / "synthetic"
-    config = SyntheticConfig(split_sizes=(10, 10, 10))
+    config = SyntheticConfig(frames=8, size=32, split_sizes=(16, 8, 8))
     summary = export_synthetic(root, config)
-    assert summary["videos"] == {"train": 10, "val": 10, "test": 10}
+    assert summary["videos"] == {"train": 16, "val": 8, "test": 8} and summary["classes"] == 2
     return root, config
 
 
@@ -410,8 +569,16 @@ def test_export_scan_and_decode_round_trip(exported, workers):
     report = scan_root(root)
     assert report.class_names == CLASS_NAMES
     assert [(s.split, s.videos, s.classes, s.unreadable) for s in report.splits] == [
-        (split, 10, 10, []) for split in ("train", "val", "test")
+        (split, config.split_size(split), 2, []) for split in ("train", "val", "test")
     ]
+    # families.csv: every video once, with its clip's family (the class folders do not say it)
+    rows = [line.split(",") for line in (root / "families.csv").read_text().splitlines()]
+    assert rows[0] == ["path", "family"]
+    videos = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*/*.mp4"))
+    assert sorted(path for path, _ in rows[1:]) == videos and len(videos) == 32
+    for path, family in rows[1:]:
+        split, index = Path(path).stem.split("_")
+        assert family == generate(config, split, int(index)).family, path
     assert report.splits[0].width == (32, 32) and report.splits[0].duration_s == (1.0, 1.0)
     dm = VideoDataModule(root, ClipSampling(8, 1, 1), ClipTransformConfig.scaled(32, jitter=False, num_crops=1),
                          LoaderConfig(batch_size=5, num_workers=workers))
@@ -492,15 +659,15 @@ def test_cli_export_refuses_bad_sizes_and_a_used_directory(tmp_path, capsys):
 def test_cli_export_then_scan_json(tmp_path, capsys):
     import json
 
-    assert main(["data", "export-synthetic", str(tmp_path / "s"), "--split-sizes", "10,10,10", "--json"]) == 0
+    assert main(["data", "export-synthetic", str(tmp_path / "s"), "--split-sizes", "16,8,8", "--json"]) == 0
     capsys.readouterr()
     assert main(["data", "scan", str(tmp_path / "s"), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert [s["videos"] for s in report["splits"]] == [10, 10, 10]
-    assert report["splits"][0]["codecs"] == {"h264/mov": 10}
+    assert [s["videos"] for s in report["splits"]] == [16, 8, 8]
+    assert report["splits"][0]["codecs"] == {"h264/mov": 16}
     assert main(["data", "scan", str(tmp_path / "s")]) == 0
     out = capsys.readouterr().out
-    assert all(split in out for split in ("train", "val", "test")) and "h264/mov 10" in out
+    assert all(split in out for split in ("train", "val", "test")) and "h264/mov 16" in out
 
 
 @pytest.mark.filterwarnings("ignore:.*treespec:")  # Lightning's own use of a torch deprecation
@@ -548,24 +715,24 @@ def test_lightning_trainer_runs_on_both_sources(exported):
 def test_cached_synthetic_split_matches_generated(tmp_path):
     from nlbench.data import SyntheticClips, SyntheticConfig
 
-    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(20, 10, 10), seed=3)
+    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(24, 16, 16), seed=3)
     plain = SyntheticClips(cfg, "val", return_index=True)
     cached = SyntheticClips(cfg, "val", return_index=True, cache_dir=tmp_path)
     again = SyntheticClips(cfg, "val", return_index=True, cache_dir=tmp_path)  # reads the file
     assert len(list(tmp_path.glob("*.npy"))) == 1
-    for i in (0, 7, 9):
+    for i in (0, 7, 15):
         (a, la, ia), (b, lb, ib), (c, lc, ic) = plain[i], cached[i], again[i]
         assert torch.equal(a, b) and torch.equal(a, c) and la == lb == lc and ia == ib == ic == i
     with pytest.raises(IndexError):
-        cached[10]
-    other = SyntheticClips(SyntheticConfig(frames=4, size=24, split_sizes=(20, 10, 10), seed=4), "val", cache_dir=tmp_path)
+        cached[16]
+    other = SyntheticClips(SyntheticConfig(frames=4, size=24, split_sizes=(24, 16, 16), seed=4), "val", cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npy"))) == 2 and not torch.equal(other[0][0], plain[0][0])
 
 
 def test_cached_batch_read_equals_clip_by_clip(tmp_path):
     from nlbench.data import SyntheticClips, SyntheticConfig
 
-    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(20, 10, 10), seed=3)
+    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(24, 16, 16), seed=3)
     for return_index in (False, True):
         ds = SyntheticClips(cfg, "train", return_index=return_index, cache_dir=tmp_path)
         generated = SyntheticClips(cfg, "train", return_index=return_index)  # no cache: clip by clip
@@ -576,7 +743,7 @@ def test_cached_batch_read_equals_clip_by_clip(tmp_path):
             want = generated[i]
             assert torch.equal(got[0], want[0]) and got[0].is_contiguous() and got[1:] == want[1:]
     with pytest.raises(IndexError):
-        ds.__getitems__([3, 20])
+        ds.__getitems__([3, 24])
     # through a DataLoader (which calls __getitems__), the batches are the clip-by-clip ones
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
     first = next(iter(loader))

@@ -165,7 +165,7 @@ def test_the_record_states_transform_views_and_short_clips(tmp_path, capfd):
 def test_synthetic_run_ids_do_not_depend_on_the_video_keys():
     base = RunConfig.load(ROOT / "configs" / "tiny.yaml")
     assert base.run_id == RunConfig.from_dict({**base.to_dict(), "data": {
-        **base.to_dict()["data"], "num_clips": 7, "short_clip": "error", "train_short_side": [40, 50]}}).run_id
+        **base.to_dict()["data"], "num_clips": 7, "short_clip": "error", "train_short_side": [72, 90]}}).run_id
     assert base.run_id != base.replace(data={"mean": [0.5, 0.5, 0.5]}).run_id  # read by both sources
     video = base.replace(data={"source": "video", "root": "/data"})
     assert video.run_id != video.replace(data={"short_clip": "loop"}).run_id

@@ -104,8 +104,8 @@ CURVE = {0: [50.0, 60.0, 70.0], 1: [40.0, 64.0, 80.0]}  # NL seeds 0 and 1 at st
 @pytest.fixture
 def setup(tmp_path):
     """ablations/t_fixture.yaml, results/test/t_fixture.csv, run records; the NL seed-0 run has a model.pt.
-    The C2D and NL records are new-style (per_family, mean_class_top1, curve, nonlocal_blocks); the others
-    old-style (per_class only)."""
+    The C2D and NL records carry per_family, mean_class_top1, curve and nonlocal_blocks; the others per_class
+    only (as a video run's, which has no families)."""
     abl = tmp_path / "ablations"
     abl.mkdir()
     (abl / "t_fixture.yaml").write_text(yaml.safe_dump(TABLE, sort_keys=False))
@@ -118,7 +118,7 @@ def setup(tmp_path):
         d = res / "runs" / r["run_id"]
         d.mkdir(parents=True)
         record = {"run_id": r["run_id"], "machine": MACHINE, "wall_s": 30.0,
-                  "per_class": {"space_same": 40.0, "space_different": 60.0, "time_same": 70.0, "time_different": 90.0}}
+                  "per_class": {"same": 60.0, "different": 70.0}}
         if r["row"] in ("C2D", "NL"):
             record.update({"per_family": {"space": 55.0, "time": 85.0}, "mean_class_top1": 66.0})
         if r["row"] == "NL":
@@ -131,7 +131,7 @@ def setup(tmp_path):
     from nlbench.training.config import RunConfig
 
     config = RunConfig.load(REPO / "configs" / "smoke.yaml", ["model.nl_blocks=1", "model.nl_stage=res3"])
-    model = config.model.model_config(num_classes=10).build()
+    model = config.model.model_config(num_classes=2).build()
     run = res / "runs" / "nl0"
     (run / "config.yaml").write_text(config.to_yaml())
     torch.save(model.state_dict(), run / "model.pt")
@@ -290,15 +290,17 @@ def test_top5_is_left_out_when_no_run_has_it(setup):
     assert "top-5 (95% CI)" in ablation.display_table(with_top5).columns
 
 
-def test_per_family_and_mean_class_from_new_and_old_records(setup):
+def test_per_family_and_mean_class_from_the_records(setup):
     frame = _frame()
     records = {p.parent.name: json.loads(p.read_text())
                for p in (setup / "results" / "test" / "runs").glob("*/record.json")}
     enriched = ablation.enrich(frame, records).set_index("run_id")
-    assert enriched.loc["nl0", "family_space"] == 55.0 and enriched.loc["nl0", "mean_class_top1"] == 66.0  # new
-    # old record: only per_class; a family is the mean of its classes, the mean class accuracy of all
-    assert enriched.loc["worse0", "family_space"] == 50.0 and enriched.loc["worse0", "family_time"] == 80.0
+    assert enriched.loc["nl0", "family_space"] == 55.0 and enriched.loc["nl0", "mean_class_top1"] == 66.0
+    # a record with only per_class: the mean class accuracy is the mean of its classes; no family is made up
+    # from class names (a family is a set of clips, not of classes)
     assert enriched.loc["worse0", "mean_class_top1"] == 65.0
+    assert enriched.loc["worse0", ["family_space", "family_time"]].isna().all()
+    assert [c for c in enriched.columns if c.startswith("family_")] == ["family_space", "family_time"]
 
 
 def test_results_csv_carries_family_mean_class_and_code_version():
@@ -399,7 +401,9 @@ def test_report_writes_tables_plots_and_readme_atomically(setup, monkeypatch, ca
     assert gains.loc["NL", "added_gflops"] == pytest.approx(0.02) and gains.loc["NL", "added_latency_ms"] == pytest.approx(2.0)
     assert gains.loc["Deep NL", "baseline"] == "Deep" and gains.loc["Deep NL", "added_gflops"] == pytest.approx(0.02)
     info = json.loads((out / "attention.json").read_text())
-    assert info["class"].startswith("spacetime") and 0 <= info["weight_on_other_cue"] <= 1
+    # the first spacetime clip of the validation split (families cycle every 2 clips: index 6), its class
+    assert (info["clip_index"], info["family"]) == (6, "spacetime") and info["class"] in ("same", "different")
+    assert 0 <= info["weight_on_other_cue"] <= 1 and 0 < info["uniform_on_other_cue"] <= 1
 
     text = readme.read_text()
     assert "Fixture CPU, 2 threads, torch 2.x, device cpu" in text
@@ -444,6 +448,17 @@ def test_report_keeps_an_earlier_figure_when_the_weights_are_gone(setup, capsys)
     readme = build.build_reports(*args, measure=False)
     assert "kept" in capsys.readouterr().out
     assert "![attention](attention.png)" in readme.read_text() and "t_fixture / NL, seed 0" in readme.read_text()
+
+
+def test_attention_figure_takes_the_first_clip_of_the_longest_range_family():
+    from nlbench.data import SyntheticClips, SyntheticConfig
+
+    # families cycle every 2 clips (same, different): the first spacetime clip of the four is index 6
+    cases = [(("local", "space", "time", "spacetime"), 6, "spacetime"), (("local", "space"), 2, "space"),
+             (("space", "time"), 2, "time"), (("local",), 0, "local")]  # no relation across frames: the first
+    for families, index, family in cases:
+        ds = SyntheticClips(SyntheticConfig(frames=4, size=24, split_sizes=(8, 8, 8), families=families), "val")
+        assert attention.pick_clip(ds) == index and ds.clip(index).family == family, families
 
 
 def test_block_scaling_csv_and_png(tmp_path):

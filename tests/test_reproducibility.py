@@ -80,15 +80,16 @@ def test_curve_has_val_points_points_ending_at_the_last_step(disabled_run):
     _, reference = disabled_run
     curve = reference["curve"]
     assert [p["step"] for p in curve] == [2, 4] and reference["steps"] == 4
-    # 40 training clips in batches of 8: 5 steps an epoch.
-    assert [p["epoch"] for p in curve] == [0.4, 0.8]
+    d = RunConfig.load(ROOT / "configs" / "smoke.yaml").data
+    per_epoch = d.split_sizes[0] // d.batch_size  # 48 training clips in batches of 8: 6 steps an epoch
+    assert per_epoch == 6 and [p["epoch"] for p in curve] == [round(step / per_epoch, 4) for step in (2, 4)]
     assert curve[-1]["val_top1"] == reference["val_top1"]
 
 
 def test_record_says_what_each_block_attends_over(disabled_run):
     cache, reference = disabled_run
     (block,) = reference["nonlocal_blocks"]
-    model = config(cache).model.model_config(10).build()
+    model = config(cache).model.model_config(2).build()
     (name, nl), = model.nonlocal_blocks().items()
     stage = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}[name.split(".")[0]]
     t, h, w = model.feature_shapes((16, 32, 32))[stage]  # the conv arithmetic, against the hooks' reading

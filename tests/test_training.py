@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from nlbench.cli import main
+from nlbench.data import CLASS_NAMES, FAMILIES
 from nlbench.training import ConfigError, RunConfig, VideoClassifier, train_run
 from nlbench.training.config import RecipeSection
 from nlbench.training.run import build_datamodule
@@ -124,14 +126,21 @@ def test_train_run_writes_a_complete_record(tmp_path, monkeypatch):
                 "wall_s", "val_top1", "top1", "machine", "per_class", "per_family", "mean_class_top1", "curve",
                 "code_version", "packages", "nonlocal_blocks"):
         assert on_disk[key] is not None, key
-    # 10 classes: top-5 is not computed (it would be 100 % for any model that learnt anything).
+    # 2 classes: top-5 is not computed (it would be 100 % for any model).
     assert record["top5"] is None and record["val_top5"] is None and 0 <= record["top1"] <= 100
-    assert [b["name"] for b in record["nonlocal_blocks"]] == list(config.model.model_config(10).build().nonlocal_blocks())
-    assert set(record["per_family"]) == set(build_datamodule(config).class_families)
+    model = config.model.model_config(len(CLASS_NAMES)).build()
+    assert [b["name"] for b in record["nonlocal_blocks"]] == list(model.nonlocal_blocks())
+    # Per family: the accuracy over that family's test clips (4 of each of the 4 families in the smoke set,
+    # 2 per class), so each is a multiple of 25 % and, the families being balanced, they average to top-1.
+    families = build_datamodule(config).test_families()
+    assert list(record["per_family"]) == list(dict.fromkeys(families)) == list(FAMILIES)
+    assert all(v % 25 == 0 for v in record["per_family"].values())
+    assert statistics.fmean(record["per_family"].values()) == pytest.approx(record["top1"])
+    assert statistics.fmean(record["per_class"].values()) == pytest.approx(record["mean_class_top1"], abs=1e-4)
     assert record["packages"]["torch"] == torch.__version__ and set(record["code_version"]) == {"commit", "dirty"}
-    assert record["params"] == sum(p.numel() for p in config.model.model_config(10).build().parameters())
+    assert record["params"] == sum(p.numel() for p in model.parameters())
     assert record["gflops"] > 0 and record["unsupported_ops"] == {}
-    assert record["steps"] == 6 and set(record["per_class"]) == set(RunConfig().model and record["per_class"])
+    assert record["steps"] == 6 and list(record["per_class"]) == list(CLASS_NAMES)
     assert RunConfig.load(tmp_path / "run" / "config.yaml").run_id == config.run_id
     assert (tmp_path / "run" / "model.pt").is_file()
     # W&B offline: a local run folder that `wandb sync` can upload, and no key anywhere in it.
@@ -154,7 +163,7 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
 def test_nan_loss_fails_the_run_with_its_step(tmp_path, capsys):
     """A checkpoint with a NaN weight makes the loss NaN at the first step: the run stops, the record says
     failed with the step, the CLI exits non-zero, and no weights are saved."""
-    model = smoke(tmp_path).model.model_config(10).build()
+    model = smoke(tmp_path).model.model_config(len(CLASS_NAMES)).build()
     state = model.state_dict()
     state["conv1.weight"][0, 0, 0, 0, 0] = float("nan")
     torch.save(state, tmp_path / "nan.pt")
@@ -169,7 +178,7 @@ def test_nan_loss_fails_the_run_with_its_step(tmp_path, capsys):
 
 
 def test_checkpoint_of_another_architecture_is_a_config_error(tmp_path, capsys):
-    i3d = smoke(tmp_path, model={"arch": "i3d_3x3x3"}).model.model_config(10).build()
+    i3d = smoke(tmp_path, model={"arch": "i3d_3x3x3"}).model.model_config(len(CLASS_NAMES)).build()
     torch.save(i3d.state_dict(), tmp_path / "i3d.pt")
     config_path = tmp_path / "c2d.yaml"
     config_path.write_text(smoke(tmp_path, model={"init_from": str(tmp_path / "i3d.pt")}).to_yaml())
@@ -186,8 +195,9 @@ def test_nl_model_starts_from_a_trained_baseline(tmp_path):
     train_run(base, tmp_path / "base", progress=False)
     from nlbench.training.run import build_model
 
-    nl = build_model(base.replace(model={"nl_blocks": 5, "init_from": str(tmp_path / "base" / "model.pt")}), 10)
-    c2d = base.model.model_config(10).build()
+    nl_config = base.replace(model={"nl_blocks": 5, "init_from": str(tmp_path / "base" / "model.pt")})
+    nl = build_model(nl_config, len(CLASS_NAMES))
+    c2d = base.model.model_config(len(CLASS_NAMES)).build()
     c2d.load_state_dict(torch.load(tmp_path / "base" / "model.pt"))
     x = torch.randn(2, 3, 16, 32, 32)
     nl.eval(), c2d.eval()
@@ -225,9 +235,9 @@ def test_multiview_test_averages_softmax_scores_per_video():
     labels = torch.arange(data.n) % 3
     expected = (p.argmax(1) == labels).double().mean().item() * 100
     assert result["test/top1"] == pytest.approx(expected)
-    scores, video_labels = module.test_predictions
+    scores, video_labels, video_ids = module.test_predictions
     torch.testing.assert_close(scores, p)
-    assert torch.equal(video_labels, labels)
+    assert torch.equal(video_labels, labels) and torch.equal(video_ids, torch.arange(data.n))
 
 
 def test_precise_bn_equals_the_true_batch_statistics():
@@ -326,11 +336,11 @@ def test_train_run_on_real_video_files(tmp_path):
     from nlbench.data import SyntheticConfig, export_synthetic
 
     root = tmp_path / "kinetics"
-    export_synthetic(root, SyntheticConfig(frames=16, size=32, split_sizes=(20, 10, 10)))
+    export_synthetic(root, SyntheticConfig(frames=16, size=32, split_sizes=(24, 16, 16)))
     config = smoke(tmp_path, data={"source": "video", "root": str(root), "frames": 16, "sampling_rate": 1,
                                     "num_clips": 2, "num_crops": 1, "size": 32, "batch_size": 4,
                                     "eval_batch_size": 4},
                    recipe={"max_steps": 2}, measure={"enabled": False}, wandb={"enabled": False})
     record = train_run(config, tmp_path / "run", progress=False)
     assert record["status"] == "ok", record.get("reason")
-    assert 0 <= record["top1"] <= 100 and len(record["per_class"]) == 10
+    assert 0 <= record["top1"] <= 100 and list(record["per_class"]) == ["same", "different"]

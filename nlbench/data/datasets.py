@@ -108,15 +108,16 @@ class SyntheticClips(Dataset):
 
     @property
     def labels(self) -> np.ndarray:
-        return np.arange(len(self)) % len(self.class_names)
+        return np.array([self.config.label(i) for i in range(len(self))])
 
     def indices_per_class(self) -> dict[str, np.ndarray]:
         labels = self.labels
         return {name: np.flatnonzero(labels == i) for i, name in enumerate(self.class_names)}
 
     def per_class_accuracy(self, predictions):
-        """Accuracy of ``predictions`` (one per clip, in index order) per class, with families."""
-        return per_class_accuracy(predictions, self.labels, self.class_names, groups=self.families)
+        """Accuracy of ``predictions`` (one per clip, in index order) per class. Families are per clip, not
+        per class (both classes occur in every family): ``self.families`` selects a family's clips."""
+        return per_class_accuracy(predictions, self.labels, self.class_names)
 
 
 def cached_frames(config: SyntheticConfig, split: str, cache_dir: Path) -> np.ndarray:

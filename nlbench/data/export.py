@@ -2,6 +2,8 @@
 
     DIR/{train,val,test}/<class name>/<split>_<index>.mp4    H.264, yuv420p
     DIR/classes.txt                                          the class list, in label order
+    DIR/families.csv                                         path,family: each video's cue layout, for
+                                                             per-family accuracy (the classes do not say it)
     DIR/synthetic.json                                       the config, fps and codec it was made with
 
 so that the video path (decode, sample, augment, load) can be run end to end on any machine.
@@ -16,10 +18,12 @@ from pathlib import Path
 
 from nlbench.data.synthetic import SPLITS, SyntheticConfig, generate
 from nlbench.data.video import write_video
+from nlbench.io import atomic_write_text
 
 # Near-lossless: compression noise should not decide a colour.
 DEFAULT_OPTIONS = {"crf": "12", "preset": "veryfast"}
 METADATA = "synthetic.json"
+FAMILIES_CSV = "families.csv"
 
 
 def export_synthetic(
@@ -45,6 +49,9 @@ def export_synthetic(
         for name in config.classes:
             (root / split / name).mkdir(parents=True)
     (root / "classes.txt").write_text("".join(f"{c}\n" for c in config.classes))
+    rows = [f"{_video_path(config, split, i).as_posix()},{config.family(i)}\n"
+            for split in SPLITS for i in range(config.split_size(split))]
+    atomic_write_text(root / FAMILIES_CSV, "path,family\n" + "".join(rows))
     jobs = [(root, config, split, i, fps, codec, options) for split in SPLITS for i in range(config.split_size(split))]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
@@ -70,9 +77,14 @@ def export_synthetic(
 def _write_one(job) -> int:
     root, config, split, index, fps, codec, options = job
     clip = generate(config, split, index)
-    path = root / split / config.classes[clip.label] / f"{split}_{index:05d}.mp4"
+    path = root / _video_path(config, split, index)
     write_video(path, clip.frames, fps, codec=codec, options=options)
     return path.stat().st_size
+
+
+def _video_path(config: SyntheticConfig, split: str, index: int) -> Path:
+    """Where clip ``index`` of ``split`` goes, relative to the export root."""
+    return Path(split) / config.classes[config.label(index)] / f"{split}_{index:05d}.mp4"
 
 
 def read_export_config(root: Path | str) -> dict | None:

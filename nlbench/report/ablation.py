@@ -7,7 +7,8 @@ row per (row, seed)) and the runs' records. Output: ``<table>.csv`` (numbers), `
 
 Per row: the mean over the seeds that finished (``status == ok``) with its 95% Student-t interval, the seed
 standard deviation (flagged ``unstable`` above STABLE_SD points, ``bimodal`` when a seed lies more than
-BIMODAL_GAP points from the row's median), the mean per-class accuracy and the accuracy per class family,
+BIMODAL_GAP points from the row's median), the mean per-class accuracy and the accuracy per family (the
+synthetic benchmark's cue layouts),
 the delta of the means to the table's baseline (ours and the paper's), the paired gain over the row's own
 baseline (``baseline:`` of the row, default the table's; mean of the per-seed differences with its 95% CI),
 and the costs (mean over the runs that measured them). Top-5 is left out when no run has it (a task of at
@@ -69,8 +70,9 @@ def family_columns(frame: pd.DataFrame) -> list[str]:
 
 def enrich(frame: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
     """The results with ``mean_class_top1`` and ``family_<family>`` filled from the records where the CSV has
-    none: records written before those fields existed have only ``per_class`` (class ``<family>_<relation>``:
-    a family's accuracy is the mean over its classes, as the newer records compute it)."""
+    none: ``mean_class_top1`` from the record (or the mean of its ``per_class``), each family's accuracy from
+    its ``per_family`` (over that family's test clips; class names say nothing about families). A record
+    without ``per_family`` (video data without families) leaves the family columns empty."""
     frame = frame.copy()
     if "mean_class_top1" not in frame.columns:
         frame["mean_class_top1"] = math.nan
@@ -82,13 +84,7 @@ def enrich(frame: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
             if value is None and per_class:
                 value = sum(per_class.values()) / len(per_class)
             frame.at[i, "mean_class_top1"] = value
-        families = record.get("per_family")
-        if families is None and per_class:
-            groups: dict[str, list[float]] = {}
-            for name, acc in per_class.items():
-                groups.setdefault(name.split("_")[0], []).append(acc)
-            families = {f: sum(v) / len(v) for f, v in groups.items()}
-        for family, acc in (families or {}).items():
+        for family, acc in (record.get("per_family") or {}).items():
             column = FAMILY_PREFIX + family
             if column not in frame.columns:
                 frame[column] = math.nan
@@ -300,7 +296,7 @@ def render_markdown(
         out.append("The paper makes no claim for this table.")
     families = family_table(summary)
     if families is not None:
-        out += ["", "## Test accuracy per class family (mean over seeds)", "", markdown(families)]
+        out += ["", "## Test accuracy per family (mean over seeds)", "", markdown(families)]
     out += ["", "## Non-local block geometry", ""]
     if geometry is not None and len(geometry):
         flagged = geometry[geometry["flag"] != ""]

@@ -19,7 +19,7 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.patches import ConnectionPatch, Rectangle
 
-from nlbench.data import SyntheticClips
+from nlbench.data import CLASS_NAMES, SyntheticClips
 from nlbench.io import atomic_write_text
 from nlbench.ops.nonlocal_block import NonLocalBlock
 from nlbench.report.plots import save_png
@@ -38,13 +38,13 @@ class Attention:
 
 def load_run_model(run_dir: str | Path):
     """(model in eval mode, its RunConfig) from ``run_dir/config.yaml`` and ``run_dir/model.pt``; the number of
-    classes is read from the classifier's weights (10 for the synthetic benchmark)."""
+    classes is read from the classifier's weights (2 for the synthetic benchmark)."""
     from nlbench.training.config import RunConfig
 
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / "config.yaml")
     state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
-    num_classes = int(state["fc.weight"].shape[0]) if "fc.weight" in state else 10
+    num_classes = int(state["fc.weight"].shape[0]) if "fc.weight" in state else len(CLASS_NAMES)
     model = config.model.model_config(num_classes=num_classes).build()
     model.load_state_dict(state)
     return model.eval(), config
@@ -198,12 +198,13 @@ def figure3(run_dir: str | Path, out_dir: str | Path, label: str = "", top_k: in
     other, uniform = cue_weight(att, cues[-1], s, ds.config.frames, ds.config.size)
     name = ds.class_names[clip.label]
     title = (f"{label or run_dir.name}: block {att.block} ({'x'.join(map(str, att.grid))}, mode {att.mode}), "
-             f"val clip {index} ({name})\nquery (cyan box) on the first cue; heat map: its pairwise weights; "
+             f"val clip {index} ({clip.family}, {name})\n"
+             f"query (cyan box) on the first cue; heat map: its pairwise weights; "
              f"arrows: top-{top_k} keys; green: the cues")
     png = draw_attention(clip, att, out_dir / "attention.png", title, s, top_k)
     info = {
-        "run_dir": str(run_dir), "label": label, "clip_index": index, "class": name, "block": att.block,
-        "mode": str(att.mode), "input_map": list(att.grid), "key_grid": list(att.weights.shape),
+        "run_dir": str(run_dir), "label": label, "clip_index": index, "family": clip.family, "class": name,
+        "block": att.block, "mode": str(att.mode), "input_map": list(att.grid), "key_grid": list(att.weights.shape),
         "query": list(att.query), "weight_on_other_cue": round(other, 4), "uniform_on_other_cue": round(uniform, 4),
         "png": png.name,
     }

@@ -2,9 +2,9 @@
 
 Columns: table, row, the knobs (named by their YAML keys), seed, run_id, the run's costs and accuracies
 (``mean_class_top1``: the mean of the per-class test accuracies; ``family_<family>``: the test accuracy within
-one class family, one column per family the records name, in the order they first appear), status, reason,
-wall_s, code_commit and code_dirty (the code version that trained the run), machine. A row comes from the
-run's record as the cell's trial in the optuna storage keeps it (the same on every machine that shares the storage); a row, once written, never changes.
+one family, a cue layout of the synthetic benchmark, one column per family the records name, in the order they
+first appear), status, reason, wall_s, code_commit and code_dirty (the code version that trained the run),
+machine. A row comes from the run's record as the cell's trial in the optuna storage keeps it (the same on every machine that shares the storage); a row, once written, never changes.
 """
 from __future__ import annotations
 
