@@ -86,17 +86,22 @@ def test_bad_config_one_line_error(data, expected):
 
 
 def test_overrides_and_cli_errors(tmp_path, capsys):
-    config = RunConfig.load(SMOKE, ["model.nl_blocks=5", "recipe.lr=0.5", "model.nl_blocks_extra=1"][:2])
+    config = RunConfig.load(SMOKE, ["model.nl_blocks=5", "recipe.lr=0.5"])
     assert config.model.nl_blocks == 5 and config.recipe.lr == 0.5
+    with pytest.raises(ConfigError, match="unknown key model.nl_blocks_extra"):
+        RunConfig.load(SMOKE, ["model.nl_blocks=5", "model.nl_blocks_extra=1"])
+    out = tmp_path / "run"
     for argv, expected in [
         (["train", str(SMOKE), "model.dpth=3"], "unknown key model.dpth"),
         (["train", str(SMOKE), "recipe.lr"], "is not KEY=VALUE"),
         (["train", str(tmp_path / "missing.yaml")], "no such config file"),
+        # valid as a config, refused by train_run: still before anything is written
+        (["train", str(SMOKE), "data.source=video", f"data.root={tmp_path / 'nowhere'}"], "no such folder"),
     ]:
-        assert main(argv) == 2
+        assert main([*argv, "--out", str(out)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("nlbench: error: ") and expected in err and "\n" not in err
-    assert not (ROOT / "results" / "runs" / "missing").exists()
+        assert not out.exists(), argv  # a config error leaves no run folder behind
 
 
 def test_wandb_mode_offline_unless_configured(monkeypatch):
@@ -131,7 +136,7 @@ def test_train_run_writes_a_complete_record(tmp_path, monkeypatch):
     assert record["packages"]["torch"] == torch.__version__ and set(record["code_version"]) == {"commit", "dirty"}
     assert record["params"] == sum(p.numel() for p in config.model.model_config(10).build().parameters())
     assert record["gflops"] > 0 and record["unsupported_ops"] == {}
-    assert record["steps"] == 6 and set(record["per_class"]) == set(RunConfig().model and record["per_class"])
+    assert record["steps"] == 6 and set(record["per_class"]) == set(build_datamodule(config).class_names)
     assert RunConfig.load(tmp_path / "run" / "config.yaml").run_id == config.run_id
     assert (tmp_path / "run" / "model.pt").is_file()
     # W&B offline: a local run folder that `wandb sync` can upload, and no key anywhere in it.
