@@ -76,6 +76,12 @@ def test_run_id_ignores_name_and_logging_but_not_results(tmp_path):
         ({"data": {"source": "video"}}, "data.root is required"),
         ({"trainer": {"precision": "8-bit"}}, "trainer.precision='8-bit' is not allowed"),
         ({"trainer": {"memory_format": "nhwc"}}, "trainer.memory_format='nhwc' is not allowed"),
+        ({"recipe": {"bn_weight_decay": -1e-4}}, "recipe.bn_weight_decay=-0.0001 is not allowed"),
+        ({"recipe": {"weight_decay": -1e-4}}, "recipe.weight_decay=-0.0001 is not allowed"),
+        ({"recipe": {"warmup_steps": -1}}, "recipe.warmup_steps=-1 is not allowed; expected an int >= 0"),
+        ({"recipe": {"precise_bn_batches": -1}}, "recipe.precise_bn_batches=-1 is not allowed"),
+        ({"trainer": {"accelerator": "tpu"}}, "expected auto, cpu, gpu, cuda or mps"),
+        ({"trainer": {"precision": "8"}}, "expected 32-true, 32, 16-mixed, bf16-mixed or 64-true"),
     ],
 )
 def test_bad_config_one_line_error(data, expected):
