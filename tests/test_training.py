@@ -1,6 +1,7 @@
 """Training runs: config validation, the record, determinism, multi-view test, precise BN, failures, DDP."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -253,6 +254,43 @@ def test_precise_bn_equals_the_true_batch_statistics():
     per_batch = torch.stack([b[0].double().var(0, unbiased=True) for b in batches]).mean(0)
     torch.testing.assert_close(bn.running_var.double(), per_batch, rtol=1e-5, atol=1e-5)
     assert bn.momentum == 0.1
+
+
+
+@torch.no_grad()
+def _hand_written_precise_bn(model, loader, num_batches):
+    """The loop precise BN was before it used torch's update_bn: the reference it must still equal."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    momenta = [bn.momentum for bn in bns]
+    model.train()
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    used = 0
+    for batch in itertools.islice(loader, num_batches):
+        if batch is not None:
+            model(batch[0])
+            used += 1
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    return used
+
+
+def test_precise_bn_gives_what_the_hand_written_loop_gave():
+    def make():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv3d(3, 4, 3), nn.BatchNorm3d(4, momentum=0.3), nn.ReLU(), nn.Conv3d(4, 4, 1),
+                             nn.BatchNorm3d(4, track_running_stats=False), nn.BatchNorm3d(4)).eval()
+
+    torch.manual_seed(1)
+    batches = [(torch.randn(2, 3, 4, 6, 6) * 3 + 1, torch.zeros(2)) for _ in range(5)]
+    batches.insert(1, None)  # a batch of unreadable videos: counted, skipped
+    old, new = make(), make()
+    assert _hand_written_precise_bn(old, batches, 4) == recompute_bn_stats(new, batches, num_batches=4) == 3
+    assert not new.training  # the mode it had
+    for (name, a), b in zip(old.state_dict().items(), new.state_dict().values()):
+        assert torch.equal(a, b), name  # bit for bit
+    assert [m.momentum for m in new.modules() if isinstance(m, nn.BatchNorm3d)] == [0.3, 0.1, 0.1]
 
 
 def test_step_schedule_and_no_weight_decay_on_bn():
