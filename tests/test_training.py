@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import subprocess
 import sys
@@ -307,6 +308,55 @@ def test_step_schedule_and_no_weight_decay_on_bn():
         opt.step()
         sched.step()
     assert lrs[149] == pytest.approx(0.01) and lrs[150] == pytest.approx(0.001) and lrs[300] == pytest.approx(1e-4)
+
+
+
+def _lrs(recipe: RecipeSection, total: int) -> list[float]:
+    module = VideoClassifier(nn.Sequential(nn.Linear(2, 2)), recipe, total_steps=total)
+    opt_cfg = module.configure_optimizers()
+    opt, sched = opt_cfg["optimizer"], opt_cfg["lr_scheduler"]["scheduler"]
+    lrs = []
+    for _ in range(total):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return lrs
+
+
+@pytest.mark.parametrize("total", [4, 400])
+def test_cosine_and_step_schedules_are_torchs_own(total):
+    # torch's schedulers update the lr recursively, which differs from our closed form in the last bits
+    # after a few hundred steps: the same curve to 1e-12, not bit for bit (why module.py keeps a LambdaLR).
+    def torch_lrs(make):
+        opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.01)
+        sched, lrs = make(opt), []
+        for _ in range(total):
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return lrs
+
+    cosine = torch_lrs(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=total))
+    assert _lrs(RecipeSection(schedule="cosine"), total) == pytest.approx(cosine, rel=1e-12, abs=1e-15)
+    milestones = [math.ceil(m * total) for m in (0.375, 0.75)]
+    step = torch_lrs(lambda o: torch.optim.lr_scheduler.MultiStepLR(o, milestones, gamma=0.1))
+    assert _lrs(RecipeSection(schedule="step", milestones=(0.375, 0.75)), total) == pytest.approx(step, rel=1e-12)
+
+
+def test_onecycle_schedule_and_warmup():
+    total, lr = 200, 0.01
+    lrs = np.array(_lrs(RecipeSection(schedule="onecycle", lr=lr), total)) / lr
+    peak = 30  # 15 % of training
+    assert lrs[0] == pytest.approx(0.04) and lrs[peak] == pytest.approx(1.0) and lrs.argmax() == peak
+    assert np.all(np.diff(lrs[: peak + 1]) > 0) and np.all(np.diff(lrs[peak:]) < 0)
+    # linear up, then cosine down to 1 %: halfway down the cosine is halfway between 1 and 0.01
+    np.testing.assert_allclose(lrs[15], 0.04 + 0.96 * 0.5, rtol=1e-12)
+    np.testing.assert_allclose(lrs[(peak + total) // 2], 0.01 + 0.99 * 0.5, rtol=1e-12)
+    assert lrs[-1] == pytest.approx(0.01, abs=1e-3)
+    # warm-up: (step + 1) / warmup_steps of the schedule's value, then the schedule from the start
+    warm = np.array(_lrs(RecipeSection(schedule="cosine", lr=lr, warmup_steps=10), total)) / lr
+    np.testing.assert_allclose(warm[:10], np.arange(1, 11) / 10, rtol=1e-12)
+    np.testing.assert_allclose(warm[10:], 0.5 * (1 + np.cos(np.pi * np.arange(190) / 190)), rtol=1e-12)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])

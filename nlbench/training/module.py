@@ -153,6 +153,10 @@ class VideoClassifier(pl.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": self._scheduler(opt), "interval": "step"}}
 
     def _scheduler(self, opt):
+        # Every schedule as one closed form in a LambdaLR, not torch's classes: CosineAnnealingLR and
+        # MultiStepLR update the lr recursively and drift from the closed form in the last bits (1e-17 after
+        # a few hundred steps), and OneCycleLR warms up along a cosine and cycles momentum; the recorded runs
+        # used this form, so it stays to reproduce them bit for bit (tests compare it with torch's to 1e-12).
         r, total = self.recipe, max(1, self.total_steps)
         warm = min(r.warmup_steps, total - 1)
 
