@@ -311,6 +311,28 @@ def test_step_schedule_and_no_weight_decay_on_bn():
 
 
 
+
+def test_train_throughput_skips_warmup_and_validation_pauses(monkeypatch):
+    from nlbench.training import callbacks
+
+    clock = iter([0.0, 1.0,  # step 0 (skipped): 1 s
+                  1.5, 2.5,  # step 1: 1 s, batch end 1.5 s after the last
+                  2.5, 4.5,  # step 2: 2 s, end 2 s after
+                  100.0, 101.0])  # after a validation pause: a 1 s step, no interval
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    monitor = callbacks.TrainThroughput(batch_size=8, skip=1)
+    module = VideoClassifier(nn.Linear(2, 2), RecipeSection(), total_steps=1)
+    monitor.on_train_epoch_start(None, module)
+    for step in range(4):
+        if step == 3:
+            monitor.on_validation_start(None, module)
+        monitor.on_train_batch_start(None, module, None, step)
+        monitor.on_train_batch_end(None, module, None, None, step)
+    summary = monitor.summary()
+    assert summary["step_ms"] == pytest.approx(1000.0)  # median of 1, 2, 1 s
+    assert summary["train_clips_per_s"] == pytest.approx(8 / 1.75)  # intervals 1.5 and 2 s
+
+
 def _lrs(recipe: RecipeSection, total: int) -> list[float]:
     module = VideoClassifier(nn.Sequential(nn.Linear(2, 2)), recipe, total_steps=total)
     opt_cfg = module.configure_optimizers()

@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from nlbench.training.callbacks import ThroughputMonitor
+from nlbench.training.callbacks import TrainThroughput
 from nlbench.training.config import RunConfig
 from nlbench.training.module import VideoClassifier
 from nlbench.training.run import build_datamodule, build_model
@@ -41,7 +41,7 @@ def _bare(model, module: VideoClassifier, batches, skip: int) -> float:
 
 
 def _lightning(module: VideoClassifier, batches, skip: int, logger) -> float:
-    monitor = ThroughputMonitor(len(batches[0][1]), skip=skip)
+    monitor = TrainThroughput(len(batches[0][1]), skip=skip)
     trainer = pl.Trainer(
         accelerator="cpu", max_steps=len(batches), max_epochs=1, logger=logger if logger else False,
         callbacks=[monitor], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
