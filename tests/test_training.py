@@ -126,6 +126,7 @@ def test_wandb_mode_offline_unless_configured(monkeypatch):
 # ------------------------------------------------------------------------------------- whole runs
 
 
+@pytest.mark.integration
 def test_train_run_writes_a_complete_record(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -152,6 +153,7 @@ def test_train_run_writes_a_complete_record(tmp_path, monkeypatch):
     assert len(offline) == 1 and list(offline[0].glob("run-*.wandb"))
 
 
+@pytest.mark.integration
 def test_same_seed_same_metrics_and_weights(tmp_path):
     config = smoke(tmp_path, recipe={"max_steps": 3}, measure={"enabled": False}, wandb={"enabled": False})
     a = train_run(config, tmp_path / "a", progress=False)
@@ -164,6 +166,7 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
 
 
+@pytest.mark.integration
 def test_nan_loss_fails_the_run_with_its_step(tmp_path, capsys):
     """A checkpoint with a NaN weight makes the loss NaN at the first step: the run stops, the record says
     failed with the step, the CLI exits non-zero, and no weights are saved."""
@@ -181,6 +184,7 @@ def test_nan_loss_fails_the_run_with_its_step(tmp_path, capsys):
     assert not (tmp_path / "run" / "model.pt").exists()
 
 
+@pytest.mark.integration
 def test_checkpoint_of_another_architecture_is_a_config_error(tmp_path, capsys):
     i3d = smoke(tmp_path, model={"arch": "i3d_3x3x3"}).model.model_config(10).build()
     torch.save(i3d.state_dict(), tmp_path / "i3d.pt")
@@ -192,6 +196,7 @@ def test_checkpoint_of_another_architecture_is_a_config_error(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing half-written
 
 
+@pytest.mark.integration
 def test_nl_model_starts_from_a_trained_baseline(tmp_path):
     """The authors' practice: an NL model initialised from a trained C2D keeps the C2D's function (the NL
     blocks are identity at init), so their outputs agree before any NL training."""
@@ -424,6 +429,7 @@ def test_channels_last_module_computes_the_same_logits():
 # ------------------------------------------------------------------------------------------- DDP
 
 
+@pytest.mark.integration
 def test_ddp_two_cpu_processes(tmp_path):
     """`nlbench train` with trainer.devices=2 and the ddp strategy: Lightning starts a second process, both
     train with gloo on the CPU, rank 0 writes the record."""
@@ -441,6 +447,7 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert np.isfinite(record["top1"])
 
 
+@pytest.mark.integration
 def test_train_run_on_real_video_files(tmp_path):
     """The video path end to end: the synthetic set exported as H.264 files in the Kinetics layout, decoded
     with PyAV, trained and tested with multi-view averaging (2 clips x 1 crop per video)."""
