@@ -338,6 +338,13 @@ def test_train_throughput_skips_warmup_and_validation_pauses(monkeypatch):
     assert summary["train_clips_per_s"] == pytest.approx(8 / 1.75)  # intervals 1.5 and 2 s
 
 
+
+def test_measure_overhead_has_its_docstring():
+    from nlbench.training.overhead import measure_overhead
+
+    assert measure_overhead.__doc__.startswith("Training clips/s")  # it once stood after a statement: None
+
+
 def _lrs(recipe: RecipeSection, total: int) -> list[float]:
     module = VideoClassifier(nn.Sequential(nn.Linear(2, 2)), recipe, total_steps=total)
     opt_cfg = module.configure_optimizers()

@@ -55,10 +55,10 @@ def _lightning(module: VideoClassifier, batches, skip: int, logger) -> float:
 
 
 def measure_overhead(config: RunConfig, steps: int = 60, rounds: int = 3, skip: int = 5) -> dict:
-    if steps < skip + 3:
-        raise ValueError(f"steps={steps} is not allowed; expected at least {skip + 3} ({skip} are warm-up)")
     """Training clips/s: bare loop, LightningModule, LightningModule + W&B offline logger (medians of
     ``rounds``), and Lightning's overhead in % of the bare loop's time per clip."""
+    if steps < skip + 3:
+        raise ValueError(f"steps={steps} is not allowed; expected at least {skip + 3} ({skip} are warm-up)")
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
     datamodule = build_datamodule(config)
