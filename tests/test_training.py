@@ -345,6 +345,19 @@ def test_measure_overhead_has_its_docstring():
     assert measure_overhead.__doc__.startswith("Training clips/s")  # it once stood after a statement: None
 
 
+
+def test_topk_correct_agrees_with_torchmetrics():
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    from nlbench.training.module import topk_correct
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(1000, 12), torch.randint(0, 12, (1000,))
+    for k, hit in zip((1, 5), topk_correct(logits, labels, (1, 5))):
+        theirs = multiclass_accuracy(logits, labels, num_classes=12, top_k=k, average="micro")
+        assert float(hit.mean()) == pytest.approx(float(theirs), abs=1e-6), k
+
+
 def _lrs(recipe: RecipeSection, total: int) -> list[float]:
     module = VideoClassifier(nn.Sequential(nn.Linear(2, 2)), recipe, total_steps=total)
     opt_cfg = module.configure_optimizers()
