@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 
-.PHONY: install test test-slow test-sweeps bench model-zoo clean ablation-table2
+.PHONY: install test test-unit test-integration test-slow test-sweeps bench model-zoo clean ablation-table2
 
 # Pinned CPU torch goes in first: an unpinned torch pulled in by a dependency would be a CUDA build.
 # The `peers` extra (tests/test_peers.py) goes in with --no-deps, its list read from pyproject.toml.
@@ -16,8 +16,15 @@ install:
 	$(BIN)/python -m pip install --no-deps $$($(BIN)/python -c "import tomllib; print(' '.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['optional-dependencies']['peers']))")
 	$(BIN)/python -m pip install -e ".[sweeps]" && $(BIN)/python -m pip install --no-deps "sweeps==0.3.0"
 
+# Unit and integration tests together (the markers split them: pyproject.toml, README "Install and test").
 test:
 	$(BIN)/python -m pytest -q -m "not slow" -n 2 tests
+
+test-unit:
+	$(BIN)/python -m pytest -q -m "not slow and not integration" -n 2 tests
+
+test-integration:
+	$(BIN)/python -m pytest -q -m "integration and not slow" -n 2 tests
 
 test-slow:
 	$(BIN)/python -m pytest -q -m slow tests

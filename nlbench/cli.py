@@ -544,8 +544,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
-    except (ValueError, FileNotFoundError, KeyError) as err:
-        # A user's mistake gets one line naming it, not a traceback.
+    except (ValueError, FileNotFoundError) as err:
+        # A user's mistake gets one line naming it, not a traceback. Not KeyError: user input is checked
+        # where it is read (ConfigError is a ValueError), so a KeyError is a bug and keeps its traceback.
         message = err.args[0] if err.args else str(err)
         print(f"nlbench: error: {message}", file=sys.stderr)
         return 2

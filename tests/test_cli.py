@@ -142,3 +142,15 @@ def test_profile_reproduces_mmaction2_i3d_counts(capsys):
     assert main(argv) == 0
     record = json.loads(capsys.readouterr().out)
     assert record["params"] == 28_043_472 and round(record["gflops"], 1) == 43.5
+
+
+def test_a_keyerror_is_a_bug_not_a_user_error(monkeypatch):
+    # user input is checked where it is read (ConfigError, exit 2); a KeyError keeps its traceback
+    from nlbench import cli
+
+    def broken(args):
+        raise KeyError("a lookup the code got wrong")
+
+    monkeypatch.setattr(cli, "cmd_train", broken)
+    with pytest.raises(KeyError, match="a lookup the code got wrong"):
+        cli.main(["train", "configs/smoke.yaml"])

@@ -140,6 +140,7 @@ def test_no_cache_still_probes_a_split_used_twice_once(tmp_path, monkeypatch):
     assert len(opened) == 8 and not (tmp_path / "cache").exists()
 
 
+@pytest.mark.integration
 def test_the_record_states_transform_views_and_short_clips(tmp_path, capfd):
     _tree(tmp_path, frames=8)
     config = RunConfig.load(ROOT / "configs" / "smoke.yaml").replace(

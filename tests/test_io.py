@@ -1,6 +1,6 @@
 import pytest
 
-from nlbench.io import atomic_write_text
+from nlbench.io import atomic_file, atomic_write_text
 
 
 def test_atomic_write_replaces_and_leaves_no_temporaries(tmp_path):
@@ -15,7 +15,11 @@ def test_failed_write_keeps_the_old_file(tmp_path):
     target = tmp_path / "r.csv"
     atomic_write_text(target, "old\n")
 
-    with pytest.raises(TypeError):
-        atomic_write_text(target, 42)  # not text: fails mid-write
+    with pytest.raises(AttributeError):
+        atomic_write_text(target, 42)  # not text: fails before a byte is written
+    with pytest.raises(RuntimeError), atomic_file(target) as f:
+        f.write(b"half a fi")
+        raise RuntimeError("the writer fails mid-write")
     assert target.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["r.csv"]
+    assert target.stat().st_mode & 0o777 == 0o644

@@ -27,6 +27,19 @@ def test_latency_reports_each_statistic_and_rejects_no_repeats():
         measure_latency(lambda: None, repeats=0)
 
 
+def test_latency_times_each_call_at_the_process_thread_count():
+    import time
+
+    before, seen = torch.get_num_threads(), []
+    torch.set_num_threads(2)  # not the benchmark Timer's default of one
+    try:
+        stats = measure_latency(lambda: (seen.append(torch.get_num_threads()), time.sleep(0.02)), warmup=0, repeats=3)
+        assert set(seen) == {2} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert 20 <= stats["min_ms"] and stats["median_ms"] < 20 * 10  # a loaded machine may stretch a sleep
+
+
 def test_profile_of_a_block_agrees_with_count_flops_and_restores_mode():
     block = NonLocalBlock(16, inner_channels=8)
     block.eval()

@@ -318,6 +318,7 @@ def test_input_smaller_than_the_total_stride():
 # ------------------------------------------------------------------------------------------ counts
 
 
+@pytest.mark.integration
 def test_r101_c2d_params_and_flops_match_the_paper():
     params = n_params(on_meta(depth=101))
     assert abs(params / 43.2e6 - 1) < 0.01, params
@@ -336,6 +337,7 @@ TABLE_2E = [  # (model, params ratio, FLOPs ratio) to R101 C2D, as Table 2e prin
 ]
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("model, params_ratio, flops_ratio", TABLE_2E)
 def test_table_2e_ratios(model, params_ratio, flops_ratio):
     base_params, base_flops = n_params(on_meta(depth=101)), flops(depth=101)
@@ -343,12 +345,14 @@ def test_table_2e_ratios(model, params_ratio, flops_ratio):
     assert round(flops(**model) / base_flops, 1) == flops_ratio
 
 
+@pytest.mark.integration
 def test_r50_nonlocal_5_block_is_70_percent_params_80_percent_flops_of_r101():
     params = n_params(on_meta(depth=50, nl_blocks=5)) / n_params(on_meta(depth=101))
     macs = flops(depth=50, nl_blocks=5) / flops(depth=101)
     assert 0.65 <= params <= 0.75 and 0.75 <= macs <= 0.85, (params, macs)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_the_paper_text_variant_misses_table_2e():
     """Why the released code is the default: built as the paper's text, three of Table 2e's six ratios

@@ -63,6 +63,7 @@ def disabled_run(tmp_path_factory):
     return tmp, outcome(record, tmp / "run")
 
 
+@pytest.mark.integration
 def test_tracking_and_measurement_change_no_number(disabled_run, tmp_path, monkeypatch):
     cache, reference = disabled_run
     assert reference["status"] == "ok"
@@ -76,6 +77,7 @@ def test_tracking_and_measurement_change_no_number(disabled_run, tmp_path, monke
     assert outcome(tagged, tmp_path / "tagged") == reference
 
 
+@pytest.mark.integration
 def test_curve_has_val_points_points_ending_at_the_last_step(disabled_run):
     _, reference = disabled_run
     curve = reference["curve"]
@@ -86,6 +88,7 @@ def test_curve_has_val_points_points_ending_at_the_last_step(disabled_run):
     assert curve[-1]["val_top1"] == reference["val_top1"]
 
 
+@pytest.mark.integration
 def test_record_says_what_each_block_attends_over(disabled_run):
     cache, reference = disabled_run
     (block,) = reference["nonlocal_blocks"]
@@ -97,6 +100,7 @@ def test_record_says_what_each_block_attends_over(disabled_run):
     assert block == {"name": name, "input_thw": [t, h, w], "keys": (t // pt) * (h // ph) * (w // pw)}
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_sweep_runner_with_two_workers_gives_the_same_records(tmp_path, monkeypatch):
     from nlbench.sweep import runner

@@ -20,6 +20,8 @@ from nlbench.sweep import runner
 from nlbench.sweep.spec import build_sweep, load_profiles
 from nlbench.training import ConfigError
 
+pytestmark = pytest.mark.integration  # real sweeps: every test here trains or runs the sweep machinery
+
 REPO = Path(__file__).resolve().parents[1]
 ABLATIONS = REPO / "ablations"
 TABLES = sorted(p for p in ABLATIONS.glob("*.yaml") if p.name != "profiles.yaml")

@@ -21,6 +21,8 @@ import pytest
 
 from nlbench.sweep.spec import build_sweep
 
+pytestmark = pytest.mark.integration  # real sweeps: every test here trains or runs the sweep machinery
+
 REPO = Path(__file__).resolve().parents[1]
 KILLER = REPO / "tests" / "sweep_kill.py"
 TABLES = [REPO / "ablations" / "2a_instantiation.yaml", REPO / "ablations" / "2b_stage.yaml"]

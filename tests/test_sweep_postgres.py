@@ -15,6 +15,8 @@ from nlbench.sweep import runner
 from nlbench.sweep.spec import build_sweep
 from tests.test_sweep_crash import REPO, TABLES, _env, completions, start_sweep, sweeps, trainings, wait
 
+pytestmark = pytest.mark.integration  # real sweeps: every test here trains or runs the sweep machinery
+
 
 def _report(cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(

@@ -24,6 +24,8 @@ from nlbench.report.wandb_source import offline_runs, record_of  # noqa: E402
 from nlbench.sweep.spec import build_sweep  # noqa: E402
 from nlbench.sweep.wandb_sweep import sweep_config  # noqa: E402
 
+pytestmark = pytest.mark.integration  # real sweeps: every test here trains or runs the sweep machinery
+
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "ablations" / "2a_instantiation.yaml"
 ROW = "Embedded Gaussian"  # a label with a space: one argv element

@@ -70,6 +70,7 @@ def _sweep(tmp: Path) -> None:
     assert list(frame["status"]) == ["ok", "ok"]
 
 
+@pytest.mark.integration
 def test_report_from_offline_wandb_folders_renders_the_same_tables(smoke_sweep):
     tmp = smoke_sweep
     common = ["--profile", "smoke", "--ablations", str(tmp / "ablations"), "--skip-measure", "--no-attention"]
@@ -100,6 +101,7 @@ def test_report_from_offline_wandb_folders_renders_the_same_tables(smoke_sweep):
     pd.testing.assert_frame_equal(sweep_csv, rebuilt)
 
 
+@pytest.mark.integration
 def test_report_logs_each_table_to_an_offline_report_run(smoke_sweep, capsys):
     tmp = smoke_sweep
     assert main(["report", "--profile", "smoke", "--ablations", str(tmp / "ablations"), "--skip-measure",

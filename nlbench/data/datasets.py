@@ -12,7 +12,6 @@ file and process. No sample is ever replaced by another, so no label ever moves 
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 import warnings
 from pathlib import Path
@@ -34,6 +33,7 @@ from nlbench.data.transforms import (
     normalize,
 )
 from nlbench.data.video import STAGES, ClipSampling, VideoReader, VideoReadError
+from nlbench.io import atomic_file
 from nlbench.seeds import generator
 
 MODES = ("train", "val", "test")
@@ -132,10 +132,8 @@ def cached_frames(config: SyntheticConfig, split: str, cache_dir: Path) -> np.nd
         frames[0] = first
         for i in range(1, len(frames)):
             frames[i] = generate(config, split, i).frames
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_file(path) as f:  # runs in parallel may fill the same cache: the last rename wins
             np.save(f, frames)
-        os.replace(tmp, path)
     return np.load(path, mmap_mode="r")
 
 

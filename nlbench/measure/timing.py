@@ -16,6 +16,7 @@ import time
 from typing import Callable
 
 import torch
+from torch.utils import benchmark
 
 MiB = 2**20
 
@@ -28,7 +29,6 @@ def _resolve_device(device) -> torch.device:
 
 
 def _sync(device: torch.device) -> None:
-    # CUDA kernels run asynchronously: without this the clock stops when the launches return.
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -44,19 +44,21 @@ def measure_latency(
 
     Returns ``{"median_ms", "mean_ms", "min_ms", "max_ms", "repeats"}``. Each call is timed on its own
     so one slow outlier (a page-fault storm, a GC pass) shows in max and leaves the median alone.
+    The clock is torch.utils.benchmark.Timer at this process's thread count (its default is one thread);
+    its ``timeit`` runs two untimed calls of its own before each timed one, so every timed call is warm.
     """
     if repeats < 1:
         raise ValueError(f"measure_latency: repeats must be >= 1, got {repeats}")
     dev = _resolve_device(device)
+
+    def clock() -> float:
+        _sync(dev)  # CUDA kernels run asynchronously: without this the clock stops when the launches return
+        return time.perf_counter()
+
+    timer = benchmark.Timer(stmt="fn()", globals={"fn": fn}, timer=clock, num_threads=torch.get_num_threads())
     for _ in range(warmup):
         fn()
-    _sync(dev)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        _sync(dev)
-        times.append((time.perf_counter() - start) * 1e3)
+    times = [timer.timeit(number=1).median * 1e3 for _ in range(repeats)]
     return {
         "median_ms": statistics.median(times),
         "mean_ms": statistics.fmean(times),

@@ -7,33 +7,20 @@ GFLOPs it adds.
 """
 from __future__ import annotations
 
-import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
 
+from nlbench.io import atomic_file
+
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Render ``fig`` to PNG in memory, then write it beside ``path`` and rename it over (atomic)."""
+    """Render ``fig`` to PNG at ``path``, atomically."""
     path = Path(path)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
     return path
 
 

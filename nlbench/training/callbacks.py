@@ -8,10 +8,13 @@ import pytorch_lightning as pl
 import torch
 
 
-class ThroughputMonitor(pl.Callback):
+class TrainThroughput(pl.Callback):
     """Step time (forward, backward, optimiser: batch start to batch end) and training throughput (clips
     per second between consecutive batch ends, so data loading counts), skipping each epoch's first
-    ``skip`` steps (warm-up, worker start)."""
+    ``skip`` steps (warm-up, worker start).
+
+    Not Lightning's ``ThroughputMonitor``: that one logs rolling rates to the logger, while the record wants
+    the median step and the mean rate over the whole run, with validation pauses left out."""
 
     def __init__(self, batch_size: int, skip: int = 3):
         self.batch_size, self.skip = batch_size, skip
@@ -46,11 +49,10 @@ class ThroughputMonitor(pl.Callback):
     def summary(self) -> dict:
         if not self.step_s:
             return {"step_ms": None, "train_clips_per_s": None}
-        world = 1
         interval = sum(self.interval_s) / len(self.interval_s) if self.interval_s else statistics.mean(self.step_s)
         return {
             "step_ms": statistics.median(self.step_s) * 1e3,
-            "train_clips_per_s": self.batch_size * world / interval,
+            "train_clips_per_s": self.batch_size / interval,  # this process's clips: per rank under DDP
         }
 
 

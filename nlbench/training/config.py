@@ -84,7 +84,7 @@ class DataSection:
     # synthetic
     split_sizes: tuple[int, int, int] = (10000, 1000, 1000)
     data_seed: int = 0
-    distractors: tuple[int, int] = (2, 4)
+    distractors: tuple[int, int] = (0, 0)
     noise: float = 4.0
     colours: int = 2  # cue colours (the first of the palette); a new key: it also marks the second design
     # video: clip sampling
@@ -213,9 +213,18 @@ class RecipeSection:
     val_points: int = 0
 
 
+# What the trainer section accepts (Lightning's names); the error messages list them from here.
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
+
+
+def _choices(values) -> str:
+    return ", ".join(values[:-1]) + " or " + values[-1]
+
+
 @dataclass(frozen=True)
 class TrainerSection:
-    accelerator: str = "auto"  # auto | cpu | gpu
+    accelerator: str = "auto"  # one of ACCELERATORS (auto: gpu when CUDA is there, else cpu)
     devices: int | str = 1
     strategy: str = "auto"  # auto | ddp | ddp_spawn ...
     num_nodes: int = 1
@@ -364,18 +373,20 @@ class RunConfig:
             raise bad("recipe.max_steps", r.max_steps, "a positive int")
         if any(not 0 < m < 1 for m in r.milestones) or list(r.milestones) != sorted(r.milestones):
             raise bad("recipe.milestones", list(r.milestones), "increasing fractions of training in (0, 1)")
-        if r.weight_decay < 0 or r.bn_weight_decay < 0:
-            raise bad("recipe.weight_decay", r.weight_decay, "a number >= 0")
+        for key in ("weight_decay", "bn_weight_decay"):
+            if getattr(r, key) < 0:
+                raise bad(f"recipe.{key}", getattr(r, key), "a number >= 0")
         if not 0 <= r.label_smoothing < 1:
             raise bad("recipe.label_smoothing", r.label_smoothing, "a number in [0, 1)")
         if r.val_points < 0:
             raise bad("recipe.val_points", r.val_points, "an int >= 0 (0: validate every val_every_epochs epochs)")
-        if r.precise_bn_batches < 0 or r.warmup_steps < 0:
-            raise bad("recipe.precise_bn_batches", r.precise_bn_batches, "an int >= 0")
-        if t.accelerator not in ("auto", "cpu", "gpu", "cuda", "mps"):
-            raise bad("trainer.accelerator", t.accelerator, "auto, cpu or gpu")
-        if t.precision not in ("32-true", "32", "16-mixed", "bf16-mixed", "64-true"):
-            raise bad("trainer.precision", t.precision, "32-true, 16-mixed or bf16-mixed")
+        for key in ("precise_bn_batches", "warmup_steps"):
+            if getattr(r, key) < 0:
+                raise bad(f"recipe.{key}", getattr(r, key), "an int >= 0")
+        if t.accelerator not in ACCELERATORS:
+            raise bad("trainer.accelerator", t.accelerator, _choices(ACCELERATORS))
+        if t.precision not in PRECISIONS:
+            raise bad("trainer.precision", t.precision, _choices(PRECISIONS))
         if t.memory_format not in ("contiguous", "channels_last"):
             raise bad("trainer.memory_format", t.memory_format, "contiguous or channels_last")
         if self.wandb.mode not in ("auto", "offline", "online", "disabled"):

@@ -16,7 +16,7 @@ import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from nlbench.training.callbacks import ThroughputMonitor
+from nlbench.training.callbacks import TrainThroughput
 from nlbench.training.config import RunConfig
 from nlbench.training.module import VideoClassifier
 from nlbench.training.run import build_datamodule, build_model
@@ -41,7 +41,7 @@ def _bare(model, module: VideoClassifier, batches, skip: int) -> float:
 
 
 def _lightning(module: VideoClassifier, batches, skip: int, logger) -> float:
-    monitor = ThroughputMonitor(len(batches[0][1]), skip=skip)
+    monitor = TrainThroughput(len(batches[0][1]), skip=skip)
     trainer = pl.Trainer(
         accelerator="cpu", max_steps=len(batches), max_epochs=1, logger=logger if logger else False,
         callbacks=[monitor], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -55,10 +55,10 @@ def _lightning(module: VideoClassifier, batches, skip: int, logger) -> float:
 
 
 def measure_overhead(config: RunConfig, steps: int = 60, rounds: int = 3, skip: int = 5) -> dict:
-    if steps < skip + 3:
-        raise ValueError(f"steps={steps} is not allowed; expected at least {skip + 3} ({skip} are warm-up)")
     """Training clips/s: bare loop, LightningModule, LightningModule + W&B offline logger (medians of
     ``rounds``), and Lightning's overhead in % of the bare loop's time per clip."""
+    if steps < skip + 3:
+        raise ValueError(f"steps={steps} is not allowed; expected at least {skip + 3} ({skip} are warm-up)")
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
     datamodule = build_datamodule(config)

@@ -26,7 +26,7 @@ from nlbench.io import atomic_write_text
 from nlbench.measure import machine_info, measure_latency, nonlocal_geometry, profile_module
 from nlbench.models import load_pretrained
 from nlbench.seeds import derive_seed
-from nlbench.training.callbacks import ThroughputMonitor, ValidationCurve
+from nlbench.training.callbacks import TrainThroughput, ValidationCurve
 from nlbench.training.config import ConfigError, RunConfig
 from nlbench.training.module import NonFiniteLossError, VideoClassifier
 from nlbench.training.provenance import code_version, package_versions
@@ -175,7 +175,7 @@ def train_run(
     logger = make_wandb_logger(config, run_dir, group=wandb_group, tags=wandb_tags)
     if logger is not None:
         _ = logger.experiment  # wandb.init now, before the training stream is seeded, whatever it draws
-    throughput = ThroughputMonitor(config.data.batch_size, skip=min(3, total_steps // 2))
+    throughput = TrainThroughput(config.data.batch_size, skip=min(3, total_steps // 2))
     curve = ValidationCurve()
     r = config.recipe
     # val_points > 0: validate every total_steps // val_points steps, counted across epochs.
