@@ -510,3 +510,19 @@ def test_busy_minutes_is_the_union_of_run_spans():
     records = {"a": run("00:00", "00:10"), "b": run("00:05", "00:12"), "c": run("01:00", "01:03"), "d": {}}
     assert busy_minutes(records) == 15.0
     assert busy_minutes({"d": {}}) is None
+
+
+def test_completeness_counts_the_profiles_distinct_runs_with_a_record(tmp_path):
+    from nlbench.report.build import completeness
+    from nlbench.sweep.spec import build_sweep
+
+    ablations = Path(__file__).resolve().parents[1] / "ablations"
+    ids = {c.run_id for p in ablations.glob("*.yaml") if p.name != "profiles.yaml"
+           for c in build_sweep(p, "smoke").cells}
+    assert completeness(ablations, "smoke", tmp_path) == (0, len(ids))
+    first = sorted(ids)[0]
+    (tmp_path / first).mkdir()
+    assert completeness(ablations, "smoke", tmp_path) == (0, len(ids))  # a run folder without a record: not done
+    (tmp_path / first / "record.json").write_text("{}")
+    assert completeness(ablations, "smoke", tmp_path) == (1, len(ids))
+    assert completeness(ablations, "paper", tmp_path) is None  # needs a data set: no grid here
