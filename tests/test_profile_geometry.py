@@ -32,8 +32,9 @@ def test_every_tiny_block_sees_4x4_positions_and_4_keys():
     blocks = _geometries("tiny")
     assert blocks, "no non-local block found in the tiny profile"
     small = [(row, g) for row, g in blocks if min(g["input_thw"][1:]) < 4 or g["keys"] < 4]
-    # The one exception the profile documents: the res5 row of Table 2b (res5 is 2x2 at 64x64).
+    # The one exception the profile documents: the res5 row of Table 2b (res5 is 2x2 at 64x64). Time-only blocks
+    # (Table 2d) attend over T keys: the `t4` clip gives them 4.
     assert all("res5" in row for row, _ in small), small
     assert all(g["keys"] >= 4 for _, g in blocks), [(r, g) for r, g in blocks if g["keys"] < 4]
     res4 = [g for _, g in blocks if g["name"].startswith("layer3.")]
-    assert res4 and all(g["input_thw"][1:] == [4, 4] and g["keys"] >= 8 for g in res4)
+    assert res4 and all(g["input_thw"][1:] == [4, 4] for g in res4)
