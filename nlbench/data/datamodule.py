@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -155,7 +154,7 @@ class SyntheticDataModule(_ClipDataModule):
         return self.config.classes
 
     def test_families(self):
-        return np.array([self.config.family(i) for i in range(self.config.split_size("test"))])
+        return self.config.families_of("test")
 
     def _make(self, split: str) -> Dataset:
         return SyntheticClips(self.config, split, self.mean, self.std, return_index=split == "test",

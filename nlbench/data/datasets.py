@@ -104,7 +104,7 @@ class SyntheticClips(Dataset):
     @property
     def families(self) -> np.ndarray:
         """The family (layout of the cue pair) of every clip, in index order."""
-        return np.array([self.config.family(i) for i in range(len(self))])
+        return self.config.families_of(self.split)
 
     @property
     def labels(self) -> np.ndarray:

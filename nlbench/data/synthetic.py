@@ -135,6 +135,10 @@ class SyntheticConfig:
     def family(self, index: int) -> str:
         return self.families[index // len(CLASS_NAMES) % len(self.families)]
 
+    def families_of(self, split: str) -> np.ndarray:
+        """The family of every clip of ``split``, in index order."""
+        return np.array([self.family(i) for i in range(self.split_size(split))])
+
 
 @dataclass(frozen=True)
 class Sprite:
