@@ -741,13 +741,17 @@ def test_cached_batch_read_equals_clip_by_clip(tmp_path):
         assert len(batch) == len(order)
         for i, got in zip(order, batch):
             want = generated[i]
-            assert torch.equal(got[0], want[0]) and got[0].is_contiguous() and got[1:] == want[1:]
+            assert torch.equal(got[0], want[0]) and got[0].stride(0) == 1 and got[1:] == want[1:]  # channels innermost
     with pytest.raises(IndexError):
         ds.__getitems__([3, 24])
     # through a DataLoader (which calls __getitems__), the batches are the clip-by-clip ones
     loader = torch.utils.data.DataLoader(ds, batch_size=4)
     first = next(iter(loader))
     assert torch.equal(first[0], torch.stack([generated[i][0] for i in range(4)]))
+    # collate_clips keeps them channels-last, the models' input layout (no transposing copy either way)
+    batch = collate_clips(ds.__getitems__([0, 1, 2, 3]))
+    assert torch.equal(batch[0], first[0]) and batch[0].is_contiguous(memory_format=torch.channels_last_3d)
+    assert batch[1].tolist() == [generated[i][1] for i in range(4)]
 
 
 def test_cli_scan_lists_every_unreadable_path_whole_at_any_width(tmp_path, capsys, monkeypatch):

@@ -191,6 +191,9 @@ def train_run(
         max_steps=config.recipe.max_steps or -1,
         check_val_every_n_epoch=None if val_every else r.val_every_epochs,
         val_check_interval=val_every,
+        # No sanity-check batches: the first of the val_points validations comes early enough to show a broken
+        # val set, and in a sweep of small models the check is ~2 % of every run.
+        num_sanity_val_steps=0,
         gradient_clip_val=config.recipe.grad_clip,
         logger=logger if logger is not None else False,
         callbacks=[throughput, curve, *(callbacks or [])],
