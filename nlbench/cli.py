@@ -358,7 +358,11 @@ def torch_device(name: str):
 
 
 def _add_train_parser(sub) -> None:
-    p = sub.add_parser("train", help="train and evaluate one run from a config file; prints its record")
+    from nlbench.training.config import config_keys
+
+    keys = "config keys (KEY=VALUE overrides; the values are YAML):\n  " + "\n  ".join(config_keys())
+    p = sub.add_parser("train", help="train and evaluate one run from a config file; prints its record",
+                       epilog=keys, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("config", help="run config YAML (see configs/)")
     p.add_argument("overrides", nargs="*", help="KEY=VALUE changes, e.g. model.nl_blocks=5 recipe.lr=0.1")
     p.add_argument("--out", default=None, help="run directory (default: results/runs/<run_id>)")

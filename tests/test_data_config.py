@@ -65,14 +65,14 @@ def test_transform_keys_resolve_to_the_paper_at_224_and_to_numbers_given():
 
 
 @pytest.mark.parametrize("key,value,expected", [
-    ("train_short_side", [20, 40], "data.train_short_side=(20, 40) is not allowed"),
+    ("train_short_side", [20, 40], "data.train_short_side=[20, 40] is not allowed"),
     ("train_short_side", "big", "data.train_short_side='big' is not allowed"),
     ("test_short_side", 16, "data.test_short_side=16 is not allowed"),
     ("test_crop", 64, "data.test_crop=64 is not allowed"),
-    ("short_clip", "wrap", "data.short_clip='wrap' is not allowed; expected pad_last | loop | skip | error"),
+    ("short_clip", "wrap", "data.short_clip='wrap' is not allowed; expected pad_last, loop, skip or error"),
     ("ensemble", "median", "data.ensemble='median' is not allowed"),
-    ("mean", [0.5, 0.5], "data.mean=(0.5, 0.5) is not allowed"),
-    ("std", [0.2, 0.0, 0.2], "data.std=(0.2, 0.0, 0.2) is not allowed"),
+    ("mean", [0.5, 0.5], "data.mean=[0.5, 0.5] is not allowed"),
+    ("std", [0.2, 0.0, 0.2], "data.std=[0.2, 0.0, 0.2] is not allowed"),
     ("flip", "sometimes", "data.flip='sometimes' has the wrong type"),
 ])
 def test_bad_transform_values_are_one_line_naming_the_key(key, value, expected, tmp_path, capsys):

@@ -582,7 +582,7 @@ def test_model_config_and_run_config_take_every_knob_once():
     from nlbench.training.config import ModelSection
 
     knobs = {f.name: f.default for f in fields(NonLocalKnobs)}
-    section = {f.name: f.default for f in fields(ModelSection)}
+    section = {name: f.default for name, f in ModelSection.model_fields.items()}
     for knob in KNOBS:
         expected = None if knob.preset else knob.default
         assert knobs[knob.name] == expected and section[knob.name] == expected

@@ -21,7 +21,7 @@ def _geometries(profile: str):
             if cell.run_id in seen or cell.seed != 0:  # the geometry does not depend on the seed
                 continue
             c = cell.config
-            model = c.model.model_config(2).build(seed=0)
+            model = c.model.as_model_config(2).build(seed=0)
             seen.setdefault(cell.run_id, [(f"{path.stem}: {cell.row}", g) for g in
                                          nonlocal_geometry(model, (3, c.data.frames, c.data.size, c.data.size))])
     return [pair for pairs in seen.values() for pair in pairs]

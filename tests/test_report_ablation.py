@@ -131,7 +131,7 @@ def setup(tmp_path):
     from nlbench.training.config import RunConfig
 
     config = RunConfig.load(REPO / "configs" / "smoke.yaml", ["model.nl_blocks=1", "model.nl_stage=res3"])
-    model = config.model.model_config(num_classes=2).build()
+    model = config.model.as_model_config(num_classes=2).build()
     run = res / "runs" / "nl0"
     (run / "config.yaml").write_text(config.to_yaml())
     torch.save(model.state_dict(), run / "model.pt")

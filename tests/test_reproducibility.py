@@ -92,7 +92,7 @@ def test_curve_has_val_points_points_ending_at_the_last_step(disabled_run):
 def test_record_says_what_each_block_attends_over(disabled_run):
     cache, reference = disabled_run
     (block,) = reference["nonlocal_blocks"]
-    model = config(cache).model.model_config(2).build()
+    model = config(cache).model.as_model_config(2).build()
     (name, nl), = model.nonlocal_blocks().items()
     stage = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}[name.split(".")[0]]
     t, h, w = model.feature_shapes((16, 32, 32))[stage]  # the conv arithmetic, against the hooks' reading
@@ -131,7 +131,7 @@ def test_making_a_config_draws_nothing_from_the_global_generator(tmp_path):
     torch.manual_seed(0)
     before = torch.get_rng_state()
     cfg = config(tmp_path).replace(model={"nl_blocks": 5, "instantiation": "dot_product"})
-    assert cfg.run_id and cfg.model.model_config(10).resolved_knobs()
+    assert cfg.run_id and cfg.model.as_model_config(10).resolved_knobs()
     assert torch.equal(torch.get_rng_state(), before)
 
 

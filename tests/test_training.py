@@ -142,7 +142,7 @@ def test_train_run_writes_a_complete_record(tmp_path, monkeypatch):
         assert on_disk[key] is not None, key
     # 2 classes: top-5 is not computed (it would be 100 % for any model).
     assert record["top5"] is None and record["val_top5"] is None and 0 <= record["top1"] <= 100
-    model = config.model.model_config(len(CLASS_NAMES)).build()
+    model = config.model.as_model_config(len(CLASS_NAMES)).build()
     assert [b["name"] for b in record["nonlocal_blocks"]] == list(model.nonlocal_blocks())
     # Per family: the accuracy over that family's test clips (4 of each of the 4 families in the smoke set,
     # 2 per class), so each is a multiple of 25 % and, the families being balanced, they average to top-1.
@@ -179,7 +179,7 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
 def test_nan_loss_fails_the_run_with_its_step(tmp_path, capsys):
     """A checkpoint with a NaN weight makes the loss NaN at the first step: the run stops, the record says
     failed with the step, the CLI exits non-zero, and no weights are saved."""
-    model = smoke(tmp_path).model.model_config(len(CLASS_NAMES)).build()
+    model = smoke(tmp_path).model.as_model_config(len(CLASS_NAMES)).build()
     state = model.state_dict()
     state["conv1.weight"][0, 0, 0, 0, 0] = float("nan")
     torch.save(state, tmp_path / "nan.pt")
@@ -195,7 +195,7 @@ def test_nan_loss_fails_the_run_with_its_step(tmp_path, capsys):
 
 @pytest.mark.integration
 def test_checkpoint_of_another_architecture_is_a_config_error(tmp_path, capsys):
-    i3d = smoke(tmp_path, model={"arch": "i3d_3x3x3"}).model.model_config(len(CLASS_NAMES)).build()
+    i3d = smoke(tmp_path, model={"arch": "i3d_3x3x3"}).model.as_model_config(len(CLASS_NAMES)).build()
     torch.save(i3d.state_dict(), tmp_path / "i3d.pt")
     config_path = tmp_path / "c2d.yaml"
     config_path.write_text(smoke(tmp_path, model={"init_from": str(tmp_path / "i3d.pt")}).to_yaml())
@@ -215,7 +215,7 @@ def test_nl_model_starts_from_a_trained_baseline(tmp_path):
 
     nl_config = base.replace(model={"nl_blocks": 5, "init_from": str(tmp_path / "base" / "model.pt")})
     nl = build_model(nl_config, len(CLASS_NAMES))
-    c2d = base.model.model_config(len(CLASS_NAMES)).build()
+    c2d = base.model.as_model_config(len(CLASS_NAMES)).build()
     c2d.load_state_dict(torch.load(tmp_path / "base" / "model.pt"))
     x = torch.randn(2, 3, 16, 32, 32)
     nl.eval(), c2d.eval()

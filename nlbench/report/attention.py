@@ -45,7 +45,7 @@ def load_run_model(run_dir: str | Path):
     config = RunConfig.load(run_dir / "config.yaml")
     state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     num_classes = int(state["fc.weight"].shape[0]) if "fc.weight" in state else len(CLASS_NAMES)
-    model = config.model.model_config(num_classes=num_classes).build()
+    model = config.model.as_model_config(num_classes=num_classes).build()
     model.load_state_dict(state)
     return model.eval(), config
 

@@ -421,9 +421,9 @@ def _knob_columns(table: Table, profile: Profile) -> list[tuple[str, str]]:
         for section, values in layer.items():
             used.update((section, k) for k in values)
     order = {
-        (s, f.name): (i, j)
+        (s, f): (i, j)
         for i, s in enumerate(ROW_SECTIONS)
-        for j, f in enumerate(dataclasses.fields(type(getattr(RunConfig(), s))))
+        for j, f in enumerate(type(getattr(RunConfig(), s)).model_fields)
     }
     return sorted(used, key=lambda sk: order.get(sk, (99, 0)))
 

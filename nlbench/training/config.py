@@ -10,20 +10,24 @@ A run config is a YAML file with the sections below (every key optional, unknown
     measure: the cost profile of the model (same code as ``nlbench profile``)
     wandb:   W&B project / group / tags / mode (offline unless the user configures it)
 
+Each section is a pydantic model: a field's annotation is its type, its allowed values (``Literal``) and its
+bounds, and the one-line error a bad value gets is made from the same declaration (``Expected``). A file is
+validated as JSON data (strict: no "5" for 5, no true for 1, a list for a tuple).
+
 ``run_id`` hashes everything that changes the result (not ``name``, ``wandb`` or ``measure``), so the same
 run appearing in several ablation tables is trained once.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import typing
-from dataclasses import asdict, dataclass, field, fields, make_dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from nlbench.data.analysis import ENSEMBLES
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
@@ -42,45 +46,77 @@ class ConfigError(ValueError):
     """A config that cannot run; the message is one line naming the file, key and value."""
 
 
-def _model_config(self, num_classes: int) -> ModelConfig:
-    kwargs = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "init_from"}
-    return make_config(num_classes=num_classes, **kwargs)
+class Expected(str):
+    """What a field allows, in words: the metadata of an ``Annotated`` field that its error message shows."""
+
+
+PositiveInt = Annotated[int, Field(ge=1), Expected("a positive int")]
+MaybePositiveInt = Annotated[Optional[int], Field(ge=1), Expected("a positive int or null")]
+Count = Annotated[int, Field(ge=0), Expected("an int >= 0")]
+Positive = Annotated[float, Field(gt=0), Expected("a positive number")]
+NonNegative = Annotated[float, Field(ge=0), Expected("a number >= 0")]
+RGB = Annotated[tuple[float, float, float], Expected("3 numbers (R, G, B)")]
+
+# What the trainer section accepts (Lightning's names).
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "onecycle", "constant")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    def to_dict(self) -> dict:
+        return self.model_dump(mode="json")  # tuples as lists: what YAML and JSON write
+
+
+class _ModelSectionBase(_Section):
+    def as_model_config(self, num_classes: int) -> ModelConfig:
+        kwargs = {name: getattr(self, name) for name in type(self).model_fields if name != "init_from"}
+        return make_config(num_classes=num_classes, **kwargs)
+
+    @model_validator(mode="after")
+    def _buildable(self):
+        try:
+            self.as_model_config(num_classes=10)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"model: {e}") from None
+        return self
 
 
 # ModelConfig's keys, then one per non-local knob (nlbench.ops.knobs: the knobs where the paper and its peers
 # differ default to None and follow the variant's preset, or nl_preset), then init_from: a checkpoint to start
 # from, a 2-D ImageNet ResNet (torchvision format, inflated for I3D) or a trained model of the same backbone
-# (its NL blocks, if it has none, keep their identity init).
-ModelSection = make_dataclass(
+# (its NL blocks, if it has none, keep their identity init). The values a key allows are checked by
+# make_config, which the section calls (one place for the model's rules, shared with `nlbench profile`).
+ModelSection = create_model(
     "ModelSection",
-    [
-        ("depth", int, 50),
-        ("arch", str, "c2d"),
-        ("nl_blocks", int | list, 0),
-        ("nl_stage", str | None, None),
-        ("width", str | int, "small"),
-        ("variant", str, "released"),
-        ("dropout", float, 0.5),
-        ("zero_init_residual", bool, False),
-        ("pools", str | None, None),
-        ("stride_on", str | None, None),
-        ("inflation", str | None, None),
-        ("nl_preset", str | None, None),
-        *model_fields(),
-        ("init_from", str | None, None),
-    ],
-    frozen=True,
-    namespace={"model_config": _model_config},
+    __base__=_ModelSectionBase,
+    __module__=__name__,
+    depth=(int, 50),
+    arch=(str, "c2d"),
+    nl_blocks=(Union[int, list], 0),
+    nl_stage=(Optional[str], None),
+    width=(Union[str, int], "small"),
+    variant=(str, "released"),
+    dropout=(float, 0.5),
+    zero_init_residual=(bool, False),
+    pools=(Optional[str], None),
+    stride_on=(Optional[str], None),
+    inflation=(Optional[str], None),
+    nl_preset=(Optional[str], None),
+    **{name: (Annotated[hint, Expected(knob.expected + (" or null (the preset's)" if knob.preset else ""))], default)
+       for (name, hint, default), knob in zip(model_fields(), KNOBS)},
+    init_from=(Optional[str], None),
 )
-ModelSection.__module__ = __name__
 
 
-@dataclass(frozen=True)
-class DataSection:
-    source: str = "synthetic"  # synthetic | video
+class DataSection(_Section):
+    source: Literal["synthetic", "video"] = "synthetic"
     root: str | None = None  # video: Kinetics folders or train/val CSV manifests
-    frames: int = 16  # clip length (num_frames)
-    size: int = 32  # the crop the model sees (synthetic: the frame size)
+    frames: PositiveInt = 16  # clip length (num_frames)
+    size: PositiveInt = 32  # the crop the model sees (synthetic: the frame size)
     # synthetic
     split_sizes: tuple[int, int, int] = (10000, 1000, 1000)
     data_seed: int = 0
@@ -88,25 +124,46 @@ class DataSection:
     noise: float = 4.0
     colours: int = 2  # cue colours (the first of the palette); a new key: it also marks the second design
     # video: clip sampling
-    sampling_rate: int = 2
-    num_clips: int = 10  # test: temporal clips per video
-    num_crops: int = 3  # test: spatial crops per clip
-    short_clip: str = "pad_last"  # a video shorter than one clip: pad_last | loop | skip | error (README)
+    sampling_rate: PositiveInt = 2
+    num_clips: PositiveInt = 10  # test: temporal clips per video
+    num_crops: PositiveInt = 3  # test: spatial crops per clip
+    short_clip: Literal[SHORT_CLIP_POLICIES] = "pad_last"  # a video shorter than one clip (README)
     # video: transforms; "auto" is the paper's geometry at `size` (short side [256, 320] and 256 for 224)
-    train_short_side: str | tuple[int, int] | None = "auto"  # [min, max], or null: no scale jitter (short side = size)
+    train_short_side: Annotated[Literal["auto"] | tuple[int, int] | None, Expected("auto, null or [min, max]")] = "auto"
     flip: bool = True
-    test_short_side: str | int | None = "auto"  # an int, or null: the short side scaled to `size`
-    test_crop: str | int = "auto"  # auto: the test short side (the paper's 256 crops at 256)
-    ensemble: str = "mean_softmax"  # test views -> one score per video: mean_softmax | mean_logits | max_softmax
-    mean: tuple[float, float, float] = KINETICS_MEAN  # both sources
-    std: tuple[float, float, float] = KINETICS_STD
+    test_short_side: Annotated[Literal["auto"] | int | None, Expected("auto, null or an int >= size")] = "auto"
+    test_crop: Annotated[Literal["auto"] | PositiveInt, Expected("auto or a positive int")] = "auto"
+    ensemble: Literal[ENSEMBLES] = "mean_softmax"  # test views -> one score per video
+    mean: RGB = KINETICS_MEAN  # both sources
+    std: Annotated[tuple[Positive, Positive, Positive], Expected("3 positive numbers (R, G, B)")] = KINETICS_STD
     # video: where the probe of every file is cached (auto: $NLBENCH_CACHE_DIR or ~/.cache/nlbench; null: off)
     index_cache: str | None = "auto"
     # loaders
-    batch_size: int = 16
-    eval_batch_size: int | None = None
-    num_workers: int = 0
+    batch_size: PositiveInt = 16
+    eval_batch_size: MaybePositiveInt = None
+    num_workers: Count = 0
     cache_dir: str | None = None  # synthetic: keep generated splits as uint8 arrays here (shared by runs)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        def bad(key: str, expected: str) -> ValueError:
+            return ValueError(f"data.{key}={_plain(getattr(self, key))!r} is not allowed; expected {expected}")
+
+        if self.source == "video" and not self.root:
+            raise ValueError("data.root is required with data.source=video (a Kinetics-style folder)")
+        t = self.train_short_side
+        if isinstance(t, tuple) and not self.size <= t[0] <= t[1]:
+            raise bad("train_short_side", f"auto, null or [min, max] with size={self.size} <= min <= max")
+        test = self.test_short_side
+        if isinstance(test, int) and test < self.size:
+            raise bad("test_short_side", f"auto, null or an int >= size={self.size}")
+        if isinstance(self.test_crop, int) and isinstance(test, int) and self.test_crop > test:
+            raise bad("test_crop", f"auto or an int <= test_short_side={test}")
+        try:
+            self.transform()
+        except ValueError as e:  # a combination the checks above let through
+            raise ValueError(f"data: {e}") from None
+        return self
 
     def synthetic(self) -> SyntheticConfig:
         """The embedded benchmark this section describes (source: synthetic)."""
@@ -126,8 +183,8 @@ class DataSection:
         """This section's part of the run id: the keys that can change the result. The synthetic source
         reads none of the video keys: they are left at their defaults there, so a synthetic run keeps one
         id however they are set (and the id it had before the keys added with the transforms existed)."""
-        data = _plain(asdict(self))
-        defaults = _plain(asdict(DataSection()))
+        data = self.to_dict()
+        defaults = DataSection().to_dict()
         data.pop("index_cache")  # where probes are cached never changes a result
         if self.source == "synthetic":
             data.update({k: defaults[k] for k in _VIDEO_KEYS})
@@ -136,47 +193,6 @@ class DataSection:
             if data[key] == defaults[key] and (self.source == "synthetic" or key in ("mean", "std")):
                 data.pop(key)
         return data
-
-    def validate(self, source: str) -> None:
-        def bad(key: str, expected: str) -> ConfigError:
-            return ConfigError(f"{source}: data.{key}={getattr(self, key)!r} is not allowed; expected {expected}")
-
-        if self.source not in ("synthetic", "video"):
-            raise bad("source", "synthetic or video")
-        if self.source == "video" and not self.root:
-            raise ConfigError(f"{source}: data.root is required with data.source=video (a Kinetics-style folder)")
-        for key in ("frames", "size", "batch_size", "sampling_rate", "num_clips", "num_crops"):
-            if getattr(self, key) < 1:
-                raise bad(key, "a positive int")
-        if self.eval_batch_size is not None and self.eval_batch_size < 1:
-            raise bad("eval_batch_size", "a positive int")
-        if self.num_workers < 0:
-            raise bad("num_workers", "an int >= 0")
-        if self.short_clip not in SHORT_CLIP_POLICIES:
-            raise bad("short_clip", " | ".join(SHORT_CLIP_POLICIES))
-        if self.ensemble not in ENSEMBLES:
-            raise bad("ensemble", " | ".join(ENSEMBLES))
-        t = self.train_short_side
-        if t != "auto" and t is not None and (len(t) != 2 or not self.size <= t[0] <= t[1]):
-            raise bad("train_short_side", f"auto, null or [min, max] with size={self.size} <= min <= max")
-        if isinstance(t, str) and t != "auto":
-            raise bad("train_short_side", "auto, null or [min, max]")
-        test = self.test_short_side
-        if isinstance(test, str) and test != "auto" or isinstance(test, int) and test < self.size:
-            raise bad("test_short_side", f"auto, null or an int >= size={self.size}")
-        crop = self.test_crop
-        if isinstance(crop, str) and crop != "auto" or isinstance(crop, int) and crop < 1:
-            raise bad("test_crop", "auto or a positive int")
-        if isinstance(crop, int) and isinstance(test, int) and crop > test:
-            raise bad("test_crop", f"auto or an int <= test_short_side={test}")
-        if len(self.mean) != 3:
-            raise bad("mean", "3 numbers (R, G, B)")
-        if len(self.std) != 3 or min(self.std) <= 0:
-            raise bad("std", "3 positive numbers (R, G, B)")
-        try:
-            self.transform()
-        except ValueError as e:  # a combination the checks above let through
-            raise ConfigError(f"{source}: data: {e}") from None
 
 
 # The video-only keys, and the keys added with the configurable transforms and short-clip policy.
@@ -189,68 +205,65 @@ _ADDED_KEYS = ("short_clip", "train_short_side", "flip", "test_short_side", "tes
 _ADDED_RECIPE_KEYS = {"val_points": 0}
 
 
-@dataclass(frozen=True)
-class RecipeSection:
-    optimizer: str = "sgd"  # sgd | adamw
-    lr: float = 0.01
+class RecipeSection(_Section):
+    optimizer: Literal[OPTIMIZERS] = "sgd"
+    lr: Positive = 0.01
     momentum: float = 0.9
     nesterov: bool = True
-    weight_decay: float = 1e-4
-    bn_weight_decay: float = 0.0  # the released code: no weight decay on BN
-    schedule: str = "step"  # step | cosine | onecycle | constant
-    epochs: int = 1
-    max_steps: int | None = None  # overrides epochs when set
-    milestones: tuple[float, ...] = (0.375, 0.75)  # step: fractions of training (150k, 300k of 400k)
+    weight_decay: NonNegative = 1e-4
+    bn_weight_decay: NonNegative = 0.0  # the released code: no weight decay on BN
+    schedule: Literal[SCHEDULES] = "step"
+    epochs: PositiveInt = 1
+    max_steps: MaybePositiveInt = None  # overrides epochs when set
+    # step: fractions of training (150k, 300k of 400k)
+    milestones: Annotated[tuple[float, ...], Expected("increasing fractions of training in (0, 1)")] = (0.375, 0.75)
     gamma: float = 0.1
-    warmup_steps: int = 0
-    label_smoothing: float = 0.0
+    warmup_steps: Count = 0
+    label_smoothing: Annotated[float, Field(ge=0, lt=1), Expected("a number in [0, 1)")] = 0.0
     freeze_bn: bool = False  # the paper's 128-frame runs
-    precise_bn_batches: int = 0  # > 0: recompute BN statistics on this many training batches before eval
-    grad_clip: float | None = None
-    val_every_epochs: int = 1
+    precise_bn_batches: Count = 0  # > 0: recompute BN statistics on this many training batches before eval
+    grad_clip: Annotated[Optional[float], Field(gt=0), Expected("a positive number or null")] = None
+    val_every_epochs: PositiveInt = 1
     # > 0: validate at this many evenly spaced steps through training (the last at the final step), which
     # the record keeps as its learning curve; 0: every val_every_epochs epochs (the record's curve has those).
-    val_points: int = 0
+    val_points: Annotated[int, Field(ge=0), Expected("an int >= 0 (0: validate every val_every_epochs epochs)")] = 0
+
+    @model_validator(mode="after")
+    def _increasing(self):
+        m = self.milestones
+        if any(not 0 < v < 1 for v in m) or list(m) != sorted(m):
+            raise ValueError(f"recipe.milestones={list(m)!r} is not allowed; expected increasing fractions of "
+                             "training in (0, 1)")
+        return self
 
 
-# What the trainer section accepts (Lightning's names); the error messages list them from here.
-ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
-PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
-
-
-def _choices(values) -> str:
-    return ", ".join(values[:-1]) + " or " + values[-1]
-
-
-@dataclass(frozen=True)
-class TrainerSection:
-    accelerator: str = "auto"  # one of ACCELERATORS (auto: gpu when CUDA is there, else cpu)
+class TrainerSection(_Section):
+    accelerator: Literal[ACCELERATORS] = "auto"  # auto: gpu when CUDA is there, else cpu
     devices: int | str = 1
     strategy: str = "auto"  # auto | ddp | ddp_spawn ...
-    num_nodes: int = 1
-    precision: str = "32-true"  # 16-mixed / bf16-mixed on GPU
+    num_nodes: PositiveInt = 1
+    precision: Literal[PRECISIONS] = "32-true"  # 16-mixed / bf16-mixed on GPU
     deterministic: bool = True
-    threads: int | None = None  # torch CPU threads (None: torch's default)
+    threads: MaybePositiveInt = None  # torch CPU threads (None: torch's default)
     # channels_last: NDHWC activations and weights; the small models train ~15-20% faster on a CPU (oneDNN).
-    memory_format: str = "contiguous"  # contiguous | channels_last
+    memory_format: Literal["contiguous", "channels_last"] = "contiguous"
 
     @property
     def channels_last(self) -> bool:
         return self.memory_format == "channels_last"
 
 
-@dataclass(frozen=True)
-class MeasureSection:
+class MeasureSection(_Section):
     enabled: bool = True
-    warmup: int = 1
-    repeats: int = 3
-    eval_batch: int | None = None  # latency at this batch too (default: data.eval_batch_size or batch_size)
+    warmup: Count = 1
+    repeats: PositiveInt = 3
+    eval_batch: MaybePositiveInt = None  # latency at this batch too (default: data.eval_batch_size or batch_size)
 
 
-@dataclass(frozen=True)
-class WandbSection:
+class WandbSection(_Section):
     enabled: bool = True
-    mode: str = "auto"  # auto (WANDB_MODE, else online when WANDB_API_KEY is set, else offline) | offline | online
+    # auto: WANDB_MODE, else online when WANDB_API_KEY is set, else offline
+    mode: Literal["auto", "offline", "online", "disabled"] = "auto"
     project: str = "nlbench"
     entity: str | None = None
     group: str | None = None
@@ -258,25 +271,28 @@ class WandbSection:
     dir: str | None = None  # default: the run directory
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    seed: int = 0
+class RunConfig(_Section):
+    seed: Count = 0
     name: str | None = None
-    model: ModelSection = field(default_factory=ModelSection)
-    data: DataSection = field(default_factory=DataSection)
-    recipe: RecipeSection = field(default_factory=RecipeSection)
-    trainer: TrainerSection = field(default_factory=TrainerSection)
-    measure: MeasureSection = field(default_factory=MeasureSection)
-    wandb: WandbSection = field(default_factory=WandbSection)
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: DataSection = Field(default_factory=DataSection)
+    recipe: RecipeSection = Field(default_factory=RecipeSection)
+    trainer: TrainerSection = Field(default_factory=TrainerSection)
+    measure: MeasureSection = Field(default_factory=MeasureSection)
+    wandb: WandbSection = Field(default_factory=WandbSection)
 
     # ---------------------------------------------------------------------------------------- building
 
     @classmethod
     def from_dict(cls, data: dict | None, source: str = "config") -> "RunConfig":
         """Build and validate; ``source`` (a file name) prefixes every error."""
-        config = _build(cls, data or {}, source, "")
-        config.validate(source)
-        return config
+        data = data or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+        try:
+            return cls.model_validate_json(json.dumps(data, default=str))
+        except ValidationError as e:
+            raise ConfigError(f"{source}: {_one_line(e, data)}") from None
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> "RunConfig":
@@ -303,9 +319,6 @@ class RunConfig:
                 data[key] = value
         return RunConfig.from_dict(data)
 
-    def to_dict(self) -> dict:
-        return _plain(asdict(self))
-
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
@@ -324,7 +337,7 @@ class RunConfig:
         # One architecture, one id, however it is spelled: "1 block" and "1 block in res4" are the same
         # placement, and a model without non-local blocks has no non-local knobs.
         model = data["model"]
-        placement = self.model.model_config(num_classes=10).placement()
+        placement = self.model.as_model_config(num_classes=10).placement()
         model["nl_blocks"] = [[stage, i] for stage, indices in sorted(placement.items()) for i in indices]
         model.pop("nl_stage")
         model.pop("nl_preset")  # what it chooses is in the resolved knobs below
@@ -334,7 +347,7 @@ class RunConfig:
         else:
             # The knobs as the blocks get them: None filled from the preset, C/2 spelled as ratio 0.5
             # or left to the default are one bottleneck.
-            knobs = self.model.model_config(num_classes=10).resolved_knobs()
+            knobs = self.model.as_model_config(num_classes=10).resolved_knobs()
             if knobs.inner_ratio == 0.5 and knobs.inner_channels is None:
                 knobs = replace(knobs, inner_ratio=None)
             model.update({k: _plain(v) for k, v in asdict(knobs).items() if k in NL_KNOBS})
@@ -349,106 +362,82 @@ class RunConfig:
         blob = json.dumps(self.result_dict(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    # ---------------------------------------------------------------------------------- validation
-
-    def validate(self, source: str = "config") -> None:
-        def bad(key: str, value: Any, expected: str) -> ConfigError:
-            return ConfigError(f"{source}: {key}={value!r} is not allowed; expected {expected}")
-
-        try:
-            self.model.model_config(num_classes=10)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"{source}: model: {e}") from None
-        r, t = self.recipe, self.trainer
-        self.data.validate(source)
-        if r.optimizer not in ("sgd", "adamw"):
-            raise bad("recipe.optimizer", r.optimizer, "sgd or adamw")
-        if r.schedule not in ("step", "cosine", "onecycle", "constant"):
-            raise bad("recipe.schedule", r.schedule, "step, cosine, onecycle or constant")
-        if not r.lr > 0:
-            raise bad("recipe.lr", r.lr, "a positive number")
-        if r.epochs < 1:
-            raise bad("recipe.epochs", r.epochs, "a positive int")
-        if r.max_steps is not None and r.max_steps < 1:
-            raise bad("recipe.max_steps", r.max_steps, "a positive int")
-        if any(not 0 < m < 1 for m in r.milestones) or list(r.milestones) != sorted(r.milestones):
-            raise bad("recipe.milestones", list(r.milestones), "increasing fractions of training in (0, 1)")
-        for key in ("weight_decay", "bn_weight_decay"):
-            if getattr(r, key) < 0:
-                raise bad(f"recipe.{key}", getattr(r, key), "a number >= 0")
-        if not 0 <= r.label_smoothing < 1:
-            raise bad("recipe.label_smoothing", r.label_smoothing, "a number in [0, 1)")
-        if r.val_points < 0:
-            raise bad("recipe.val_points", r.val_points, "an int >= 0 (0: validate every val_every_epochs epochs)")
-        for key in ("precise_bn_batches", "warmup_steps"):
-            if getattr(r, key) < 0:
-                raise bad(f"recipe.{key}", getattr(r, key), "an int >= 0")
-        if t.accelerator not in ACCELERATORS:
-            raise bad("trainer.accelerator", t.accelerator, _choices(ACCELERATORS))
-        if t.precision not in PRECISIONS:
-            raise bad("trainer.precision", t.precision, _choices(PRECISIONS))
-        if t.memory_format not in ("contiguous", "channels_last"):
-            raise bad("trainer.memory_format", t.memory_format, "contiguous or channels_last")
-        if self.wandb.mode not in ("auto", "offline", "online", "disabled"):
-            raise bad("wandb.mode", self.wandb.mode, "auto, offline, online or disabled")
-        if self.seed < 0:
-            raise bad("seed", self.seed, "an int >= 0")
+def config_keys() -> list[str]:
+    """Every KEY of a ``KEY=VALUE`` override with its type and default, from the same fields that validate it
+    (``nlbench train --help`` lists them)."""
+    lines = []
+    for section, field in RunConfig.model_fields.items():
+        model = field.annotation
+        if not isinstance(model, type) or not issubclass(model, BaseModel):
+            lines.append(f"{section}  {_expected(field)}  (default {_plain(field.default)!r})")
+            continue
+        for name, f in model.model_fields.items():
+            default = _plain(f.default)
+            lines.append(f"{section}.{name}  {_expected(f)}  (default {'null' if default is None else repr(default)})")
+    return lines
 
 
-# ------------------------------------------------------------------------------------------- loading
+# ------------------------------------------------------------------------------------------- errors
 
 
-def _type_ok(value: Any, hint: Any) -> bool:
-    """Is ``value`` (from YAML) acceptable for the annotation ``hint``?"""
-    origin = typing.get_origin(hint)
-    if hint is Any:
-        return True
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin in (tuple, list) or hint in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            return False
-        args = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        return all(_type_ok(v, args[0]) for v in value) if args else True
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    return True
+_TYPE_ERRORS = ("_type", "_parsing", "is_instance_of")
+
+
+def _one_line(error: ValidationError, data: dict) -> str:
+    """pydantic's first error as one line: the dotted key, the value given and what the field allows."""
+    e = error.errors(include_url=False)[0]
+    model, path, value = RunConfig, [], data
+    for part in e["loc"]:  # the field names; then list indices or the tags of union members
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields and e["type"] != "extra_forbidden":
+            break
+        path.append(str(part))
+        value = value.get(part) if isinstance(value, dict) else None
+        if part in fields:
+            model = fields[part].annotation
+    key = ".".join(path)
+    if e["type"] == "extra_forbidden":
+        known = [".".join([*path[:-1], k]) for k in getattr(model, "model_fields", {})]
+        return f"unknown key {key}; expected one of {', '.join(known)}"
+    if e["type"] == "model_type" or e["type"] == "dict_type":
+        return f"{key or 'config'} must be a mapping, got {_plain(value)!r}"
+    if e["type"] == "value_error":  # a validator's message names its key itself
+        return str(e["ctx"]["error"])
+    field = _field(path)
+    if field is None:
+        return f"{key}: {e['msg']}"
+    errors = [x for x in error.errors(include_url=False) if [str(p) for p in x["loc"][:len(path)]] == path]
+    if all(any(t in x["type"] for t in _TYPE_ERRORS) for x in errors):
+        return f"{key}={_plain(value)!r} has the wrong type; expected {_hint_name(field.annotation)}"
+    return f"{key}={_plain(value)!r} is not allowed; expected {_expected(field)}"
+
+
+def _field(path: list[str]):
+    model, field = RunConfig, None
+    for part in path:
+        fields = getattr(model, "model_fields", {})
+        if part not in fields:
+            return None
+        field = fields[part]
+        model = field.annotation
+    return field
+
+
+def _expected(field) -> str:
+    said = [m for m in field.metadata if isinstance(m, Expected)]
+    if said:
+        return said[0]
+    if typing.get_origin(field.annotation) is Literal:
+        return _choices([str(v) for v in typing.get_args(field.annotation)])
+    return _hint_name(field.annotation)
+
+
+def _choices(values) -> str:
+    return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
 
 
 def _hint_name(hint: Any) -> str:
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
-
-
-def _build(cls, data: dict, source: str, prefix: str):
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(data) - set(known))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown key {prefix}{unknown[0]!s}; expected one of {', '.join(prefix + k for k in known)}"
-        )
-    kwargs = {}
-    for name, value in data.items():
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, value if value is not None else {}, source, f"{prefix}{name}.")
-            continue
-        if not _type_ok(value, hint):
-            raise ConfigError(f"{source}: {prefix}{name}={value!r} has the wrong type; expected {_hint_name(hint)}")
-        if isinstance(value, list) and typing.get_origin(hint) is not list:
-            value = tuple(tuple(v) if isinstance(v, list) else v for v in value)
-        kwargs[name] = value
-    return cls(**kwargs)
 
 
 def _plain(value: Any) -> Any:

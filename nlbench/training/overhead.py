@@ -93,7 +93,7 @@ def measure_overhead(config: RunConfig, steps: int = 60, rounds: int = 3, skip: 
         "steps": steps,
         "rounds": rounds,
         "batch_size": config.data.batch_size,
-        "model": config.model.model_config(datamodule.num_classes).name,
+        "model": config.model.as_model_config(datamodule.num_classes).name,
         "input": f"{config.data.frames}x{config.data.size}x{config.data.size}",
         "threads": torch.get_num_threads(),
     }

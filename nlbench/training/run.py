@@ -69,7 +69,7 @@ def _describe_data(datamodule) -> dict:
 def build_model(config: RunConfig, num_classes: int) -> torch.nn.Module:
     # Every layer from its own stream of the seed: rows of a table at one seed share the weights of the
     # layers they share (models.resnet.VideoResNet.reset_parameters).
-    model = config.model.model_config(num_classes).build(seed=config.seed)
+    model = config.model.as_model_config(num_classes).build(seed=config.seed)
     if config.model.init_from:
         path = Path(config.model.init_from)
         if not path.is_file():
@@ -205,7 +205,7 @@ def train_run(
     )
     record: dict = {
         "run_id": config.run_id,
-        "name": config.name or config.model.model_config(datamodule.num_classes).name,
+        "name": config.name or config.model.as_model_config(datamodule.num_classes).name,
         "status": "ok",
         "reason": None,
         "failed_step": None,
