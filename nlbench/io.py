@@ -1,12 +1,16 @@
-"""Result files are written atomically: a reader (or a crash) never sees half a file."""
+"""Result files are written atomically: a reader (or a crash) never sees half a file. Config files are read
+with one YAML loader."""
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
+
+import yaml
 
 
 @contextlib.contextmanager
@@ -32,3 +36,22 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_file(path) as f:
         f.write(text.encode("utf-8"))
+
+
+# PyYAML reads YAML 1.1, where 1e-3 and 1.0e30 are strings (a float needs a dot and a signed exponent): a
+# recipe's "lr: 1e-3" would be refused as text. This loader also reads YAML 1.2's floats; nothing that was a
+# number before changes.
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str):
+    """``yaml.safe_load`` that also reads 1e-3 as a number."""
+    return yaml.load(text, Loader=_Loader)

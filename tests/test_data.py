@@ -36,7 +36,8 @@ from nlbench.data import (
     write_video,
 )
 from nlbench.data.analysis import accuracy_by_group
-from nlbench.data.synthetic import BACKGROUND, FAMILIES, PALETTE, SPLITS
+from nlbench.data.splits import SPLITS
+from nlbench.data.synthetic import BACKGROUND, FAMILIES, PALETTE
 from nlbench.data.transforms import TrainTransform, random_box, view_boxes
 
 SMALL = SyntheticConfig(frames=8, size=32, split_sizes=(24, 16, 16))

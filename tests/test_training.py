@@ -114,6 +114,30 @@ def test_overrides_and_cli_errors(tmp_path, capsys):
         assert not out.exists(), argv  # a config error leaves no run folder behind
 
 
+def test_yaml_1_2_floats_are_numbers(tmp_path):
+    # PyYAML alone reads 1e-3 and 1.0e30 as strings (YAML 1.1); a researcher's "lr: 1e-3" must be a number
+    path = tmp_path / "run.yaml"
+    path.write_text("recipe: {lr: 1e-3, weight_decay: 5e-5, momentum: 0.9}\nseed: 3\n")
+    config = RunConfig.load(path, ["recipe.gamma=1.0e-1"])
+    assert (config.recipe.lr, config.recipe.weight_decay, config.recipe.gamma, config.seed) == (0.001, 5e-5, 0.1, 3)
+    assert RunConfig.load(path, ["name=1e3x"]).name == "1e3x"  # not a number: text as before
+    with pytest.raises(ConfigError, match="recipe.lr='fast' has the wrong type"):
+        RunConfig.load(path, ["recipe.lr=fast"])
+
+
+def test_every_config_key_is_listed_with_what_it_allows():
+    from nlbench.training.config import config_keys
+
+    lines = config_keys()
+    keys = [line.split()[0] for line in lines]
+    sections = {name: type(getattr(RunConfig(), name)) for name in ("model", "data", "recipe", "trainer", "measure", "wandb")}
+    assert keys == ["seed", "name", *(f"{s}.{k}" for s, cls in sections.items() for k in cls.model_fields)]
+    text = "\n".join(lines)
+    assert "recipe.schedule  step, cosine, onecycle or constant  (default 'step')" in text
+    assert "data.batch_size  a positive int  (default 16)" in text
+    assert "model.scale  false, true or a positive float or null" in text
+
+
 def test_wandb_mode_offline_unless_configured(monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)

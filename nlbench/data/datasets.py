@@ -22,6 +22,7 @@ from torch.utils.data import Dataset, default_collate
 
 from nlbench.data.analysis import per_class_accuracy
 from nlbench.data.index import UnreadableVideoWarning, VideoIndex
+from nlbench.data.splits import SPLITS
 from nlbench.data.synthetic import DESIGN, Clip, SyntheticConfig, generate
 from nlbench.data.transforms import (
     KINETICS_MEAN,
@@ -36,7 +37,6 @@ from nlbench.data.video import STAGES, ClipSampling, VideoReader, VideoReadError
 from nlbench.io import atomic_file
 from nlbench.seeds import generator
 
-MODES = ("train", "val", "test")
 
 
 class SyntheticClips(Dataset):
@@ -159,8 +159,8 @@ class VideoClips(Dataset):
         mode: str = "train",
         seed: int = 0,
     ):
-        if mode not in MODES:
-            raise ValueError(f"VideoClips: mode={mode!r} is not allowed; expected one of {MODES}")
+        if mode not in SPLITS:  # the split whose sampling and transform the clips get
+            raise ValueError(f"VideoClips: mode={mode!r} is not allowed; expected one of {SPLITS}")
         self.index, self.mode, self.seed = index, mode, seed
         self.sampling = sampling or ClipSampling()
         self.transform = transform or ClipTransformConfig()

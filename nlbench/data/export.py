@@ -16,7 +16,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
-from nlbench.data.synthetic import SPLITS, SyntheticConfig, generate
+from nlbench.data.splits import SPLITS
+from nlbench.data.synthetic import SyntheticConfig, generate
 from nlbench.data.video import write_video
 from nlbench.io import atomic_write_text
 

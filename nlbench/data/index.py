@@ -24,9 +24,9 @@ from pathlib import Path
 import pandas as pd
 
 from nlbench.data import probes
+from nlbench.data.splits import SPLITS
 from nlbench.data.video import VIDEO_EXTENSIONS, VideoMeta
 
-SPLITS = ("train", "val", "test")
 
 
 class UnreadableVideoWarning(UserWarning):

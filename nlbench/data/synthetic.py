@@ -29,7 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
-SPLITS = ("train", "val", "test")
+from nlbench.data.splits import SPLITS
+
 # Bumped whenever generate() draws different clips for the same config (caches are keyed by it).
 DESIGN = 2
 

@@ -1,13 +1,13 @@
 """Measurements: multiply-add counts (docs/paper.md section 5), latency, peak memory, whole profiles."""
 from nlbench.measure.flops import NO_MAC_OPS, FlopCount, count_flops, mac_handles, nonlocal_block_macs
 from nlbench.measure.geometry import nonlocal_geometry
-from nlbench.measure.profile import Profile, machine_info, profile_module
+from nlbench.measure.profile import CostProfile, machine_info, profile_module
 from nlbench.measure.timing import matmul_gflops, measure_latency, peak_memory_mb
 
 __all__ = [
     "FlopCount",
     "NO_MAC_OPS",
-    "Profile",
+    "CostProfile",
     "count_flops",
     "mac_handles",
     "machine_info",

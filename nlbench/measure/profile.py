@@ -17,7 +17,7 @@ from nlbench.ops import NonLocalBlock
 
 
 @dataclass(frozen=True)
-class Profile:
+class CostProfile:
     params: int
     gflops: float  # multiply-adds of ONE input (batch 1), / 1e9
     latency_ms: float | None  # median inference forward at batch 1 (None: counts only, nothing timed)
@@ -70,7 +70,7 @@ def profile_module(
     repeats: int = 3,
     channels_last: bool = False,
     timing: bool = True,
-) -> Profile:
+) -> CostProfile:
     """Profile ``module`` on inputs of ``(batch, *input_shape)``; leaves its training flag as it was.
     ``channels_last``: time it with weights and inputs in channels-last (NDHWC) memory, as a run does that
     sets ``trainer.memory_format``. ``timing=False``: params and FLOPs only (one traced forward, seconds
@@ -81,7 +81,7 @@ def profile_module(
     one = torch.randn(1, *input_shape, device=device)
     flops = count_flops(module, one)
     if not timing:
-        return Profile(
+        return CostProfile(
             params=sum(p.numel() for p in module.parameters()),
             gflops=flops.total / 1e9,
             latency_ms=None,
@@ -120,7 +120,7 @@ def profile_module(
     peak = peak_memory_mb(lambda: module(batch).float().sum().backward(), device=device)
     module.zero_grad(set_to_none=True)
     module.train(was_training)
-    return Profile(
+    return CostProfile(
         params=sum(p.numel() for p in module.parameters()),
         gflops=flops.total / 1e9,
         latency_ms=timings["fwd_b1"],
@@ -132,4 +132,4 @@ def profile_module(
     )
 
 
-__all__ = ["Profile", "profile_module", "machine_info"]
+__all__ = ["CostProfile", "profile_module", "machine_info"]

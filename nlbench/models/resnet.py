@@ -20,7 +20,7 @@ from nlbench.ops.nonlocal_block import NonLocalBlock
 from nlbench.seeds import global_stream
 
 
-def _fmt(thw) -> str:
+def _thw_text(thw) -> str:
     return "x".join(str(v) for v in thw)
 
 
@@ -181,7 +181,7 @@ class VideoResNet(nn.Module):
         """The smallest (T, H, W) this network takes, and why: the total stride (smaller inputs would leave
         some stage nothing to downsample), or a non-local block's subsampling pool that must fit its map."""
         strides = self.spec.strides()
-        minimum, reason = strides["res5"], f"the network's total stride is {_fmt(strides['res5'])}"
+        minimum, reason = strides["res5"], f"the network's total stride is {_thw_text(strides['res5'])}"
         for stage, index in self.spec.placement():
             block = getattr(self.stage(stage), f"nonlocal{index}")
             if not block.subsample:
@@ -190,7 +190,7 @@ class VideoResNet(nn.Module):
             if any(n > m for n, m in zip(need, minimum)):
                 minimum = tuple(max(n, m) for n, m in zip(need, minimum))
                 name = f"{LAYER_NAMES[stage]}.nonlocal{index}"
-                reason = f"the non-local block {name} pools its {stage} map by {_fmt(block.pool_kernel)}"
+                reason = f"the non-local block {name} pools its {stage} map by {_thw_text(block.pool_kernel)}"
         return minimum, reason
 
     def _check_input(self, x: Tensor) -> None:
@@ -200,7 +200,7 @@ class VideoResNet(nn.Module):
         minimum, reason = self.minimum_input()
         if any(n < m for n, m in zip(thw, minimum)):
             raise ValueError(
-                f"VideoResNet: input T x H x W = {_fmt(thw)} is smaller than the minimum {_fmt(minimum)} ({reason})"
+                f"VideoResNet: input T x H x W = {_thw_text(thw)} is smaller than the minimum {_thw_text(minimum)} ({reason})"
             )
 
     # ------------------------------------------------------------------------------------ forward

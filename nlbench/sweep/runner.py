@@ -181,24 +181,28 @@ def keep_record(run_dir: Path, record: dict) -> None:
     atomic_write_text(run_dir / "record.json", json.dumps(record, indent=2) + "\n")
 
 
-def _obtain(sweep: Sweep, cell: Cell, results_dir: Path, stored: Callable[[str], dict | None]) -> tuple[dict, bool]:
-    """(record, reused), with the run's lock held: the local record, else one in the storage, else train now."""
-    run_dir = run_dir_of(results_dir, sweep.profile.name, cell.run_id)
-    record = local_record(run_dir, cell.run_id)
+def obtain(config, run_dir: Path, stored: Callable[[str], dict | None] = lambda _: None, **train) -> tuple[dict, bool]:
+    """(record, reused) of one run, with its lock held by the caller: the local record, else one in the
+    storage (``stored``), else trained now (``train``: train_run's keywords). The one way any cell (grid or
+    search) gets its record."""
+    record = local_record(run_dir, config.run_id)
     if record is not None:
         return record, True
-    record = stored(cell.run_id)
+    record = stored(config.run_id)
     if record is not None:
         keep_record(run_dir, record)
         return record, True
     if run_dir.exists():
         shutil.rmtree(run_dir)  # half-finished: redo from scratch
-    record = train_run(
-        cell.config, run_dir, wandb_group=sweep.name, wandb_tags=(sweep.table.name, cell.row, f"seed={cell.seed}"),
-        progress=False,
-    )
+    record = train_run(config, run_dir, progress=False, **train)
     # The file's copy (JSON, NaN as null) is what the storage keeps: every machine's CSV row is then identical.
-    return local_record(run_dir, cell.run_id) or record, False
+    return local_record(run_dir, config.run_id) or record, False
+
+
+def _obtain(sweep: Sweep, cell: Cell, results_dir: Path, stored: Callable[[str], dict | None]) -> tuple[dict, bool]:
+    run_dir = run_dir_of(results_dir, sweep.profile.name, cell.run_id)
+    return obtain(cell.config, run_dir, stored, wandb_group=sweep.name,
+                  wandb_tags=(sweep.table.name, cell.row, f"seed={cell.seed}"))
 
 
 def run_cell(sweep: Sweep, cell: Cell, results_dir: str | Path, storage=None) -> tuple[dict, bool]:
@@ -706,5 +710,5 @@ class _Watch:
 
 
 __all__ = ["GRACE_S", "Ledger", "Outcome", "Timing", "cell_states", "collect", "default_storage", "keep_record",
-           "open_storage", "open_study", "prepare", "run_cell", "run_dir_of", "run_sweep", "run_sweeps",
+           "obtain", "open_storage", "open_study", "prepare", "run_cell", "run_dir_of", "run_sweep", "run_sweeps",
            "stored_record", "timing", "work"]

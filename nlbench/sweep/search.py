@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 from nlbench.sweep import runner
 from nlbench.sweep.results import write_csv
 from nlbench.sweep.spec import build_sweep
-from nlbench.training import ConfigError, read_record
+from nlbench.training import ConfigError
 
 
 class PruningCallback(pl.Callback):
@@ -85,18 +85,14 @@ def run_search(
         trial.set_user_attr("run_id", config.run_id)
         run_dir = runner.run_dir_of(results_dir, profile, config.run_id)
         with runner.run_lock(run_dir):
-            record = read_record(run_dir)
-            if record is None:
-                shutil.rmtree(run_dir, ignore_errors=True)
-                try:
-                    record = runner.train_run(
-                        config, run_dir, wandb_group=f"{sweep.name}/search", progress=False,
-                        wandb_tags=(sweep.table.name, row, f"seed={cell.seed}", f"search={method}"),
-                        callbacks=[PruningCallback(trial)],
-                    )
-                except optuna.TrialPruned:
-                    shutil.rmtree(run_dir, ignore_errors=True)
-                    raise
+            try:
+                record, _ = runner.obtain(
+                    config, run_dir, wandb_group=f"{sweep.name}/search", callbacks=[PruningCallback(trial)],
+                    wandb_tags=(sweep.table.name, row, f"seed={cell.seed}", f"search={method}"),
+                )
+            except optuna.TrialPruned:
+                shutil.rmtree(run_dir, ignore_errors=True)  # a pruned run has no record: nothing to reuse
+                raise
         for key in ("status", "reason", "val_top1", "top1"):
             trial.set_user_attr(key, record.get(key))
         if record.get("status") != "ok" or record.get("val_top1") is None:

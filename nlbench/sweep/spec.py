@@ -34,6 +34,7 @@ from typing import Any
 
 import yaml
 
+from nlbench.io import load_yaml
 from nlbench.training.config import ConfigError, RunConfig
 
 TABLE_KEYS = ("table", "title", "baseline", "defaults", "rows", "claims")
@@ -123,7 +124,7 @@ def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
-        return yaml.safe_load(path.read_text())
+        return load_yaml(path.read_text())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -33,6 +33,7 @@ from nlbench.data.analysis import ENSEMBLES
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
 from nlbench.data.synthetic import SyntheticConfig
 from nlbench.data.video import SHORT_CLIP_POLICIES
+from nlbench.io import load_yaml
 from nlbench.models import ModelConfig, make_config
 from nlbench.ops.knobs import KNOBS, model_fields
 from nlbench.ops.knobs import NAMES as KNOB_NAMES
@@ -300,7 +301,7 @@ class RunConfig(_Section):
         if not path.is_file():
             raise ConfigError(f"{path}: no such config file")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
+            data = load_yaml(path.read_text()) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f" line {mark.line + 1}" if mark else ""
@@ -457,7 +458,7 @@ def apply_overrides(data: dict, overrides, source: str = "overrides") -> dict:
             raise ConfigError(f"{source}: override {item!r} is not KEY=VALUE (e.g. recipe.lr=0.1)")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
+            value = load_yaml(raw)
         except yaml.YAMLError:
             raise ConfigError(f"{source}: override {item!r}: value {raw!r} is not valid YAML") from None
         *path, last = key.strip().split(".")
