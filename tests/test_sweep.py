@@ -1,67 +1,60 @@
 """Sweeps: the grid, dedup by run_id, resume after an interruption, failed runs, the ablation files, bad input.
 
-Most tests run the real optuna machinery against a fake train_run that writes a record in milliseconds;
-one runs the real train_run on configs/smoke.yaml.
+Every run is the real train_run, on a config small enough to train in about a second (2 steps of 8 clips,
+no cost measurement, no W&B); ``Spy`` counts the calls (and can press Ctrl-C in the middle of one).
 """
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import yaml
 
 from nlbench.cli import main
-from nlbench.io import atomic_write_text
 from nlbench.sweep import runner
 from nlbench.sweep.spec import build_sweep, load_profiles
-from nlbench.training import ConfigError
+from nlbench.training import ConfigError, train_run
 
 pytestmark = pytest.mark.integration  # real sweeps: every test here trains or runs the sweep machinery
 
 REPO = Path(__file__).resolve().parents[1]
 ABLATIONS = REPO / "ablations"
 TABLES = sorted(p for p in ABLATIONS.glob("*.yaml") if p.name != "profiles.yaml")
+# The smallest run that goes through every step of train_run: 2 training steps, validation, test, record.
+FAST = {
+    "model": {"width": "small", "dropout": 0.0},
+    "data": {"frames": 16, "size": 32, "split_sizes": [16, 8, 8], "batch_size": 8, "eval_batch_size": 8,
+             "cache_dir": "results/.cache/synthetic"},
+    "recipe": {"optimizer": "sgd", "lr": 0.01, "schedule": "constant", "max_steps": 2},
+    "trainer": {"accelerator": "cpu", "threads": 1, "memory_format": "channels_last"},
+    "measure": {"enabled": False},
+    "wandb": {"enabled": False},
+}
 
 
-class FakeTrain:
-    """Stands in for train_run: writes config.yaml and a record (last), like the real one; counts its calls."""
+class _CtrlC(pl.Callback):
+    def on_train_batch_end(self, *args) -> None:
+        raise KeyboardInterrupt  # what Ctrl-C raises in the middle of a training step
 
-    def __init__(self, fail_rows=(), raise_rows=(), interrupt_at=None):
+
+class Spy:
+    """The real train_run, counted: (run_id, W&B group, tags) of each call; Ctrl-C during call ``interrupt_at``."""
+
+    def __init__(self, interrupt_at: int | None = None):
         self.calls: list[tuple] = []
-        self.fail_rows, self.raise_rows, self.interrupt_at = fail_rows, raise_rows, interrupt_at
+        self.interrupt_at = interrupt_at
 
-    def __call__(self, config, run_dir, *, wandb_group=None, wandb_tags=(), progress=True, callbacks=None):
-        run_dir = Path(run_dir)
-        self.calls.append((config.run_id, wandb_group, tuple(wandb_tags)))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.yaml").write_text(config.to_yaml())
-        (run_dir / "partial.txt").write_text("half a run")
-        if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
-            raise KeyboardInterrupt
-        row = wandb_tags[1] if len(wandb_tags) > 1 else ""
-        if row in self.raise_rows:
-            raise RuntimeError("the fake broke")
-        failed = row in self.fail_rows
-        record = {
-            "run_id": config.run_id, "name": row, "status": "failed" if failed else "ok",
-            "reason": "non-finite loss nan at step 3" if failed else None, "failed_step": 3 if failed else None,
-            "params": 1000 + 10 * _blocks(config), "gflops": 0.5, "latency_ms": 1.0, "latency_eval_ms": 2.0,
-            "train_clips_per_s": 100.0, "step_ms": 5.0, "peak_mem_mb": 10.0, "wall_s": 0.01,
-            "val_top1": None if failed else 50.0, "val_top5": 90.0,
-            "top1": None if failed else 50.0 + _blocks(config) + config.seed / 10, "top5": 90.0,
-            "machine": {"cpu": "fake cpu", "cores": "2", "torch": "x"}, "config": config.to_dict(),
-        }
-        atomic_write_text(run_dir / "record.json", json.dumps(record))
-        return record
-
-
-def _blocks(config) -> int:
-    n = config.model.nl_blocks
-    return n if isinstance(n, int) else len(n)
+    def __call__(self, config, run_dir, **kwargs):
+        self.calls.append((config.run_id, kwargs.get("wandb_group"), tuple(kwargs.get("wandb_tags", ()))))
+        if len(self.calls) == self.interrupt_at:
+            kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), _CtrlC()]
+        return train_run(config, run_dir, **kwargs)
 
 
 def _table(folder: Path, name: str, rows: list[dict], baseline: str | None = None, **extra) -> Path:
@@ -78,10 +71,11 @@ def tables(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     folder = tmp_path / "abl"
     folder.mkdir()
+    (folder / "fast.yaml").write_text(yaml.safe_dump(FAST))
     profiles = {
-        "test": {"config": str(REPO / "configs" / "smoke.yaml"), "seeds": [0, 1],
+        "test": {"config": str(folder / "fast.yaml"), "seeds": [0, 1],
                  "clips": {"default": {"data": {"frames": 16}}, "long": {"data": {"frames": 32}}}},
-        "paperish": {"config": str(REPO / "configs" / "smoke.yaml"), "seeds": [0], "needs_data": True},
+        "paperish": {"config": str(folder / "fast.yaml"), "seeds": [0], "needs_data": True},
     }
     (folder / "profiles.yaml").write_text(yaml.safe_dump(profiles))
     a = _table(folder, "ta", [
@@ -97,10 +91,10 @@ def tables(tmp_path, monkeypatch):
     return folder, a, b
 
 
-def _fake(monkeypatch, **kwargs) -> FakeTrain:
-    fake = FakeTrain(**kwargs)
-    monkeypatch.setattr(runner, "train_run", fake)
-    return fake
+def _spy(monkeypatch, **kwargs) -> Spy:
+    spy = Spy(**kwargs)
+    monkeypatch.setattr(runner, "train_run", spy)
+    return spy
 
 
 def test_grid_covers_rows_times_seeds(tables, monkeypatch):
@@ -108,37 +102,37 @@ def test_grid_covers_rows_times_seeds(tables, monkeypatch):
     sweep = build_sweep(a, "test")
     assert [(c.row, c.seed) for c in sweep.cells] == [(r, s) for r in ("C2D", "NL1", "NL5") for s in (0, 1)]
     assert len({c.run_id for c in sweep.cells}) == 6
-    fake = _fake(monkeypatch)
+    spy = _spy(monkeypatch)
     frame = runner.run_sweep(a, "test", progress=False)
-    assert len(fake.calls) == 6
+    assert len(spy.calls) == 6
     csv = pd.read_csv("results/test/ta.csv", keep_default_na=False)
     assert list(csv["row"]) == ["C2D", "C2D", "NL1", "NL1", "NL5", "NL5"] and list(csv["seed"]) == [0, 1] * 3
     for column in ("table", "row", "depth", "nl_blocks", "nl_stage", "frames", "seed", "run_id", "params", "gflops",
                    "latency_ms", "train_clips_per_s", "peak_mem_mb", "top1", "top5", "val_top1", "status", "reason",
                    "wall_s", "machine"):
         assert column in csv.columns, column
-    assert set(csv["status"]) == {"ok"} and csv["machine"][0] == "fake cpu, 2 threads, torch x"
+    assert set(csv["status"]) == {"ok"} and "torch" in csv["machine"][0]
     assert len(frame) == 6
     # W&B: one group per table, tags table/row/seed
-    assert {g for _, g, _ in fake.calls} == {"test/ta"}
-    assert ("ta", "NL5", "seed=1") in {t for _, _, t in fake.calls}
+    assert {g for _, g, _ in spy.calls} == {"test/ta"}
+    assert ("ta", "NL5", "seed=1") in {t for _, _, t in spy.calls}
     # the study holds one completed trial per cell
     study = optuna.load_study(study_name="test/ta", storage="sqlite:///results/test/sweeps.db")
     assert sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) == 6
     # a second sweep of the same table trains nothing
     runner.run_sweep(a, "test", progress=False)
-    assert len(fake.calls) == 6
+    assert len(spy.calls) == 6
     assert len(pd.read_csv("results/test/ta.csv")) == 6
 
 
 def test_same_run_in_two_tables_is_trained_once(tables, monkeypatch):
     folder, a, b = tables
-    fake = _fake(monkeypatch)
+    spy = _spy(monkeypatch)
     runner.run_sweep(a, "test", progress=False)
-    assert len(fake.calls) == 6
+    assert len(spy.calls) == 6
     frame = runner.run_sweep(b, "test", progress=False)
     # tb's base and one-block rows are ta's C2D and NL1 runs; only "long" (32 frames) is new
-    assert len(fake.calls) == 8
+    assert len(spy.calls) == 8
     assert len(frame) == 6 and set(frame["status"]) == {"ok"}
     assert list(frame[frame["row"] == "long"]["frames"]) == [32, 32]
     ta = pd.read_csv("results/test/ta.csv")
@@ -147,18 +141,21 @@ def test_same_run_in_two_tables_is_trained_once(tables, monkeypatch):
 
 def test_resume_after_interruption(tables, monkeypatch):
     folder, a, _ = tables
-    fake = _fake(monkeypatch, interrupt_at=3)
-    with pytest.raises(KeyboardInterrupt):
-        runner.run_sweep(a, "test", progress=False)
+    spy = _spy(monkeypatch, interrupt_at=3)
+    try:
+        with pytest.raises((KeyboardInterrupt, SystemExit)):  # Lightning turns Ctrl-C in fit into exit(1)
+            runner.run_sweep(a, "test", progress=False)
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # which Lightning's shutdown set to ignore
     done = pd.read_csv("results/test/ta.csv")
     assert len(done) == 2  # written after each finished run
-    interrupted = fake.calls[2][0]
-    assert (Path("results/test/runs") / interrupted / "partial.txt").exists()
+    interrupted = spy.calls[2][0]
+    assert (Path("results/test/runs") / interrupted / "config.yaml").exists()  # the run had started
     assert not (Path("results/test/runs") / interrupted / "record.json").exists()
 
-    fake2 = _fake(monkeypatch)
+    spy2 = _spy(monkeypatch)
     frame = runner.run_sweep(a, "test", progress=False)
-    redone = [c[0] for c in fake2.calls]
+    redone = [c[0] for c in spy2.calls]
     assert len(redone) == 4 and interrupted in redone  # the interrupted run is redone
     assert not set(done["run_id"]) & set(redone)  # finished ones are not
     csv = pd.read_csv("results/test/ta.csv")
@@ -211,9 +208,9 @@ def test_trials_of_killed_processes_are_redone(tables, monkeypatch):
     sweep = build_sweep(a, "test")
     _dead_claims(sweep, grace_s=2)
     time.sleep(2.5)
-    fake = _fake(monkeypatch)
+    spy = _spy(monkeypatch)
     frame = _within(60, lambda: runner.run_sweep(a, "test", progress=False, grace_s=2))  # the old runner hung
-    assert sorted(c[0] for c in fake.calls) == sorted(c.run_id for c in sweep.cells)
+    assert sorted(c[0] for c in spy.calls) == sorted(c.run_id for c in sweep.cells)
     assert len(frame) == 6
     study = optuna.load_study(study_name=sweep.name, storage="sqlite:///results/test/sweeps.db")
     complete = [runner._cell_of(t) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
@@ -229,7 +226,7 @@ def test_a_live_claim_is_not_taken_for_dead(tables, monkeypatch):
     other = runner.Ledger(storage, [sweep], runner.Timing(3), session="other")
     trial_id = other.claim(sweep, sweep.cells[0])
     assert other.claim(sweep, sweep.cells[0]) is None  # the first claim of a cell wins
-    fake = _fake(monkeypatch)
+    spy = _spy(monkeypatch)
     with runner._Heartbeat(storage, trial_id, 1):  # the other process lives on
         import threading
 
@@ -239,32 +236,39 @@ def test_a_live_claim_is_not_taken_for_dead(tables, monkeypatch):
         finish.start()
         frame = runner.run_sweep(a, "test", progress=False, grace_s=3)
         finish.join()
-    assert sweep.cells[0].run_id not in [c[0] for c in fake.calls] and len(fake.calls) == 5
+    assert sweep.cells[0].run_id not in [c[0] for c in spy.calls] and len(spy.calls) == 5
     assert len(frame) == 6 and frame["top1"].iloc[0] == 1.0
 
 
-def test_failed_runs_are_recorded_and_the_sweep_goes_on(tables, monkeypatch):
-    folder, a, _ = tables
-    fake = _fake(monkeypatch, fail_rows=("NL1",), raise_rows=("NL5",))
-    frame = runner.run_sweep(a, "test", progress=False)
-    assert len(fake.calls) == 6
-    csv = pd.read_csv("results/test/ta.csv", keep_default_na=False)
+def test_failed_runs_are_recorded_and_the_sweep_goes_on(tables, monkeypatch, capsys):
+    folder, _, _ = tables
+    table = _table(folder, "tf", [
+        {"row": "C2D", "model": {"nl_blocks": 0}},
+        {"row": "NaN", "model": {"nl_blocks": 0}, "recipe": {"lr": 1.0e30}},  # the loss is NaN at step 1
+        {"row": "raises", "model": {"nl_blocks": 0, "init_from": "/nonexistent.pt"}},  # train_run raises
+    ])
+    spy = _spy(monkeypatch)
+    frame = runner.run_sweep(table, "test", progress=True)
+    assert len(spy.calls) == 6
+    csv = pd.read_csv("results/test/tf.csv", keep_default_na=False)
     assert len(csv) == 6 and list(csv["status"]) == ["ok", "ok", "failed", "failed", "failed", "failed"]
-    assert set(csv[csv["row"] == "NL1"]["reason"]) == {"non-finite loss nan at step 3"}
-    assert set(csv[csv["row"] == "NL5"]["reason"]) == {"RuntimeError: the fake broke"}
+    assert set(csv[csv["row"] == "NaN"]["reason"]) == {"loss is nan at step 1"}
+    assert set(csv[csv["row"] == "NaN"]["failed_step"]) == {"1"}  # (read as text: keep_default_na=False)
+    assert set(csv[csv["row"] == "raises"]["reason"]) == {
+        "ConfigError: model.init_from='/nonexistent.pt': no such file"}
     assert len(frame) == 6
+    out = capsys.readouterr().out
+    assert out.count("failed: loss is nan at step 1") == 2 and out.count("top1 ") == 2, out
     # a failed run has its record: it is not retrained; a run that raised has none: the next sweep retries it
-    fake2 = _fake(monkeypatch)
-    runner.run_sweep(a, "test", progress=False)
-    assert sorted(t[2][1] for t in fake2.calls) == ["NL5", "NL5"]
-    assert set(pd.read_csv("results/test/ta.csv", keep_default_na=False)["status"]) == {"ok", "failed"}
+    spy2 = _spy(monkeypatch)
+    runner.run_sweep(table, "test", progress=False)
+    assert sorted(t[2][1] for t in spy2.calls) == ["raises", "raises"]
+    assert set(pd.read_csv("results/test/tf.csv", keep_default_na=False)["status"]) == {"ok", "failed"}
 
 
 def test_one_pool_over_tables_trains_a_shared_run_once(tables, monkeypatch):
     folder, a, b = tables
-    _fake(monkeypatch)
-    monkeypatch.setattr(runner, "MP_CONTEXT", "fork")
-    outcome = runner.run_sweeps([a, b], "test", workers=2, progress=False)
+    outcome = runner.run_sweeps([a, b], "test", workers=2, progress=False)  # spawned workers, real train_run
     assert [len(f) for f in outcome.frames.values()] == [6, 6]
     storage = "sqlite:///results/test/sweeps.db"
     trained, workers = [], set()
@@ -282,20 +286,16 @@ def test_one_pool_over_tables_trains_a_shared_run_once(tables, monkeypatch):
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_progress_shows_a_line_per_finished_run(tables, monkeypatch, capsys, workers):
+def test_progress_shows_a_line_per_finished_run(tables, capsys, workers):
     folder, a, b = tables
-    _fake(monkeypatch, fail_rows=("NL5",))
-    monkeypatch.setattr(runner, "MP_CONTEXT", "fork")
     runner.run_sweeps([a, b], "test", workers=workers, progress=True)
     out = capsys.readouterr().out
-    assert out.count("top1 5") == 10 and out.count("failed") == 2 and out.count("reused") == 4, out
-    assert "ta: NL5 seed=1" in out and "non-finite loss" in out and "test/tb" in out
+    assert out.count("top1 ") == 12 and out.count("reused") == 4, out  # 8 trained, tb's 4 shared cells reused
+    assert "ta: NL5 seed=1" in out and "tb: long seed=0" in out and "test/tb" in out
 
 
 def test_workers_share_the_grid(tables, monkeypatch):
     folder, a, _ = tables
-    _fake(monkeypatch)
-    monkeypatch.setattr(runner, "MP_CONTEXT", "fork")
     frame = runner.run_sweep(a, "test", workers=2, progress=False)
     assert len(frame) == 6 and not frame.duplicated(["row", "seed"]).any()
     runs = Path("results/test/runs")
@@ -381,9 +381,9 @@ def test_bad_input_is_one_line_and_touches_nothing(tables, capsys, tmp_path):
 
 def test_cli_sweep_several_tables(tables, monkeypatch, capsys):
     folder, a, b = tables
-    fake = _fake(monkeypatch)
+    spy = _spy(monkeypatch)
     code = main(["sweep", str(a), str(b), str(folder / "profiles.yaml"), "--profile", "test", "--quiet"])
-    assert code == 0 and len(fake.calls) == 8
+    assert code == 0 and len(spy.calls) == 8
     out = capsys.readouterr().out
     assert "test/ta: 6/6 runs finished, 0 failed" in out and "test/tb: 6/6" in out
     assert "sweep: 8 runs trained, 4 reused; workers busy" in out and "elapsed" in out
@@ -409,13 +409,32 @@ def test_recipe_search_random(tables, monkeypatch):
     from nlbench.sweep.search import run_search
 
     folder, a, _ = tables
-    fake = _fake(monkeypatch)
+    spy = _spy(monkeypatch)
     frame = run_search(a, "NL1", profile="test", method="random", trials=3, progress=False)
-    assert len(fake.calls) == 3 and len(frame) == 3 and set(frame["state"]) == {"COMPLETE"}
+    assert len(spy.calls) == 3 and len(frame) == 3 and set(frame["state"]) <= {"COMPLETE", "PRUNED"}
+    assert all(t[1] == "test/ta/search" for t in spy.calls)
     base = build_sweep(a, "test").cells[0].config.recipe.lr
     assert frame["lr"].between(base / 10, base * 10).all()
     assert Path("results/test/ta_search_NL1.csv").is_file()
     assert "'nope' is not a row label" in str(pytest.raises(ConfigError, run_search, a, "nope", profile="test").value)
+
+
+def test_pruning_stops_a_real_run_at_a_validation_point(tables):
+    from nlbench.sweep.search import PruningCallback
+
+    folder, a, _ = tables
+    config = build_sweep(a, "test").cells[0].config.replace(recipe={"val_points": 2})
+    keep = optuna.create_study(direction="maximize", pruner=optuna.pruners.NopPruner())
+    trial = keep.ask()
+    record = train_run(config, "kept", progress=False, callbacks=[PruningCallback(trial)])
+    assert record["status"] == "ok" and sorted(trial.storage.get_trial(trial._trial_id).intermediate_values) == [1, 2]
+    assert [p["step"] for p in record["curve"]] == [1, 2]  # the points the pruner saw are the run's curve
+
+    prune = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=101.0))
+    trial = prune.ask()
+    with pytest.raises(optuna.TrialPruned, match="pruned at step 1"):
+        train_run(config, "pruned", progress=False, callbacks=[PruningCallback(trial)])
+    assert not Path("pruned/record.json").exists()
 
 
 def test_report_readme_states_the_last_sweeps_busy_time(tmp_path):

@@ -61,7 +61,6 @@ from nlbench.training import ConfigError, read_record, train_run
 
 GRACE_S = 60  # a RUNNING trial whose heartbeat is older than this belongs to a dead process
 GRACE_ENV = "NLBENCH_GRACE_S"  # the default's override (tests kill sweeps and do not wait a minute each time)
-MP_CONTEXT = "spawn"  # --workers processes (tests use fork to keep their fake train_run)
 FAILED_VALUE = -1.0  # the trial value of a run whose status is failed (top1 otherwise)
 LAST_SWEEP = "last_sweep.json"  # results/<profile>/: workers, elapsed and busy seconds of the last sweep call
 
@@ -606,7 +605,7 @@ def run_sweep(
 
 def _run_processes(ledger: Ledger, url: str, results_dir: Path, workers: int, watch: _Watch, table_paths: list[str],
                    profiles_path) -> None:
-    ctx = multiprocessing.get_context(MP_CONTEXT)
+    ctx = multiprocessing.get_context("spawn")  # not fork: torch's thread pools do not survive a fork
     threads = max(1, (os.cpu_count() or 1) // workers)
     sweep = ledger.sweeps[0]
     procs = [

@@ -1,7 +1,7 @@
 """Recipe search for one row of a table: random or TPE over recipe.lr and recipe.weight_decay, with pruning.
 
 ``nlbench sweep ablations/2a_instantiation.yaml --search tpe --trials 20 [--row C2D]``. The objective is the
-validation top-1 (never the test set); a Lightning callback reports it after every validation epoch and stops
+validation top-1 (never the test set); a Lightning callback reports it after every validation and stops
 a trial the MedianPruner gives up on. Runs are deduplicated by run_id like the grid's; results go to
 ``results/<profile>/<table>_search_<row>.csv``. (optuna-integration's PyTorchLightningPruningCallback is not
 used: it targets the ``lightning`` package, not ``pytorch_lightning`` 2.6.)
@@ -23,7 +23,8 @@ from nlbench.training import ConfigError
 
 
 class PruningCallback(pl.Callback):
-    """Reports ``monitor`` to the optuna trial after each validation epoch of fit; raises TrialPruned if told."""
+    """Reports ``monitor`` to the optuna trial after each validation of fit, at its global step (runs that
+    validate several times an epoch, ``recipe.val_points``, report each point); raises TrialPruned if told."""
 
     def __init__(self, trial: optuna.Trial, monitor: str = "val/top1"):
         self.trial, self.monitor = trial, monitor
@@ -34,10 +35,10 @@ class PruningCallback(pl.Callback):
         value = trainer.callback_metrics.get(self.monitor)
         if value is None:
             return
-        epoch = trainer.current_epoch
-        self.trial.report(float(value), step=epoch)
+        step = trainer.global_step
+        self.trial.report(float(value), step=step)
         if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {self.monitor}={float(value):.2f}")
+            raise optuna.TrialPruned(f"pruned at step {step}: {self.monitor}={float(value):.2f}")
 
 
 def run_search(
