@@ -200,6 +200,26 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
 
 
 @pytest.mark.integration
+def test_frozen_bn_keeps_statistics_and_affine_through_validations(tmp_path):
+    from nlbench.training.run import build_model
+
+    # val_points: a validation in the middle of training, after which Lightning calls train() again
+    config = smoke(tmp_path, recipe={"max_steps": 4, "val_points": 2, "freeze_bn": True},
+                   measure={"enabled": False}, wandb={"enabled": False})
+    model = build_model(config, 2)
+    initial = model.state_dict()
+    bn = [name for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    is_bn = [k for k in initial if k.rsplit(".", 1)[0] in bn]
+    assert any(k.endswith("running_mean") for k in is_bn) and any(k.endswith("weight") for k in is_bn)
+    for freeze, run in ((True, "frozen"), (False, "trained")):
+        train_run(config.replace(recipe={"freeze_bn": freeze}), tmp_path / run, progress=False)
+        final = torch.load(tmp_path / run / "model.pt")
+        same = {k: torch.equal(initial[k], final[k]) for k in is_bn}
+        assert all(same.values()) == freeze, [k for k, v in same.items() if v != freeze][:3]
+        assert not torch.equal(initial["conv1.weight"], final["conv1.weight"])  # the rest trains either way
+
+
+@pytest.mark.integration
 def test_nan_loss_fails_the_run_with_its_step(tmp_path, capsys):
     """A checkpoint with a NaN weight makes the loss NaN at the first step: the run stops, the record says
     failed with the step, the CLI exits non-zero, and no weights are saved."""

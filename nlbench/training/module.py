@@ -44,6 +44,9 @@ class VideoClassifier(pl.LightningModule):
         self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
         self.model = model.to(memory_format=self.memory_format)
         self.recipe = recipe
+        for m in self._frozen_bn():
+            m.requires_grad_(False)  # and configure_optimizers leaves them out
+            m.eval()  # fit starts in the mode the module is in
         self.total_steps = total_steps
         self._test_scores: list[torch.Tensor] = []
         self._test_labels: list[torch.Tensor] = []
@@ -55,12 +58,20 @@ class VideoClassifier(pl.LightningModule):
 
     # ------------------------------------------------------------------------------------- training
 
-    def on_train_epoch_start(self) -> None:
-        if self.recipe.freeze_bn:
-            # The paper's 128-frame runs: BN statistics and affine parameters stay as initialised/loaded.
-            for m in self.model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+    def _frozen_bn(self) -> list[nn.Module]:
+        # The paper's 128-frame runs (recipe.freeze_bn): BN statistics and affine parameters stay as
+        # initialised/loaded, as the released code's frozen BN (a fixed affine transform).
+        if not self.recipe.freeze_bn:
+            return []
+        return [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    def train(self, mode: bool = True):
+        # Lightning puts the module back in training mode at every epoch and after every validation (several
+        # an epoch with val_points): frozen BN layers go back to eval mode each time, so they never update.
+        super().train(mode)
+        for m in self._frozen_bn():
+            m.eval()
+        return self
 
     def training_step(self, batch, batch_idx):
         if batch is None:  # every clip of the batch came from an unreadable video
