@@ -152,108 +152,20 @@ def train_run(
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
-    datamodule = build_datamodule(config)
-    data_record = _describe_data(datamodule)
-    model = build_model(config, datamodule.num_classes)
-    total_steps = _total_steps(config, datamodule)
-
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "record.json").unlink(missing_ok=True)
-    atomic_write_text(run_dir / "config.yaml", config.to_yaml())
-
-    accelerator = config.trainer.accelerator
-    if accelerator == "auto":
-        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
-    device = torch.device("cuda" if accelerator in ("gpu", "cuda") else "cpu")
-    costs = _measure(model, config, device) if config.measure.enabled else {}
-    input_shape = (3, config.data.frames, config.data.size, config.data.size)
-    geometry = nonlocal_geometry(model, input_shape)
-
-    top5 = datamodule.num_classes > 10  # of 10 classes, top-5 is 100 % for any model that learnt anything
-    module = VideoClassifier(model, config.recipe, total_steps, channels_last=config.trainer.channels_last,
-                             ensemble=config.data.ensemble, top5=top5)
+    datamodule, model, data_record = _build(config)
+    _start(run_dir, config)
+    device = _device(config)
+    record = _describe(config, datamodule, model, device) | data_record
     logger = make_wandb_logger(config, run_dir, group=wandb_group, tags=wandb_tags)
     if logger is not None:
         _ = logger.experiment  # wandb.init now, before the training stream is seeded, whatever it draws
-    throughput = TrainThroughput(config.data.batch_size, skip=min(3, total_steps // 2))
-    curve = ValidationCurve()
-    r = config.recipe
-    # val_points > 0: validate every total_steps // val_points steps, counted across epochs.
-    val_every = max(1, total_steps // r.val_points) if r.val_points else None
-    trainer = pl.Trainer(
-        accelerator=accelerator,
-        devices=config.trainer.devices,
-        strategy=config.trainer.strategy,
-        num_nodes=config.trainer.num_nodes,
-        precision=config.trainer.precision,
-        deterministic=config.trainer.deterministic,
-        max_epochs=None if config.recipe.max_steps else config.recipe.epochs,
-        max_steps=config.recipe.max_steps or -1,
-        check_val_every_n_epoch=None if val_every else r.val_every_epochs,
-        val_check_interval=val_every,
-        # No sanity-check batches: the first of the val_points validations comes early enough to show a broken
-        # val set, and in a sweep of small models the check is ~2 % of every run.
-        num_sanity_val_steps=0,
-        gradient_clip_val=config.recipe.grad_clip,
-        logger=logger if logger is not None else False,
-        callbacks=[throughput, curve, *(callbacks or [])],
-        enable_checkpointing=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        log_every_n_steps=max(1, min(10, total_steps // config.recipe.epochs)),
-        default_root_dir=str(run_dir),
-    )
-    record: dict = {
-        "run_id": config.run_id,
-        "name": config.name or config.model.as_model_config(datamodule.num_classes).name,
-        "status": "ok",
-        "reason": None,
-        "failed_step": None,
-        **costs,
-        "nonlocal_blocks": geometry,
-        **data_record,
-        "code_version": code_version(),
-        "packages": package_versions(),
-    }
+    module, trainer, throughput, curve = _trainer(config, datamodule, model, run_dir, logger, progress, callbacks)
     # The one consumer of the global generator left is dropout: its stream starts here, after everything
     # that may or may not run before training (W&B, measurement), so those cannot move it.
     pl.seed_everything(derive_seed(config.seed, "train") % 2**32, workers=True, verbose=False)
-    try:
-        trainer.fit(module, datamodule=datamodule)
-        if config.recipe.precise_bn_batches:
-            from nlbench.training.precise_bn import recompute_bn_stats
-
-            recompute_bn_stats(module.model, datamodule.train_dataloader(), config.recipe.precise_bn_batches, module.device)
-        if r.precise_bn_batches or not curve.points or curve.points[-1]["step"] != trainer.global_step:
-            val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
-            if not r.precise_bn_batches and "val/top1" in val:  # the curve ends at the final step
-                curve.add(trainer, val["val/top1"])
-        else:  # the last validation during training saw the final weights and BN statistics
-            val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-        record.update(
-            val_top1=_round(val.get("val/top1")), val_top5=_round(val.get("val/top5")),
-            top1=_round(test.get("test/top1")), top5=_round(test.get("test/top5")),
-            steps=trainer.global_step, epochs=trainer.current_epoch, curve=curve.points,
-        )
-        if module.test_predictions is not None and trainer.is_global_zero:
-            scores, labels, videos = module.test_predictions
-            per_class = record["per_class"] = _per_class(scores, labels, datamodule.class_names)
-            record["mean_class_top1"] = round(statistics.fmean(per_class.values()), 4) if per_class else None
-            families = datamodule.test_families()
-            if families is not None:
-                record["per_family"] = _per_family(scores, labels, families[videos.numpy()])
-    except NonFiniteLossError as e:
-        record.update(status="failed", reason=str(e), failed_step=e.step)
-    except torch.OutOfMemoryError as e:
-        record.update(status="failed", reason=f"out of memory: {str(e).splitlines()[0]}", failed_step=trainer.global_step)
-    except (RuntimeError, OSError, ValueError) as e:
-        record.update(
-            status="failed", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-            failed_step=trainer.global_step, traceback=traceback.format_exc(limit=8),
-        )
-    record.update(throughput.summary())
-    record.update(
+    record |= _fit_and_evaluate(config, datamodule, module, trainer, curve)
+    record |= throughput.summary()
+    record |= dict(
         wall_s=time.perf_counter() - t0,
         machine=machine_info(device) | _devices(config),
         started=started.isoformat(timespec="seconds"),
@@ -261,17 +173,149 @@ def train_run(
         config=config.to_dict(),
     )
     if logger is not None:
-        logger.experiment.summary.update(run_summary(record))
-        logger.finalize("success" if record["status"] == "ok" else "failed")
-        record["wandb_dir"] = str(Path(logger.experiment.dir).parent) if trainer.is_global_zero else None
-        if trainer.is_global_zero:
-            logger.experiment.finish(exit_code=0 if record["status"] == "ok" else 1)
-    if not trainer.is_global_zero:
-        return record
+        _close_tracking(logger, trainer, record)
+    if trainer.is_global_zero:
+        _write(run_dir, module, record)
+    return record
+
+
+# ------------------------------------------------------------------------------------ the steps
+
+
+def _build(config: RunConfig) -> tuple:
+    """(datamodule, model, the record's data part): everything a config error can come from, before a file is
+    written."""
+    datamodule = build_datamodule(config)
+    data_record = _describe_data(datamodule)
+    return datamodule, build_model(config, datamodule.num_classes), data_record
+
+
+def _start(run_dir: Path, config: RunConfig) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "record.json").unlink(missing_ok=True)
+    atomic_write_text(run_dir / "config.yaml", config.to_yaml())
+
+
+def _device(config: RunConfig) -> torch.device:
+    accelerator = _accelerator(config)
+    return torch.device("cuda" if accelerator in ("gpu", "cuda") else "cpu")
+
+
+def _accelerator(config: RunConfig) -> str:
+    accelerator = config.trainer.accelerator
+    if accelerator == "auto":
+        accelerator = "gpu" if torch.cuda.is_available() else "cpu"
+    return accelerator
+
+
+def _describe(config: RunConfig, datamodule, model: torch.nn.Module, device: torch.device) -> dict:
+    """The record's head: what ran (name, costs, what each non-local block attends over) and which code."""
+    costs = _measure(model, config, device) if config.measure.enabled else {}
+    input_shape = (3, config.data.frames, config.data.size, config.data.size)
+    return {
+        "run_id": config.run_id,
+        "name": config.name or config.model.as_model_config(datamodule.num_classes).name,
+        "status": "ok",
+        "reason": None,
+        "failed_step": None,
+        **costs,
+        "nonlocal_blocks": nonlocal_geometry(model, input_shape),
+        "code_version": code_version(),
+        "packages": package_versions(),
+    }
+
+
+def _trainer(config: RunConfig, datamodule, model, run_dir: Path, logger, progress: bool, callbacks) -> tuple:
+    """(module, trainer, throughput, curve): the LightningModule and a Trainer set up by the recipe."""
+    total_steps = _total_steps(config, datamodule)
+    top5 = datamodule.num_classes > 10  # of 10 classes, top-5 is 100 % for any model that learnt anything
+    module = VideoClassifier(model, config.recipe, total_steps, channels_last=config.trainer.channels_last,
+                             ensemble=config.data.ensemble, top5=top5)
+    throughput = TrainThroughput(config.data.batch_size, skip=min(3, total_steps // 2))
+    curve = ValidationCurve()
+    r, t = config.recipe, config.trainer
+    # val_points > 0: validate every total_steps // val_points steps, counted across epochs.
+    val_every = max(1, total_steps // r.val_points) if r.val_points else None
+    trainer = pl.Trainer(
+        accelerator=_accelerator(config),
+        devices=t.devices,
+        strategy=t.strategy,
+        num_nodes=t.num_nodes,
+        precision=t.precision,
+        deterministic=t.deterministic,
+        max_epochs=None if r.max_steps else r.epochs,
+        max_steps=r.max_steps or -1,
+        check_val_every_n_epoch=None if val_every else r.val_every_epochs,
+        val_check_interval=val_every,
+        # No sanity-check batches: the first of the val_points validations comes early enough to show a broken
+        # val set, and in a sweep of small models the check is ~2 % of every run.
+        num_sanity_val_steps=0,
+        gradient_clip_val=r.grad_clip,
+        logger=logger if logger is not None else False,
+        callbacks=[throughput, curve, *(callbacks or [])],
+        enable_checkpointing=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        log_every_n_steps=max(1, min(10, total_steps // r.epochs)),
+        default_root_dir=str(run_dir),
+    )
+    return module, trainer, throughput, curve
+
+
+def _fit_and_evaluate(config: RunConfig, datamodule, module: VideoClassifier, trainer: pl.Trainer,
+                      curve: ValidationCurve) -> dict:
+    """Train, validate (the curve's last point), test: the record's metrics, or its failure."""
+    r = config.recipe
+    try:
+        trainer.fit(module, datamodule=datamodule)
+        if r.precise_bn_batches:
+            from nlbench.training.precise_bn import recompute_bn_stats
+
+            recompute_bn_stats(module.model, datamodule.train_dataloader(), r.precise_bn_batches, module.device)
+        if r.precise_bn_batches or not curve.points or curve.points[-1]["step"] != trainer.global_step:
+            val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
+            if not r.precise_bn_batches and "val/top1" in val:  # the curve ends at the final step
+                curve.add(trainer, val["val/top1"])
+        else:  # the last validation during training saw the final weights and BN statistics
+            val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        out = dict(
+            val_top1=_round(val.get("val/top1")), val_top5=_round(val.get("val/top5")),
+            top1=_round(test.get("test/top1")), top5=_round(test.get("test/top5")),
+            steps=trainer.global_step, epochs=trainer.current_epoch, curve=curve.points,
+        )
+        if module.test_predictions is not None and trainer.is_global_zero:
+            scores, labels, videos = module.test_predictions
+            per_class = out["per_class"] = _per_class(scores, labels, datamodule.class_names)
+            out["mean_class_top1"] = round(statistics.fmean(per_class.values()), 4) if per_class else None
+            families = datamodule.test_families()
+            if families is not None:
+                out["per_family"] = _per_family(scores, labels, families[videos.numpy()])
+        return out
+    except NonFiniteLossError as e:
+        return dict(status="failed", reason=str(e), failed_step=e.step)
+    except torch.OutOfMemoryError as e:
+        return dict(status="failed", reason=f"out of memory: {str(e).splitlines()[0]}", failed_step=trainer.global_step)
+    except (RuntimeError, OSError, ValueError) as e:
+        return dict(
+            status="failed", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+            failed_step=trainer.global_step, traceback=traceback.format_exc(limit=8),
+        )
+
+
+def _close_tracking(logger, trainer: pl.Trainer, record: dict) -> None:
+    logger.experiment.summary.update(run_summary(record))
+    logger.finalize("success" if record["status"] == "ok" else "failed")
+    record["wandb_dir"] = str(Path(logger.experiment.dir).parent) if trainer.is_global_zero else None
+    if trainer.is_global_zero:
+        logger.experiment.finish(exit_code=0 if record["status"] == "ok" else 1)
+
+
+def _write(run_dir: Path, module: VideoClassifier, record: dict) -> None:
+    """The weights, then the record: written last, atomically (a run dir with a record is a finished run)."""
     if record["status"] == "ok":
         torch.save(module.model.state_dict(), run_dir / "model.pt")
     atomic_write_text(run_dir / "record.json", json.dumps(_finite(record), indent=2) + "\n")
-    return record
 
 
 def _devices(config: RunConfig) -> dict:
