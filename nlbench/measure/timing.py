@@ -69,7 +69,12 @@ def measure_latency(
 
 
 def _cpu_allocation_events(prof) -> list[tuple[int, int]]:
-    """(time ns, bytes) of every CPU allocation (+) and free (-) the profiler recorded."""
+    """(time ns, bytes) of every CPU allocation (+) and free (-) the profiler recorded.
+
+    Private fields, on purpose: torch has no public reader of the CPU allocation log (its memory timeline
+    export reads the same tree; key_averages folds and nets the sizes, see _cpu_peak_bytes), and no library
+    measures a CPU peak per call. tests/test_measure.py pins the figure to known allocations, so a torch that
+    moves these fields fails there, not silently."""
     from torch._C._profiler import _EventType
 
     events = []
