@@ -585,21 +585,10 @@ def run_sweeps(
     return outcome
 
 
-def run_sweep(
-    table_path: str | Path,
-    profile: str = "tiny",
-    storage: str | None = None,
-    workers: int = 1,
-    data: str | Path | None = None,
-    progress: bool = True,
-    *,
-    results_dir: str | Path = "results",
-    profiles_path: str | Path | None = None,
-    grace_s: int | None = None,
-) -> pd.DataFrame:
-    """Run (or resume) every row x seed of a table; returns the results (also in results/<profile>/<table>.csv)."""
-    outcome = run_sweeps([table_path], profile, storage, workers, data, progress, results_dir=results_dir,
-                         profiles_path=profiles_path, grace_s=grace_s)
+def run_sweep(table_path: str | Path, *args, **kwargs) -> pd.DataFrame:
+    """Run (or resume) every row x seed of one table (run_sweeps' other arguments); returns the results (also
+    in results/<profile>/<table>.csv)."""
+    outcome = run_sweeps([table_path], *args, **kwargs)
     return next(iter(outcome.frames.values()))
 
 
