@@ -46,3 +46,24 @@ def test_missing_cases_are_named_and_fail_the_verdict():
     lines, met = zoo_section(pd.DataFrame(ok), expected=[("a", "train"), ("zz", "infer")])
     assert met is False
     assert any(line.startswith("**Not measured** (1 of 2") and "`zz` infer" in line for line in lines)
+
+
+def test_model_zoo_ratios_are_to_r101_c2d_at_32_frames():
+    from nlbench.report.model_zoo import render
+
+    def row(model, frames, params, gflops):
+        return dict(model=model, frames=frames, tables="2c", params_M=params, GFLOPs=gflops, fwd_ms_b1=10.4,
+                    fwd_bwd_ms_b1=30.6, peak_mem_MiB_fwd_bwd_b1=100.2, unsupported_ops="none")
+
+    text = render(pd.DataFrame([row("R50 C2D", 32, 24.0, 20.0), row("R101 C2D", 128, 43.0, 140.0),
+                                row("R101 C2D", 32, 40.0, 35.0), row("R101 NL C2D 5-block", 32, 50.0, 42.0),
+                                row("R101 NL C2D 5-block", 128, 50.0, 168.0)]),
+                  {"cpu": "test cpu", "cores": "2", "torch": "x", "device": "cpu"})
+    lines = {tuple(c.strip() for c in line.strip("|").split("|")[:2]): line for line in text.splitlines()
+             if line.startswith("| R")}
+    cells = lambda key: [c.strip() for c in lines[key].strip("|").split("|")]  # noqa: E731
+    assert cells(("R101 C2D", "32"))[-3:] == ["1", "1", ""]  # the base: itself
+    assert cells(("R50 C2D", "32"))[-3:] == ["0.6", "0.57", ""]  # 24/40, 20/35
+    assert cells(("R101 NL C2D 5-block", "32"))[-3:] == ["1.25", "1.2", "1.2 / 1.2"]  # the paper's 2e ratios beside
+    assert cells(("R101 NL C2D 5-block", "128"))[-1] == ""  # the paper's ratios are for 32 frames
+    assert "R101 C2D here: 40.00 M params, 35.00 GFLOPs" in text and "Machine: test cpu, 2 threads" in text

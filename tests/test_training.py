@@ -393,6 +393,24 @@ def test_train_throughput_skips_warmup_and_validation_pauses(monkeypatch):
 
 
 
+@pytest.mark.integration
+def test_measure_overhead_times_the_three_loops(tmp_path, monkeypatch):
+    from nlbench.training.overhead import measure_overhead
+
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    config = smoke(tmp_path, measure={"enabled": False})
+    out = measure_overhead(config, steps=8, rounds=2, skip=5)
+    rates = out["clips_per_s"]
+    assert set(rates) == {"bare", "lightning", "lightning_wandb"} and all(r > 0 for r in rates.values())
+    assert all(len(v) == 2 for v in out["all_rounds"].values())  # one figure per round, medians of them
+    assert rates["bare"] == statistics.median(out["all_rounds"]["bare"])
+    for kind in ("lightning", "lightning_wandb"):
+        assert out["overhead_pct"][kind] == pytest.approx(100 * (rates["bare"] / rates[kind] - 1))
+    assert (out["steps"], out["batch_size"], out["input"]) == (8, 8, "16x32x32")
+    with pytest.raises(ValueError, match="steps=7 is not allowed"):
+        measure_overhead(config, steps=7, skip=5)
+
+
 def test_measure_overhead_has_its_docstring():
     from nlbench.training.overhead import measure_overhead
 
@@ -519,6 +537,35 @@ def test_ddp_two_cpu_processes(tmp_path):
     assert record["status"] == "ok" and record["machine"]["devices"] == "2" and record["machine"]["strategy"] == "ddp"
     assert "gloo" in proc.stderr or "distributed_backend=gloo" in proc.stdout + proc.stderr
     assert np.isfinite(record["top1"])
+
+
+def _gather_on_rank(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        scores = torch.full((3 + rank * 2, 4), float(rank))  # rank 0 holds 3 videos, rank 1 holds 5
+        ids = torch.arange(3 + rank * 2) + 10 * rank
+        gathered = VideoClassifier._gather(scores), VideoClassifier._gather(ids)
+        torch.save(gathered, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.integration
+def test_test_predictions_gather_uneven_ranks_in_rank_order(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_gather_on_rank, args=(port, str(tmp_path / "g")), nprocs=2)
+    for rank in (0, 1):
+        scores, ids = torch.load(tmp_path / f"g.{rank}")
+        assert scores.shape == (8, 4) and scores[:3].eq(0).all() and scores[3:].eq(1).all()
+        assert ids.tolist() == [0, 1, 2, 10, 11, 12, 13, 14]  # every rank gets all of them, in rank order
 
 
 @pytest.mark.integration

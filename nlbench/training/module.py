@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torchmetrics.utilities.distributed import gather_all_tensors
 
 from nlbench.data.analysis import ensemble_views, view_scores
 from nlbench.training.config import RecipeSection
@@ -131,14 +132,11 @@ class VideoClassifier(pl.LightningModule):
         for k, hit in zip(self.ks, topk_correct(video_scores, video_labels, self.ks)):
             self.log(f"test/top{k}", hit.mean() * 100, rank_zero_only=True)
 
-    def _gather(self, t: torch.Tensor) -> torch.Tensor:
-        # Ranks may hold different counts (batches of unreadable videos dropped): pad to the longest.
-        n = torch.tensor([len(t)], device=self.device)
-        counts = self.all_gather(n).flatten()
-        pad = int(counts.max()) - len(t)
-        padded = torch.cat([t, t.new_zeros((pad, *t.shape[1:]))]) if pad else t
-        gathered = self.all_gather(padded)
-        return torch.cat([g[: int(c)] for g, c in zip(gathered, counts)])
+    @staticmethod
+    def _gather(t: torch.Tensor) -> torch.Tensor:
+        # Ranks may hold different counts (batches of unreadable videos dropped): torchmetrics pads, gathers
+        # and trims them, in rank order.
+        return torch.cat(gather_all_tensors(t))
 
     # ------------------------------------------------------------------------------------ optimiser
 
