@@ -583,3 +583,26 @@ def test_train_run_on_real_video_files(tmp_path):
     record = train_run(config, tmp_path / "run", progress=False)
     assert record["status"] == "ok", record.get("reason")
     assert 0 <= record["top1"] <= 100 and list(record["per_class"]) == ["same", "different"]
+
+
+def test_code_version_is_dirty_for_code_not_for_results(tmp_path):
+    from nlbench.training.provenance import code_version
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "results" / "t.csv").write_text("a\n1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    clean = code_version(tmp_path / "pkg")
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
+    (tmp_path / "results" / "t.csv").write_text("a\n2\n")  # a sweep updating its committed results
+    (tmp_path / "notes.txt").write_text("untracked")
+    assert code_version(tmp_path / "pkg")["dirty"] is False
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert code_version(tmp_path / "pkg")["dirty"] is True
+    assert code_version(tmp_path / "elsewhere") == {"commit": None, "dirty": None}  # not a checkout

@@ -12,8 +12,12 @@ import nlbench
 PACKAGES = ("torch", "pytorch_lightning", "numpy", "optuna", "fvcore", "av", "wandb", "torchmetrics", "pandas")
 
 
-def _git(*args: str) -> str | None:
-    root = Path(nlbench.__file__).resolve().parent
+# What a sweep writes into the checkout itself: a change there is a result, not a change of the code.
+OUTPUTS = ("results", "reports")
+
+
+def _git(*args: str, root: Path | None = None) -> str | None:
+    root = root or Path(nlbench.__file__).resolve().parent
     try:
         done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
@@ -21,13 +25,15 @@ def _git(*args: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
-def code_version() -> dict:
-    """``{"commit": sha, "dirty": bool}`` of the git checkout the nlbench package is imported from; both
-    None when it is not one (an installed wheel) or git is missing. Dirty: any tracked file changed."""
-    commit = _git("rev-parse", "HEAD")
+def code_version(root: Path | None = None) -> dict:
+    """``{"commit": sha, "dirty": bool}`` of the git checkout the nlbench package is imported from (or
+    ``root``); both None when it is not one (an installed wheel) or git is missing. Dirty: a tracked file
+    changed outside ``OUTPUTS`` (a sweep running from a checkout updates its committed results as it goes)."""
+    commit = _git("rev-parse", "HEAD", root=root)
     if commit is None:
         return {"commit": None, "dirty": None}
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain", "--untracked-files=no", "--", ":/",
+                  *(f":(top,exclude){p}" for p in OUTPUTS), root=root)
     return {"commit": commit.strip(), "dirty": None if status is None else bool(status.strip())}
 
 
