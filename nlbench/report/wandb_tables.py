@@ -25,7 +25,7 @@ def wandb_section(records: dict[str, dict]) -> WandbSection:
     for record in records.values():
         section = (record.get("config") or {}).get("wandb")
         if isinstance(section, dict):
-            known = {k: v for k, v in section.items() if k in WandbSection.__dataclass_fields__}
+            known = {k: v for k, v in section.items() if k in WandbSection.model_fields}
             known["tags"] = tuple(known.get("tags") or ())
             return WandbSection(**known)
     return WandbSection()

@@ -19,6 +19,7 @@ run appearing in several ablation tables is trained once.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import typing
@@ -86,27 +87,19 @@ class _ModelSectionBase(_Section):
         return self
 
 
-# ModelConfig's keys, then one per non-local knob (nlbench.ops.knobs: the knobs where the paper and its peers
-# differ default to None and follow the variant's preset, or nl_preset), then init_from: a checkpoint to start
-# from, a 2-D ImageNet ResNet (torchvision format, inflated for I3D) or a trained model of the same backbone
-# (its NL blocks, if it has none, keep their identity init). The values a key allows are checked by
-# make_config, which the section calls (one place for the model's rules, shared with `nlbench profile`).
+# ModelConfig's keys (its fields, types and defaults: one definition), then one per non-local knob
+# (nlbench.ops.knobs: the knobs where the paper and its peers differ default to None and follow the variant's
+# preset, or nl_preset), then init_from: a checkpoint to start from, a 2-D ImageNet ResNet (torchvision format,
+# inflated for I3D) or a trained model of the same backbone (its NL blocks, if it has none, keep their identity
+# init). The values a key allows are checked by ModelConfig, which the section builds (one place for the
+# model's rules, shared with `nlbench profile`).
+_MODEL_HINTS = typing.get_type_hints(ModelConfig)
 ModelSection = create_model(
     "ModelSection",
     __base__=_ModelSectionBase,
     __module__=__name__,
-    depth=(int, 50),
-    arch=(str, "c2d"),
-    nl_blocks=(Union[int, list], 0),
-    nl_stage=(Optional[str], None),
-    width=(Union[str, int], "small"),
-    variant=(str, "released"),
-    dropout=(float, 0.5),
-    zero_init_residual=(bool, False),
-    pools=(Optional[str], None),
-    stride_on=(Optional[str], None),
-    inflation=(Optional[str], None),
-    nl_preset=(Optional[str], None),
+    **{f.name: (_MODEL_HINTS[f.name], f.default) for f in dataclasses.fields(ModelConfig)
+       if f.name not in ("num_classes", "nonlocal_knobs")},  # the data set's; the knobs, one by one below
     **{name: (Annotated[hint, Expected(knob.expected + (" or null (the preset's)" if knob.preset else ""))], default)
        for (name, hint, default), knob in zip(model_fields(), KNOBS)},
     init_from=(Optional[str], None),
