@@ -69,11 +69,7 @@ def cmd_profile(args) -> None:
     from nlbench.measure import profile_module
     from nlbench.models import make_config
 
-    config = make_config(
-        depth=args.depth, arch=args.arch, nl_blocks=args.nl_blocks, nl_stage=args.nl_stage,
-        width=args.width, num_classes=args.num_classes, variant=args.variant, nl_preset=args.nl_preset,
-        **_knob_values(args),
-    )
+    config = make_config(**_model_values(args), nl_preset=args.nl_preset, **_knob_values(args))
     model = config.build()
     profile = profile_module(
         model, (3, args.frames, args.size, args.size), train_batch=args.batch, device=args.device,
@@ -278,6 +274,42 @@ def _add_data_parser(sub) -> None:
 
 # Old spellings of generated flags, kept working.
 _KNOB_ALIASES = {"block": {"subsample_order": ("--order",)}, "profile": {"mode": ("--nl-mode",)}}
+
+
+def _model_fields() -> list:
+    """ModelConfig's fields that a command line sets (the non-local knobs and their preset have their own)."""
+    import dataclasses
+
+    from nlbench.models import ModelConfig
+
+    return [f for f in dataclasses.fields(ModelConfig) if f.name not in ("nonlocal_knobs", "nl_preset")]
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    """One flag per ModelConfig field (the model's one declaration: name, default, and the help its docstring
+    gives); values are read as YAML (5, small, [[res4, 4]], true) and checked by ModelConfig."""
+    import re
+
+    from nlbench.models import ModelConfig
+
+    helps, name = {}, None
+    for line in (ModelConfig.__doc__ or "").split("Args:")[-1].splitlines():
+        entry = re.match(r"^ {8}(\w+): (.*)", line)
+        if entry:
+            name, helps[entry[1]] = entry[1], entry[2]
+        elif name and line.startswith(" " * 12):
+            helps[name] += " " + line.strip()
+    group = p.add_argument_group("model (ModelConfig's fields; not given: its default)")
+    for f in _model_fields():
+        text = helps.get(f.name, "").replace("``", "")
+        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar="VALUE",
+                           help=f"{text} (default: {f.default})".strip())
+
+
+def _model_values(args) -> dict:
+    from nlbench.io import load_yaml
+
+    return {f.name: load_yaml(getattr(args, f.name)) for f in _model_fields() if getattr(args, f.name) is not None}
 
 
 def _add_knob_args(p: argparse.ArgumentParser, command: str) -> None:
@@ -514,13 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_block)
 
     p = sub.add_parser("profile", help="cost of one model of the zoo: params, FLOPs, latency, peak memory")
-    p.add_argument("--depth", type=int, default=50, help="50 or 101")
-    p.add_argument("--arch", default="c2d", help="c2d, i3d_3x3x3 or i3d_3x1x1")
-    p.add_argument("--nl-blocks", type=int, default=0, help="0, 1, 5 or 10 (the paper's presets)")
-    p.add_argument("--nl-stage", default=None, help="res2..res5: stage of the block(s)")
-    p.add_argument("--width", default="paper", help="paper, small or an int base width")
-    p.add_argument("--variant", default="released", help="released (default), paper or mmaction2 (its ResNet3d)")
-    p.add_argument("--num-classes", type=int, default=400)
+    _add_model_args(p)
     p.add_argument("--frames", type=int, default=32)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--channels-last", action="store_true", help="weights and activations in NDHWC memory")

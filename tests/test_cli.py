@@ -52,6 +52,8 @@ def test_profile_json_small_model_with_nl_blocks(capsys):
         (["profile", "--nl-blocks", "1", "--nl-stage", "res6"], "nl_stage='res6'"),
         (["profile", "--nl-blocks", "10", "--nl-stage", "res3"], "allowed 0..4"),
         (["profile", "--width", "small", "--frames", "8", "--size", "16"], "smaller than the minimum 8x32x32"),
+        (["profile", "--depth", "34", "--counts-only"], "depth=34 is not allowed"),
+        (["profile", "--pools", "huge", "--counts-only"], "pools='huge' is not allowed"),
     ],
 )
 def test_profile_bad_input_is_one_line(argv, needle, capsys):
@@ -69,6 +71,26 @@ from nlbench.ops.knobs import KNOBS  # noqa: E402
 def _options(command: str) -> set[str]:
     sub = next(a for a in build_parser()._actions if a.dest == "command")
     return {s for action in sub.choices[command]._actions for s in action.option_strings}
+
+
+def test_every_model_field_is_a_profile_flag_that_reaches_the_model(capsys):
+    import dataclasses
+
+    from nlbench.models import ModelConfig, make_config
+
+    fields = [f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("nonlocal_knobs", "nl_preset")]
+    assert {"--" + f.replace("_", "-") for f in fields} <= _options("profile")
+    # the values as YAML, into ModelConfig: what --json reports is the model those fields build
+    argv = ["profile", "--width", "small", "--depth", "101", "--arch", "i3d_3x1x1", "--nl-blocks", "[[res3, 1]]",
+            "--pools", "paper", "--stride-on", "1x1", "--inflation", "every_other", "--num-classes", "7",
+            "--frames", "8", "--size", "64", "--counts-only", "--json"]
+    assert main(argv) == 0
+    record = json.loads(capsys.readouterr().out)
+    want = make_config(width="small", depth=101, arch="i3d_3x1x1", nl_blocks=(("res3", 1),), pools="paper",
+                       stride_on="1x1", inflation="every_other", num_classes=7).build()
+    assert record["params"] == sum(p.numel() for p in want.parameters())
+    default = make_config(width="small", depth=101, arch="i3d_3x1x1", nl_blocks=(("res3", 1),), num_classes=7)
+    assert record["params"] != sum(p.numel() for p in default.build().parameters())  # the overrides took effect
 
 
 @pytest.mark.parametrize("command", ["block", "profile"])

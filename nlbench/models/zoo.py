@@ -139,6 +139,9 @@ class ModelConfig:
         variant: ``released`` (default), ``paper`` or ``mmaction2`` (see ``VARIANTS``); ``pools``,
             ``stride_on`` and ``inflation`` override one part of it each (None: the variant's), and so do
             the non-local knobs.
+        pools: the (kernel, stride) of pool1 and pool2: paper, released or mmaction2.
+        stride_on: which conv of a bottleneck strides, 1x1 (the paper) or 3x3 (the released code).
+        inflation: which residual blocks of I3D get a temporal kernel: every_other (the paper) or released.
         nl_preset: the ``NonLocalBlock`` preset that fills the non-local knobs left None (None: the
             variant's).
         dropout: before the fc (paper: 0.5).
