@@ -432,9 +432,13 @@ def test_pruning_stops_a_real_run_at_a_validation_point(tables):
 
     prune = optuna.create_study(direction="maximize", pruner=optuna.pruners.ThresholdPruner(lower=101.0))
     trial = prune.ask()
+    tracked = config.replace(wandb={"enabled": True, "mode": "offline"})
     with pytest.raises(optuna.TrialPruned, match="pruned at step 1"):
-        train_run(config, "pruned", progress=False, callbacks=[PruningCallback(trial)])
+        train_run(tracked, "pruned", progress=False, callbacks=[PruningCallback(trial)])
     assert not Path("pruned/record.json").exists()
+    import wandb
+
+    assert wandb.run is None  # the pruned run's W&B run was finished: the next trial's logger cannot reuse it
 
 
 def test_report_readme_states_the_last_sweeps_busy_time(tmp_path):

@@ -5,6 +5,7 @@ import itertools
 import json
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -204,12 +205,18 @@ def test_frozen_bn_keeps_statistics_and_affine_through_validations(tmp_path):
     from nlbench.training.run import build_model
 
     # val_points: a validation in the middle of training, after which Lightning calls train() again
-    config = smoke(tmp_path, recipe={"max_steps": 4, "val_points": 2, "freeze_bn": True},
+    from nlbench.ops import NonLocalBlock
+
+    config = smoke(tmp_path, model={"nl_blocks": 1}, recipe={"max_steps": 4, "val_points": 2, "freeze_bn": True},
                    measure={"enabled": False}, wandb={"enabled": False})
     model = build_model(config, 2)
-    initial = model.state_dict()
-    bn = [name for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+    blocks = [name for name, m in model.named_modules() if isinstance(m, NonLocalBlock)]
+    bn = [name for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+          and not any(name.startswith(b + ".") for b in blocks)]
     is_bn = [k for k in initial if k.rsplit(".", 1)[0] in bn]
+    block_gamma = f"{blocks[0]}.bn.weight"
+    assert initial[block_gamma].eq(0).all()  # W_z's BN starts at gamma 0: frozen there, the block would be off
     assert any(k.endswith("running_mean") for k in is_bn) and any(k.endswith("weight") for k in is_bn)
     for freeze, run in ((True, "frozen"), (False, "trained")):
         train_run(config.replace(recipe={"freeze_bn": freeze}), tmp_path / run, progress=False)
@@ -217,6 +224,21 @@ def test_frozen_bn_keeps_statistics_and_affine_through_validations(tmp_path):
         same = {k: torch.equal(initial[k], final[k]) for k in is_bn}
         assert all(same.values()) == freeze, [k for k, v in same.items() if v != freeze][:3]
         assert not torch.equal(initial["conv1.weight"], final["conv1.weight"])  # the rest trains either way
+        assert not torch.equal(initial[block_gamma], final[block_gamma])  # and so does the non-local block
+
+
+def test_config_combinations_that_cannot_train_are_refused():
+    for data, needle in [
+        ({"recipe": {"freeze_bn": True, "precise_bn_batches": 2}}, "recipe.precise_bn_batches=2 is not allowed"),
+        ({"recipe": {"freeze_bn": True}, "model": {"zero_init_residual": True}}, "model.zero_init_residual=true"),
+        ({"data": {"std": [0.1, 0.2, "x"]}}, "has the wrong type; expected 3 positive numbers (R, G, B)"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            RunConfig.from_dict(data, "my.yaml")
+    # what means "off" stays allowed: 0 threads (torch's default), no clipping, a section with no keys left
+    config = RunConfig.from_dict({"trainer": {"threads": 0}, "recipe": {"grad_clip": 0}, "measure": None})
+    assert (config.trainer.threads, config.recipe.grad_clip, config.measure) == (0, 0.0, RunConfig().measure)
+    assert RunConfig().model.width == "small"  # a run's default; a model's (nlbench profile) is the paper's
 
 
 @pytest.mark.integration

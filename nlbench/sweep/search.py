@@ -72,7 +72,8 @@ def run_search(
     store = runner.open_storage(storage or runner.default_storage(results_dir, profile))
     sampler = optuna.samplers.RandomSampler(seed=seed) if method == "random" else optuna.samplers.TPESampler(seed=seed)
     study = optuna.create_study(
-        study_name=f"{sweep.name}/search/{row}/{method}", storage=store, sampler=sampler, direction="maximize",
+        # "/steps": trials report at global steps (studies before that reported at epochs: not comparable)
+        study_name=f"{sweep.name}/search/{row}/{method}/steps", storage=store, sampler=sampler, direction="maximize",
         pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0), load_if_exists=True,
     )
     base = cell.config.recipe

@@ -94,11 +94,14 @@ class _ModelSectionBase(_Section):
 # init). The values a key allows are checked by ModelConfig, which the section builds (one place for the
 # model's rules, shared with `nlbench profile`).
 _MODEL_HINTS = typing.get_type_hints(ModelConfig)
+# The one default a run config sets differently from the model: a run trains, by default the small width that
+# trains on a CPU; a model (nlbench profile, the zoo) is measured at the paper's width by default.
+RUN_MODEL_DEFAULTS = {"width": "small"}
 ModelSection = create_model(
     "ModelSection",
     __base__=_ModelSectionBase,
     __module__=__name__,
-    **{f.name: (_MODEL_HINTS[f.name], f.default) for f in dataclasses.fields(ModelConfig)
+    **{f.name: (_MODEL_HINTS[f.name], RUN_MODEL_DEFAULTS.get(f.name, f.default)) for f in dataclasses.fields(ModelConfig)
        if f.name not in ("num_classes", "nonlocal_knobs")},  # the data set's; the knobs, one by one below
     **{name: (Annotated[hint, Expected(knob.expected + (" or null (the preset's)" if knob.preset else ""))], default)
        for (name, hint, default), knob in zip(model_fields(), KNOBS)},
@@ -216,18 +219,21 @@ class RecipeSection(_Section):
     label_smoothing: Annotated[float, Field(ge=0, lt=1), Expected("a number in [0, 1)")] = 0.0
     freeze_bn: bool = False  # the paper's 128-frame runs
     precise_bn_batches: Count = 0  # > 0: recompute BN statistics on this many training batches before eval
-    grad_clip: Annotated[Optional[float], Field(gt=0), Expected("a positive number or null")] = None
+    grad_clip: Annotated[Optional[float], Field(ge=0), Expected("a number >= 0 or null (0, null: no clipping)")] = None
     val_every_epochs: PositiveInt = 1
     # > 0: validate at this many evenly spaced steps through training (the last at the final step), which
     # the record keeps as its learning curve; 0: every val_every_epochs epochs (the record's curve has those).
     val_points: Annotated[int, Field(ge=0), Expected("an int >= 0 (0: validate every val_every_epochs epochs)")] = 0
 
     @model_validator(mode="after")
-    def _increasing(self):
+    def _consistent(self):
         m = self.milestones
         if any(not 0 < v < 1 for v in m) or list(m) != sorted(m):
             raise ValueError(f"recipe.milestones={list(m)!r} is not allowed; expected increasing fractions of "
                              "training in (0, 1)")
+        if self.freeze_bn and self.precise_bn_batches:
+            raise ValueError(f"recipe.precise_bn_batches={self.precise_bn_batches} is not allowed with "
+                             "recipe.freeze_bn=true (frozen BN statistics are not recomputed); expected 0")
         return self
 
 
@@ -238,7 +244,8 @@ class TrainerSection(_Section):
     num_nodes: PositiveInt = 1
     precision: Literal[PRECISIONS] = "32-true"  # 16-mixed / bf16-mixed on GPU
     deterministic: bool = True
-    threads: MaybePositiveInt = None  # torch CPU threads (None: torch's default)
+    # torch CPU threads (null or 0: torch's default)
+    threads: Annotated[Optional[int], Field(ge=0), Expected("an int >= 0 or null (torch's default)")] = None
     # channels_last: NDHWC activations and weights; the small models train ~15-20% faster on a CPU (oneDNN).
     memory_format: Literal["contiguous", "channels_last"] = "contiguous"
 
@@ -275,6 +282,13 @@ class RunConfig(_Section):
     measure: MeasureSection = Field(default_factory=MeasureSection)
     wandb: WandbSection = Field(default_factory=WandbSection)
 
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.recipe.freeze_bn and self.model.zero_init_residual and not self.model.init_from:
+            raise ValueError("model.zero_init_residual=true is not allowed with recipe.freeze_bn=true and no "
+                             "model.init_from (every residual branch's last BN gamma would stay frozen at 0)")
+        return self
+
     # ---------------------------------------------------------------------------------------- building
 
     @classmethod
@@ -283,7 +297,10 @@ class RunConfig(_Section):
         data = data or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+        # A section header whose keys are all commented out is YAML null: the section's defaults.
+        data = {k: {} if v is None and k in _SECTIONS else v for k, v in data.items()}
         try:
+            # As JSON data, not Python objects: strict, yet a list is a tuple (what YAML has is JSON's types).
             return cls.model_validate_json(json.dumps(data, default=str))
         except ValidationError as e:
             raise ConfigError(f"{source}: {_one_line(e, data)}") from None
@@ -371,6 +388,9 @@ def config_keys() -> list[str]:
     return lines
 
 
+_SECTIONS = ("model", "data", "recipe", "trainer", "measure", "wandb")
+
+
 # ------------------------------------------------------------------------------------------- errors
 
 
@@ -402,7 +422,8 @@ def _one_line(error: ValidationError, data: dict) -> str:
         return f"{key}: {e['msg']}"
     errors = [x for x in error.errors(include_url=False) if [str(p) for p in x["loc"][:len(path)]] == path]
     if all(any(t in x["type"] for t in _TYPE_ERRORS) for x in errors):
-        return f"{key}={_plain(value)!r} has the wrong type; expected {_hint_name(field.annotation)}"
+        said = [m for m in field.metadata if isinstance(m, Expected)]
+        return f"{key}={_plain(value)!r} has the wrong type; expected {said[0] if said else _hint_name(field.annotation)}"
     return f"{key}={_plain(value)!r} is not allowed; expected {_expected(field)}"
 
 

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from nlbench.data.analysis import ensemble_views, view_scores
+from nlbench.ops import NonLocalBlock
 from nlbench.training.config import RecipeSection
 
 
@@ -60,11 +61,16 @@ class VideoClassifier(pl.LightningModule):
     # ------------------------------------------------------------------------------------- training
 
     def _frozen_bn(self) -> list[nn.Module]:
-        # The paper's 128-frame runs (recipe.freeze_bn): BN statistics and affine parameters stay as
-        # initialised/loaded, as the released code's frozen BN (a fixed affine transform).
+        # The paper's 128-frame runs (recipe.freeze_bn): the backbone's BN statistics and affine parameters
+        # stay as initialised/loaded, as the released code's frozen BN (a fixed affine transform). Not the BN
+        # after a non-local block's W_z: its gamma starts at 0, and frozen there the block would output 0
+        # forever (the released frozen-BN models have no BN in the block and a zero W_z instead).
         if not self.recipe.freeze_bn:
             return []
-        return [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        inside = {id(m) for block in self.model.modules() if isinstance(block, NonLocalBlock)
+                  for m in block.modules()}
+        return [m for m in self.model.modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in inside]
 
     def train(self, mode: bool = True):
         # Lightning puts the module back in training mode at every epoch and after every validation (several

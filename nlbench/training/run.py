@@ -152,18 +152,26 @@ def train_run(
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
-    datamodule, model, data_record = _build(config)
+    datamodule, model, data_record, total_steps = _build(config)
     _start(run_dir, config)
     device = _device(config)
-    record = _describe(config, datamodule, model, device) | data_record
+    record = _describe(config, datamodule, model, device, data_record)
     logger = make_wandb_logger(config, run_dir, group=wandb_group, tags=wandb_tags)
     if logger is not None:
         _ = logger.experiment  # wandb.init now, before the training stream is seeded, whatever it draws
-    module, trainer, throughput, curve = _trainer(config, datamodule, model, run_dir, logger, progress, callbacks)
-    # The one consumer of the global generator left is dropout: its stream starts here, after everything
-    # that may or may not run before training (W&B, measurement), so those cannot move it.
-    pl.seed_everything(derive_seed(config.seed, "train") % 2**32, workers=True, verbose=False)
-    record |= _fit_and_evaluate(config, datamodule, module, trainer, curve)
+    try:
+        module, trainer, throughput, curve = _trainer(config, datamodule, model, total_steps, run_dir, logger,
+                                                      progress, callbacks)
+        # The one consumer of the global generator left is dropout: its stream starts here, after everything
+        # that may or may not run before training (W&B, measurement), so those cannot move it.
+        pl.seed_everything(derive_seed(config.seed, "train") % 2**32, workers=True, verbose=False)
+        record |= _fit_and_evaluate(config, datamodule, module, trainer, curve)
+    except BaseException:
+        # Ctrl-C, a pruned trial, a bug: the W&B run ends here (marked failed), or the next run of this
+        # process (a sweep worker, a search) would log into it.
+        if logger is not None:
+            logger.experiment.finish(exit_code=1)
+        raise
     record |= throughput.summary()
     record |= dict(
         wall_s=time.perf_counter() - t0,
@@ -183,11 +191,12 @@ def train_run(
 
 
 def _build(config: RunConfig) -> tuple:
-    """(datamodule, model, the record's data part): everything a config error can come from, before a file is
-    written."""
+    """(datamodule, model, the record's data part, total steps): everything a config or data error can come
+    from, before a file is written."""
     datamodule = build_datamodule(config)
     data_record = _describe_data(datamodule)
-    return datamodule, build_model(config, datamodule.num_classes), data_record
+    model = build_model(config, datamodule.num_classes)
+    return datamodule, model, data_record, _total_steps(config, datamodule)
 
 
 def _start(run_dir: Path, config: RunConfig) -> None:
@@ -208,8 +217,9 @@ def _accelerator(config: RunConfig) -> str:
     return accelerator
 
 
-def _describe(config: RunConfig, datamodule, model: torch.nn.Module, device: torch.device) -> dict:
-    """The record's head: what ran (name, costs, what each non-local block attends over) and which code."""
+def _describe(config: RunConfig, datamodule, model: torch.nn.Module, device: torch.device, data_record: dict) -> dict:
+    """The record's head: what ran (name, costs, what each non-local block attends over, the data) and which
+    code."""
     costs = _measure(model, config, device) if config.measure.enabled else {}
     input_shape = (3, config.data.frames, config.data.size, config.data.size)
     return {
@@ -220,14 +230,15 @@ def _describe(config: RunConfig, datamodule, model: torch.nn.Module, device: tor
         "failed_step": None,
         **costs,
         "nonlocal_blocks": nonlocal_geometry(model, input_shape),
+        **data_record,
         "code_version": code_version(),
         "packages": package_versions(),
     }
 
 
-def _trainer(config: RunConfig, datamodule, model, run_dir: Path, logger, progress: bool, callbacks) -> tuple:
+def _trainer(config: RunConfig, datamodule, model, total_steps: int, run_dir: Path, logger, progress: bool,
+             callbacks) -> tuple:
     """(module, trainer, throughput, curve): the LightningModule and a Trainer set up by the recipe."""
-    total_steps = _total_steps(config, datamodule)
     top5 = datamodule.num_classes > 10  # of 10 classes, top-5 is 100 % for any model that learnt anything
     module = VideoClassifier(model, config.recipe, total_steps, channels_last=config.trainer.channels_last,
                              ensemble=config.data.ensemble, top5=top5)
