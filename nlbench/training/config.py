@@ -379,7 +379,7 @@ def config_keys() -> list[str]:
     lines = []
     for section, field in RunConfig.model_fields.items():
         model = field.annotation
-        if not isinstance(model, type) or not issubclass(model, BaseModel):
+        if section not in _SECTIONS:
             lines.append(f"{section}  {_expected(field)}  (default {_plain(field.default)!r})")
             continue
         for name, f in model.model_fields.items():
@@ -388,7 +388,8 @@ def config_keys() -> list[str]:
     return lines
 
 
-_SECTIONS = ("model", "data", "recipe", "trainer", "measure", "wandb")
+_SECTIONS = tuple(k for k, f in RunConfig.model_fields.items() if isinstance(f.annotation, type)
+                  and issubclass(f.annotation, BaseModel))
 
 
 # ------------------------------------------------------------------------------------------- errors
@@ -400,7 +401,7 @@ _TYPE_ERRORS = ("_type", "_parsing", "is_instance_of")
 def _one_line(error: ValidationError, data: dict) -> str:
     """pydantic's first error as one line: the dotted key, the value given and what the field allows."""
     e = error.errors(include_url=False)[0]
-    model, path, value = RunConfig, [], data
+    model, path, value, field = RunConfig, [], data, None
     for part in e["loc"]:  # the field names; then list indices or the tags of union members
         fields = getattr(model, "model_fields", None)
         if not fields or part not in fields and e["type"] != "extra_forbidden":
@@ -408,7 +409,8 @@ def _one_line(error: ValidationError, data: dict) -> str:
         path.append(str(part))
         value = value.get(part) if isinstance(value, dict) else None
         if part in fields:
-            model = fields[part].annotation
+            field = fields[part]
+            model = field.annotation
     key = ".".join(path)
     if e["type"] == "extra_forbidden":
         known = [".".join([*path[:-1], k]) for k in getattr(model, "model_fields", {})]
@@ -417,31 +419,22 @@ def _one_line(error: ValidationError, data: dict) -> str:
         return f"{key or 'config'} must be a mapping, got {_plain(value)!r}"
     if e["type"] == "value_error":  # a validator's message names its key itself
         return str(e["ctx"]["error"])
-    field = _field(path)
     if field is None:
         return f"{key}: {e['msg']}"
     errors = [x for x in error.errors(include_url=False) if [str(p) for p in x["loc"][:len(path)]] == path]
     if all(any(t in x["type"] for t in _TYPE_ERRORS) for x in errors):
-        said = [m for m in field.metadata if isinstance(m, Expected)]
-        return f"{key}={_plain(value)!r} has the wrong type; expected {said[0] if said else _hint_name(field.annotation)}"
+        return f"{key}={_plain(value)!r} has the wrong type; expected {_said(field) or _hint_name(field.annotation)}"
     return f"{key}={_plain(value)!r} is not allowed; expected {_expected(field)}"
 
 
-def _field(path: list[str]):
-    model, field = RunConfig, None
-    for part in path:
-        fields = getattr(model, "model_fields", {})
-        if part not in fields:
-            return None
-        field = fields[part]
-        model = field.annotation
-    return field
+def _said(field) -> str | None:
+    """The field's ``Expected`` words, if its declaration has them."""
+    return next((m for m in field.metadata if isinstance(m, Expected)), None)
 
 
 def _expected(field) -> str:
-    said = [m for m in field.metadata if isinstance(m, Expected)]
-    if said:
-        return said[0]
+    if _said(field):
+        return _said(field)
     if typing.get_origin(field.annotation) is Literal:
         return _choices([str(v) for v in typing.get_args(field.annotation)])
     return _hint_name(field.annotation)
