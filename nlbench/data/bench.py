@@ -109,10 +109,15 @@ def stage_times(
         dataset = VideoClips(build_index(root, "train"), sampling, transform, mode="train")
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))
     n = min(clips, len(dataset))
-    cpu = time.thread_time()
-    for i in order[:n].tolist():
-        dataset[i]
-    total = (time.thread_time() - cpu) / n * 1e3
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a loader worker: on a busy machine, idle OpenMP threads spin on CPU time
+    try:
+        cpu = time.thread_time()
+        for i in order[:n].tolist():
+            dataset[i]
+        total = (time.thread_time() - cpu) / n * 1e3
+    finally:
+        torch.set_num_threads(threads)
     stages = {k: v / n * 1e3 for k, v in dataset.seconds.items()}
     return {"source": str(root), "clips": n, "clip": f"{sampling} at {transform.crop}", **stages,
             "total_ms": total, "clips_per_s": 1e3 / total}

@@ -244,7 +244,7 @@ class VideoClips(Dataset):
         if self.mode != "train" and self._cache is not None and self._cache[0] == (video, clip):
             return self._cache[1]
         record = self.records[video]
-        with VideoReader(record.path) as reader:
+        with VideoReader(record.path, container=record.meta.container if record.meta else None) as reader:
             meta = record.meta or reader.meta
             s = self.sampling
             if self.mode == "train":

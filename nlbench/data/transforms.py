@@ -122,13 +122,23 @@ def resized_crop(clip: torch.Tensor, box: Box, size: int) -> torch.Tensor:
     return F.interpolate(window.float(), size=(size, size), mode="bilinear", align_corners=False, antialias=True)
 
 
-def to_model(clip: torch.Tensor, mean, std) -> torch.Tensor:
-    """(T, 3, H, W) in [0, 255] (uint8 or float) -> normalised float (3, T, H, W), the layout of the models:
-    one transposing conversion and one fused scale-and-shift, ``(x / 255 - mean) / std``."""
-    scale = (1.0 / (255.0 * torch.tensor(std, dtype=torch.float32))).view(3, 1, 1, 1)
-    shift = (torch.tensor(mean, dtype=torch.float32) / torch.tensor(std, dtype=torch.float32)).view(3, 1, 1, 1)
-    out = clip.permute(1, 0, 2, 3).to(torch.float32, memory_format=torch.contiguous_format, copy=True)
-    return out.mul_(scale).sub_(shift)
+class ToModel:
+    """(T, 3, H, W) in [0, 255] (uint8 or float, any strides) -> normalised float (3, T, H, W), ``(x / 255 - mean)
+    / std``: one converting copy into channels-innermost memory and one fused multiply-add.
+
+    Channels innermost (a (T, H, W, 3) array seen as (3, T, H, W)) is the frames' own layout, so the copy
+    reads them in order, and the layout the models train in: ``collate_clips`` batches such clips as
+    channels_last_3d, which the model takes without transposing (as the cached synthetic clips)."""
+
+    def __init__(self, mean, std):
+        std = torch.tensor(std, dtype=torch.float32)
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = -torch.tensor(mean, dtype=torch.float32) / std
+
+    def __call__(self, clip: torch.Tensor) -> torch.Tensor:
+        out = torch.empty((clip.shape[0], *clip.shape[2:], 3), dtype=torch.float32)
+        out.copy_(clip.permute(0, 2, 3, 1))
+        return torch.addcmul(self.shift, out, self.scale, out=out).permute(3, 0, 1, 2)
 
 
 def random_box(height: int, width: int, short_range: tuple[int, int], crop: int, generator=None) -> Box:
@@ -155,7 +165,7 @@ def view_boxes(height: int, width: int, short_side: int, crop: int, num_crops: i
 
 def normalize(clip: torch.Tensor, mean, std) -> torch.Tensor:
     """(T, 3, H, W) in [0, 1] -> normalised (3, T, H, W), the layout of the models (the synthetic source's
-    path; the video path's ``to_model`` gives the same values to float rounding in fewer passes)."""
+    path; the video path's ``ToModel`` gives the same values to float rounding in fewer passes)."""
     m = torch.tensor(mean, dtype=clip.dtype).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=clip.dtype).view(1, 3, 1, 1)
     return clip.sub_(m).div_(s).permute(1, 0, 2, 3).contiguous()
@@ -168,6 +178,7 @@ class TrainTransform:
 
     def __init__(self, config: ClipTransformConfig):
         self.config = config
+        self.to_model = ToModel(config.mean, config.std)
 
     def __call__(self, frames: np.ndarray, generator: torch.Generator | None = None) -> torch.Tensor:
         c = self.config
@@ -175,7 +186,7 @@ class TrainTransform:
         out = resized_crop(clip, random_box(*clip.shape[-2:], c.train_short_range, c.crop, generator), c.crop)
         if c.flip and torch.rand((), generator=generator) < 0.5:
             out = out.flip(-1)
-        return to_model(out, c.mean, c.std)
+        return self.to_model(out)
 
 
 class EvalTransform:
@@ -185,9 +196,10 @@ class EvalTransform:
         if not 0 <= index < num_crops:
             raise ValueError(f"EvalTransform: crop index {index} is out of range 0..{num_crops - 1}")
         self.config, self.crop, self.num_crops, self.index = config, crop, num_crops, index
+        self.to_model = ToModel(config.mean, config.std)
 
     def __call__(self, frames: np.ndarray) -> torch.Tensor:
         c = self.config
         clip = frames_to_tensor(frames)
         box = view_boxes(*clip.shape[-2:], c.test_short_side, self.crop, self.num_crops)[self.index]
-        return to_model(resized_crop(clip, box, self.crop), c.mean, c.std)
+        return self.to_model(resized_crop(clip, box, self.crop))

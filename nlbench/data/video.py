@@ -17,6 +17,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from nlbench.data import colour
+
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov", ".avi", ".webm", ".mkv", ".mpg", ".mpeg", ".ogv", ".flv"})
 # A broken file can surface as any of these (PyAV maps FFmpeg errors onto builtins, demuxers raise
 # IndexError/RuntimeError on garbage); all of them mean "this video cannot be read", never a bug here.
@@ -116,19 +118,22 @@ class VideoReader:
     ``threads`` is the decoder's thread count. One by default: a loader reads many small clips in
     parallel workers, and FFmpeg's own threads (started and joined for every file) cost more than they
     save on a clip of a few small frames; give more for a few large videos.
+
+    ``container`` is the demuxer's name as a probe found it (``VideoMeta.container``): FFmpeg then skips
+    guessing the format, about a tenth of opening a small file.
     """
 
-    def __init__(self, path: Path | str, threads: int = 1):
+    def __init__(self, path: Path | str, threads: int = 1, container: str | None = None):
         self.path = Path(path)
         self.frames_decoded = 0
         self.seconds = dict.fromkeys(STAGES, 0.0)
         t0 = _clock()
-        # One converter per file (frame.to_ndarray(format=...) builds a new swscale context for every
-        # frame, 20x the conversion itself on small frames). Sharing one across files saved nothing
-        # measurable, and one inherited by a forked DataLoader worker deadlocks.
-        self._to_rgb = VideoReformatter()
+        # swscale for the formats colour.py does not convert, one context per file and only when needed
+        # (frame.to_ndarray(format=...) builds a new one for every frame, 20x the conversion itself on small
+        # frames; one inherited by a forked DataLoader worker deadlocks).
+        self._to_rgb: VideoReformatter | None = None
         try:
-            self._container = av.open(str(self.path))
+            self._container = av.open(str(self.path), format=container)
         except _READ_ERRORS as err:
             raise VideoReadError(path, f"cannot open: {_why(err)}") from None
         try:
@@ -224,29 +229,43 @@ class VideoReader:
             raise VideoReadError(self.path, f"decode failed: {_why(err)}") from None
         if picked is None:
             raise VideoReadError(self.path, "no frame decodes")
-        # Each distinct frame is converted once, straight into the clip's array (no list of copies to stack).
+        # Each distinct frame is converted once: the whole clip in one call where the format allows (colour.py),
+        # else frame by frame through swscale.
         t1 = _clock()
-        first = picked[0].rgb()
-        out = np.empty((len(times), *first.shape), dtype=first.dtype)
-        for k, i in enumerate(np.searchsorted(wanted, times)):
-            out[k] = picked[i].rgb()
+        distinct = list({id(frame): frame for frame in picked}.values())
+        where = {id(frame): k for k, frame in enumerate(distinct)}
+        order = [where[id(picked[i])] for i in np.searchsorted(wanted, times)]
+        rgb = self._rgb(distinct)
+        out = rgb if order == list(range(len(rgb))) else rgb[order]
         t2 = _clock()
         self.seconds["convert"] += t2 - t1
         self.seconds["decode"] += t1 - t0 - (self.seconds["seek"] - before)
         return out
 
-    def _pick(self, wanted: np.ndarray, tol: float, seek_to: float) -> list[_Shown] | None:
-        """The frame shown at each wanted time, not converted yet (most decoded frames are never shown)."""
+    def _rgb(self, frames: list[av.VideoFrame]) -> np.ndarray:
+        convert = colour.converter(frames[0])
+        if convert is not None and all(f.format.name == frames[0].format.name for f in frames):
+            return convert(frames)
+        if self._to_rgb is None:
+            self._to_rgb = VideoReformatter()
+        first = self._to_rgb.reformat(frames[0], format="rgb24").to_ndarray()
+        out = np.empty((len(frames), *first.shape), dtype=first.dtype)
+        out[0] = first
+        for k, frame in enumerate(frames[1:], 1):
+            out[k] = self._to_rgb.reformat(frame, format="rgb24").to_ndarray()
+        return out
+
+    def _pick(self, wanted: np.ndarray, tol: float, seek_to: float) -> list[av.VideoFrame] | None:
+        """The frame shown at each wanted time (the same object for times that share one)."""
         period = 1.0 / self.meta.fps
-        out: list[_Shown] = []
+        out: list[av.VideoFrame] = []
         shown = None  # the frame on screen at the current time
         for t, frame in self._decode_from(seek_to):
             if shown is None and seek_to > 0 and t > wanted[0] + tol + period:
                 return None
-            current = _Shown(frame, self._to_rgb)
             while len(out) < len(wanted) and wanted[len(out)] + tol < t:
-                out.append(shown or current)  # times before the first frame get the first frame
-            shown = current
+                out.append(frame if shown is None else shown)  # times before the first frame get the first frame
+            shown = frame
             if len(out) == len(wanted):
                 break
         if shown is None:
@@ -266,20 +285,6 @@ class VideoReader:
         except _READ_ERRORS as err:
             raise VideoReadError(self.path, f"decode failed after {end:.2f} s: {_why(err)}") from None
         return end
-
-
-class _Shown:
-    """A decoded frame, converted to RGB once and only if some clip time picks it."""
-
-    __slots__ = ("frame", "_to_rgb", "_rgb")
-
-    def __init__(self, frame: av.VideoFrame, to_rgb: VideoReformatter):
-        self.frame, self._to_rgb, self._rgb = frame, to_rgb, None
-
-    def rgb(self) -> np.ndarray:
-        if self._rgb is None:
-            self._rgb = self._to_rgb.reformat(self.frame, format="rgb24").to_ndarray()
-        return self._rgb
 
 
 def _why(err: BaseException) -> str:
