@@ -1,6 +1,7 @@
 """Fit the CPU cost model of ``nlbench.ops.dispatch`` from timings of every pairwise path.
 
     python -m benchmarks.calibrate_dispatch [--out results/bench/dispatch_calibration.json] [--rounds 3]
+                                            [--batch 1 --append]
 
 The problems are the pairwise terms the model zoo really runs (``benchmarks.zoo_shapes``: every zoo block is
 run on the meta device and the (B, N, N', d_k, d_v) it hands to ``dispatch.choose`` is recorded), each timed
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -28,8 +30,9 @@ from nlbench.ops import NonLocalBlock, dispatch, pairwise
 FAMILY_INSTANTIATION = {"softmax": "embedded_gaussian", "dot": "dot_product", "concat": "concatenation"}
 
 
-def zoo_problems() -> list[dispatch.Problem]:
-    """The distinct pairwise problems of the zoo's blocks (recorded, not derived by hand)."""
+def zoo_problems(batch: int | None = None) -> list[dispatch.Problem]:
+    """The distinct pairwise problems of the zoo's blocks (recorded, not derived by hand), at each block's
+    profile batch or at ``batch`` clips."""
     shapes = zoo_shapes()
     seen: list[dispatch.Problem] = []
     original = dispatch.choose
@@ -45,7 +48,7 @@ def zoo_problems() -> list[dispatch.Problem]:
         for shape in shapes:
             with torch.device("meta"):
                 block = NonLocalBlock(shape.channels, **shape.block_kwargs())
-            x = torch.empty(shape.batch, shape.channels, shape.t, shape.h, shape.w, device="meta")
+            x = torch.empty(batch or shape.batch, shape.channels, shape.t, shape.h, shape.w, device="meta")
             with torch.no_grad():
                 block(x)
     finally:
@@ -117,6 +120,10 @@ def measure(problems: list[dispatch.Problem], rounds: int, log=print) -> list[di
     return records
 
 
+def _key(rec: dict) -> tuple:
+    return tuple(rec[k] for k in ("family", "path", "grad", "groups", "n", "n_keys", "d_k", "d_v"))
+
+
 def _problem(rec: dict) -> dispatch.Problem:
     return dispatch.Problem(rec["instantiation"], rec["groups"], rec["n"], rec["n_keys"], rec["d_k"], rec["d_v"],
                             torch.float32, torch.device("cpu"), rec["grad"])
@@ -147,14 +154,25 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results/bench/dispatch_calibration.json"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--refit", action="store_true", help="fit the timings already in --out, measure nothing")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="clips per problem (default: each block's profile batch; 1: as `make bench` runs them)")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the timings already in --out (other batches) and fit all of them together")
     args = parser.parse_args(argv)
     if args.refit:
         records = json.loads(args.out.read_text())["records"]
     else:
-        records = measure(zoo_problems(), args.rounds)
+        records = measure(zoo_problems(args.batch), args.rounds)
         info = dict(torch=torch.__version__, threads=torch.get_num_threads(), rounds=args.rounds,
-                    budget_bytes=dispatch.memory_budget(torch.device("cpu")))
-        atomic_write_text(args.out, json.dumps(dict(info=info, records=records), indent=1))
+                    budget_bytes=dispatch.memory_budget(torch.device("cpu")), batch=args.batch or "profile",
+                    loadavg=os.getloadavg())
+        runs = [info]
+        if args.append and args.out.exists():
+            old = json.loads(args.out.read_text())
+            runs = [*old.get("runs", [old["info"]]), info]
+            measured = {_key(r) for r in records}
+            records = [r for r in old["records"] if _key(r) not in measured] + records
+        atomic_write_text(args.out, json.dumps(dict(info=info, runs=runs, records=records), indent=1))
     coefficients = fit(records)
     print("CPU_COEFFICIENTS = {")
     for key, coef in coefficients.items():

@@ -16,7 +16,7 @@ import torch
 
 from nlbench.ops import NonLocalBlock
 from nlbench.sweep.spec import _merge, _read_yaml, load_profiles, load_table  # noqa: PLC2701 (same project)
-from nlbench.training.config import ModelSection
+from nlbench.training.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = "paper"
@@ -50,7 +50,7 @@ class BlockShape:
 
 
 def _blocks_of(model_section: dict, frames: int, size: int, batch: int) -> list[BlockShape]:
-    config = ModelSection(**model_section).model_config(400)
+    config = RunConfig.from_dict({"model": model_section}).model.as_model_config(400)
     with torch.device("meta"):
         model = config.build()
     seen: list[BlockShape] = []
