@@ -177,12 +177,3 @@ def test_one_group_trains_naive_when_sdpa_backward_cannot_use_the_threads(monkey
     assert dispatch.choose_path(dataclasses.replace(p, groups=2)) == "sdpa"
     assert dispatch.choose_path(dataclasses.replace(p, grad=False)) == "sdpa"  # the forward is not affected
 
-
-def test_benchmark_shapes_are_the_blocks_a_model_runs():
-    """`make bench` and the calibration take their shapes from the models themselves (benchmarks.zoo_shapes):
-    the paper's 5-block R50 C2D on 32x224x224 clips has 2 blocks in res3 and 3 in res4, at T = 4."""
-    from benchmarks.zoo_shapes import _blocks_of
-
-    shapes = _blocks_of({"depth": 50, "arch": "c2d", "nl_blocks": 5, "width": "paper"}, 32, 224, 8)
-    assert [(s.channels, s.t, s.h, s.w) for s in shapes] == [(512, 4, 28, 28)] * 2 + [(1024, 4, 14, 14)] * 3
-    assert all(s.inner_channels == s.channels // 2 and s.batch == 8 and s.subsample for s in shapes)
