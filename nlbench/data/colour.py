@@ -2,8 +2,8 @@
 
 Why not swscale (PyAV's ``reformat``) for every frame: on the small frames of a CPU benchmark its per-call cost
 (context checks, frame allocation, a Python object per frame) is most of the conversion, about 70 us a
-32x32 frame. Copying the three planes out and converting the clip in a few numpy passes costs about a
-fifth of that. Its default (unscaled, table-based) converter also truncates: a flat Y=100 reads as 97
+32x32 frame. Copying the three planes out and converting the clip in a few numpy passes costs a third to
+a half of that per clip (docs/synthetic_data.md, "Where a video clip's time goes"). Its default (unscaled, table-based) converter also truncates: a flat Y=100 reads as 97
 where BT.601 gives 97.8; this one rounds.
 
 The equations (ITU-R BT.601 / BT.709 / BT.2020, limited or full range), with Kr, Kb the luma weights:
@@ -17,6 +17,7 @@ or colour matrix go to swscale: ``converter(frame)`` returns None for them.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import av
@@ -92,9 +93,6 @@ class Yuv420Converter:
         return self.rgb(*self.planes(frames))
 
 
-_CONVERTERS: dict[tuple[float, float, bool], Yuv420Converter] = {}
-
-
 def converter(frame: av.VideoFrame) -> Yuv420Converter | None:
     """The clip converter for frames like ``frame``; None when its format or colour matrix is not one of the
     above (swscale converts those)."""
@@ -102,7 +100,9 @@ def converter(frame: av.VideoFrame) -> Yuv420Converter | None:
     weights = LUMA_WEIGHTS.get(int(frame.colorspace))
     if full is None or weights is None:
         return None
-    key = (*weights, full or int(frame.color_range) == _FULL_RANGE)
-    if key not in _CONVERTERS:
-        _CONVERTERS[key] = Yuv420Converter(*key)
-    return _CONVERTERS[key]
+    return _converter(*weights, full or int(frame.color_range) == _FULL_RANGE)
+
+
+@functools.cache
+def _converter(kr: float, kb: float, full_range: bool) -> Yuv420Converter:
+    return Yuv420Converter(kr, kb, full_range)
