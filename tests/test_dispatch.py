@@ -176,4 +176,3 @@ def test_one_group_trains_naive_when_sdpa_backward_cannot_use_the_threads(monkey
     assert dispatch.choose_path(p) == "naive"
     assert dispatch.choose_path(dataclasses.replace(p, groups=2)) == "sdpa"
     assert dispatch.choose_path(dataclasses.replace(p, grad=False)) == "sdpa"  # the forward is not affected
-

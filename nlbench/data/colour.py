@@ -3,8 +3,8 @@
 Why not swscale (PyAV's ``reformat``) for every frame: on the small frames of a CPU benchmark its per-call cost
 (context checks, frame allocation, a Python object per frame) is most of the conversion, about 70 us a
 32x32 frame. Copying the three planes out and converting the clip in a few numpy passes costs a third to
-a half of that per clip (docs/synthetic_data.md, "Where a video clip's time goes"). Its default (unscaled, table-based) converter also truncates: a flat Y=100 reads as 97
-where BT.601 gives 97.8; this one rounds.
+a half of that per clip (docs/synthetic_data.md, "Where a video clip's time goes"). Its default (unscaled,
+table-based) converter also truncates: a flat Y=100 reads as 97 where BT.601 gives 97.8; this one rounds.
 
 The equations (ITU-R BT.601 / BT.709 / BT.2020, limited or full range), with Kr, Kb the luma weights:
 
@@ -18,7 +18,6 @@ or colour matrix go to swscale: ``converter(frame)`` returns None for them.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -43,20 +42,16 @@ def yuv_to_rgb_matrix(kr: float, kb: float, full_range: bool) -> tuple[np.ndarra
     return m, np.array([0.0 if full_range else 16.0, 128.0, 128.0])
 
 
-@dataclass(frozen=True)
 class Yuv420Converter:
     """RGB of 8-bit planar 4:2:0 frames, a whole clip in a few float32 passes, rounded to the nearest level
     and clipped to [0, 255]."""
 
-    kr: float
-    kb: float
-    full_range: bool
-
-    def __post_init__(self) -> None:
-        m, offset = yuv_to_rgb_matrix(self.kr, self.kb, self.full_range)
-        object.__setattr__(self, "_m", m.astype(np.float32))
+    def __init__(self, kr: float, kb: float, full_range: bool):
+        self.kr, self.kb, self.full_range = kr, kb, full_range
+        m, offset = yuv_to_rgb_matrix(kr, kb, full_range)
+        self._m = m.astype(np.float32)
         # The luma offset and the 0.5 of rounding in one constant (chroma's offset is 128 in both ranges).
-        object.__setattr__(self, "_luma_shift", np.float32(0.5 - offset[0] * m[0, 0]))
+        self._luma_shift = np.float32(0.5 - offset[0] * m[0, 0])
 
     def planes(self, frames: list[av.VideoFrame]) -> tuple[np.ndarray, np.ndarray]:
         """The frames' planes copied out: Y (T, H, W) and U, V (T, 2, ceil(H/2), ceil(W/2)) uint8."""

@@ -248,12 +248,7 @@ class VideoReader:
             return convert(frames)
         if self._to_rgb is None:
             self._to_rgb = VideoReformatter()
-        first = self._to_rgb.reformat(frames[0], format="rgb24").to_ndarray()
-        out = np.empty((len(frames), *first.shape), dtype=first.dtype)
-        out[0] = first
-        for k, frame in enumerate(frames[1:], 1):
-            out[k] = self._to_rgb.reformat(frame, format="rgb24").to_ndarray()
-        return out
+        return np.stack([self._to_rgb.reformat(frame, format="rgb24").to_ndarray() for frame in frames])
 
     def _pick(self, wanted: np.ndarray, tol: float, seek_to: float) -> list[av.VideoFrame] | None:
         """The frame shown at each wanted time (the same object for times that share one)."""

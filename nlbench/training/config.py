@@ -25,7 +25,7 @@ import json
 import typing
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
@@ -433,8 +433,9 @@ def _said(field) -> str | None:
 
 
 def _expected(field) -> str:
-    if _said(field):
-        return _said(field)
+    said = _said(field)
+    if said:
+        return said
     if typing.get_origin(field.annotation) is Literal:
         return _choices([str(v) for v in typing.get_args(field.annotation)])
     return _hint_name(field.annotation)
