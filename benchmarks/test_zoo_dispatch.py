@@ -34,9 +34,12 @@ CASES = [(shape, pass_) for shape in SHAPES for pass_ in PASSES]
 
 
 def _rounds(call_seconds: float) -> int:
-    """Interleaved rounds for a case whose calls took ``call_seconds`` each: more where they are cheap, so
-    that the median is steady, and few enough that `make bench` stays within about half an hour."""
-    return 5 if call_seconds < 0.5 else 3
+    """Interleaved rounds for a case whose calls took ``call_seconds`` each: about 2 s of calls per impl, at
+    least 5 and at most 25 (a 20 ms call varies by 5-10 % from round to round on this shared host, and the
+    target is 5 %), and 3 for calls of a second or more, so that `make bench` stays within about half an hour."""
+    if call_seconds >= 1.0:
+        return 3
+    return max(5, min(25, round(2.0 / max(call_seconds, 1e-3))))
 
 
 @pytest.mark.parametrize("shape,pass_", CASES, ids=[f"{s.label}-{p}" for s, p in CASES])
@@ -99,15 +102,31 @@ def test_zoo_block(benchmark, shape, pass_):
             fn()  # warm-up (auto was warmed above)
     rounds = _rounds((time.perf_counter() - start) / max(len(fns) - 1, 1))
     times: dict[str, list[float]] = {impl: [] for impl in fns if impl != "auto"}
+    # The order rotates round by round (naive, fast | auto; fast | auto, naive; | auto, naive, fast): a call
+    # that always ran first or right after auto would carry whatever the previous call left behind (freed
+    # pages, a cold cache) in every round. Impls before auto run in the round's setup, those after in its
+    # teardown.
+    others = list(times)
+    turn = iter(range(10**9))
+    order: list[list[str]] = []
 
-    def others():
-        for impl in times:
+    def timed(impls):
+        for impl in impls:
             t0 = time.perf_counter()
             fns[impl]()
             times[impl].append(time.perf_counter() - t0)
 
+    def before():
+        k = next(turn) % (len(others) + 1)
+        order.append(others[k:] + others[:k])
+        timed(order[-1][: len(others) - k])
+
+    def after():
+        k = (len(order) - 1) % (len(others) + 1)
+        timed(order[-1][len(others) - k:])
+
     benchmark.group = f"zoo {pass_}"
-    benchmark.pedantic(fns["auto"], setup=others, rounds=rounds, warmup_rounds=0)
+    benchmark.pedantic(fns["auto"], setup=before, teardown=after, rounds=rounds, warmup_rounds=0)
 
     medians = {impl: statistics.median(ts) for impl, ts in times.items()}
     benchmark.extra_info.update(

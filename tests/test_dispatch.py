@@ -176,3 +176,23 @@ def test_one_group_trains_naive_when_sdpa_backward_cannot_use_the_threads(monkey
     assert dispatch.choose_path(p) == "naive"
     assert dispatch.choose_path(dataclasses.replace(p, groups=2)) == "sdpa"
     assert dispatch.choose_path(dataclasses.replace(p, grad=False)) == "sdpa"  # the forward is not affected
+
+
+def test_matrices_beyond_the_cache_make_one_clip_train_sdpa(monkeypatch):
+    # One 8x56x56 clip at res2, pooled keys: 25088 x 6272 pairs, 600 MB a matrix. Measured on a quiet machine,
+    # naive fwd+bwd took 1.7x SDPA's even though SDPA's backward runs on one of the two threads: the naive
+    # passes over matrices that big stream from memory. Without the cache term the model picked naive.
+    p = problem("embedded_gaussian", groups=1, n=25088, n_keys=6272, d_k=128, d_v=128, grad=True)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert dispatch.choose_path(p) == "sdpa"
+    monkeypatch.setattr(dispatch, "CACHE_BYTES", 2**62)
+    assert dispatch.choose_path(p) == "naive"
+
+
+def test_spilled_pairs_are_counted_in_the_inputs_dtype():
+    p = problem("embedded_gaussian", groups=1, n=4096, n_keys=2048, d_k=64, d_v=64)  # 8 Mi pairs
+    spill32 = dispatch.features(p, "naive")[-1]
+    spill64 = dispatch.features(dataclasses.replace(p, dtype=torch.float64), "naive")[-1]
+    assert spill32 == p.pairs - dispatch.CACHE_BYTES / 4
+    assert spill64 == p.pairs - dispatch.CACHE_BYTES / 8
+    assert dispatch.features(dataclasses.replace(p, n=16), "naive")[-1] == 0

@@ -299,14 +299,16 @@ def zoo_section(zoo: pd.DataFrame, expected: list[tuple[str, str]] | None = None
         "under `torch.no_grad()` (grad=False). float32, CPU, "
         f"{', '.join(str(b) for b in sorted(table['batch_run'].unique()))} clip(s) per call, to fit the suite in a "
         "quarter of an hour. Every feature of the cost model is proportional to the number of groups, but SDPA's "
-        "CPU backward parallelises over groups only (`dispatch.PARALLEL_OVER_GROUPS`), so at one clip auto may "
-        "train naive where at the profile's batch it runs sdpa; the memory budget is checked at the profile's "
+        "CPU backward parallelises over groups only (`dispatch.PARALLEL_OVER_GROUPS`), and the naive path's "
+        "matrices spill out of the cache at larger batches (`dispatch.CACHE_BYTES`), so the choice at one clip "
+        "may differ from the profile batch's; the memory budget is checked at the profile's "
         "per-GPU batch as well (`at profile batch` column: auto's choice there, not measured).",
-        "- naive, fast and auto share their weights and are timed round-robin (naive, fast, auto in every "
-        "round; the rounds column), each time the median round. The machine was shared with other jobs"
+        "- naive, fast and auto share their weights and are timed round-robin, the order rotating from round to "
+        "round (naive, fast, auto; fast, auto, naive; auto, naive, fast; the rounds column: about 2 s of calls "
+        "per impl, 5 to 25 rounds, 3 for calls over a second), each time the median round. Load on the machine"
         + (f" (1-minute load average {min(loads):.1f}-{max(loads):.1f} on "
            f"{zoo['cpu_cores'].iloc[0] if 'cpu_cores' in zoo else '?'} cores while these ran)" if loads else "")
-        + ": the interleaving makes that load hit the three alike, and the ratio is what to read.",
+        + ": the interleaving makes any load hit the three alike, and the ratio is what to read.",
         f"- `auto / faster`: auto's time over the faster of naive and fast; within {AUTO_TOLERANCE:.0%} is the "
         "target. Memory: naive's pairwise matrices as `nlbench.ops.dispatch` estimates them "
         f"(`LIVE_MATRICES` x B x N x N' x 4 bytes) against the budget, {budget / 2**30:.2f} GiB here "
