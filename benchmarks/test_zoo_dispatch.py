@@ -36,9 +36,10 @@ CASES = [(shape, pass_) for shape in SHAPES for pass_ in PASSES]
 def _rounds(call_seconds: float) -> int:
     """Interleaved rounds for a case whose calls took ``call_seconds`` each: about 2 s of calls per impl, at
     least 5 and at most 25 (a 20 ms call varies by 5-10 % from round to round on this shared host, and the
-    target is 5 %), and 3 for calls of a second or more, so that `make bench` stays within about half an hour."""
+    target is 5 %), and 5 for calls of a second or more, so that `make bench` stays within about a quarter of an
+    hour."""
     if call_seconds >= 1.0:
-        return 3
+        return 5
     return max(5, min(25, round(2.0 / max(call_seconds, 1e-3))))
 
 

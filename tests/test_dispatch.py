@@ -196,3 +196,26 @@ def test_spilled_pairs_are_counted_in_the_inputs_dtype():
     assert spill32 == p.pairs - dispatch.CACHE_BYTES / 4
     assert spill64 == p.pairs - dispatch.CACHE_BYTES / 8
     assert dispatch.features(dataclasses.replace(p, n=16), "naive")[-1] == 0
+
+
+def test_flash_forward_balance_counts_rows_per_thread():
+    # N = 784: blocks of 256, 256, 256, 16 rows; two threads take two blocks each: 512 against 272 rows.
+    p = problem("embedded_gaussian", groups=1, n=784, n_keys=196)
+    assert dispatch.flash_forward_balance(p, 2) == pytest.approx(784 / (2 * 512))
+    assert dispatch.flash_forward_balance(p, 1) == 1.0
+    assert dispatch.flash_forward_balance(dataclasses.replace(p, groups=2), 2) == 1.0  # one clip a thread
+    # N = 100: blocks of 32 rows (32, 32, 32, 4); 3 threads take 2, 2 and 0 blocks: 64, 36 and nothing.
+    assert dispatch.flash_forward_balance(dataclasses.replace(p, n=100), 3) == pytest.approx(100 / (3 * 64))
+    # Time mode, thousands of groups of 4 queries: the threads are evenly loaded.
+    assert dispatch.flash_forward_balance(dataclasses.replace(p, groups=784, n=4, n_keys=4), 2) == 1.0
+
+
+def test_one_clip_inference_at_res4_runs_naive(monkeypatch):
+    # 784 x 784, d = 512, one clip, no grad: SDPA's forward keeps one of two threads 77 % busy (measured quiet:
+    # SDPA 1.17-1.22x naive's time); with two clips, or one thread, the model prefers SDPA again.
+    p = problem("embedded_gaussian", groups=1, n=784, n_keys=784, d_k=512, d_v=512, grad=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    assert dispatch.choose_path(p) == "naive"
+    assert dispatch.choose_path(dataclasses.replace(p, groups=2)) == "sdpa"
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    assert dispatch.choose_path(p) == "sdpa"

@@ -67,3 +67,14 @@ def test_model_zoo_ratios_are_to_r101_c2d_at_32_frames():
     assert cells(("R101 NL C2D 5-block", "32"))[-3:] == ["1.25", "1.2", "1.2 / 1.2"]  # the paper's 2e ratios beside
     assert cells(("R101 NL C2D 5-block", "128"))[-1] == ""  # the paper's ratios are for 32 frames
     assert "R101 C2D here: 40.00 M params, 35.00 GFLOPs" in text and "Machine: test cpu, 2 threads" in text
+
+
+def test_auto_ratio_pairs_the_rounds_when_they_are_kept():
+    # Round 2 ran under load for all three calls: paired, auto is 1.0x the faster path in every round; the
+    # medians alone (auto's load hit a different middle round than sdpa's) would say 1.2x.
+    case = _case("a", 200.0, 100.0, 120.0, "sdpa")
+    case.update(naive_rounds=[0.2, 0.4, 0.2], fast_rounds=[0.1, 0.2, 0.1], auto_rounds=[0.1, 0.2, 0.12])
+    table = zoo_table(pd.DataFrame([case]))
+    assert round(table["auto_ratio"].iloc[0], 4) == 1.0
+    case.update(auto_rounds=[0.11, 0.22, 0.132])  # auto 10 % slower than sdpa in every round
+    assert round(zoo_table(pd.DataFrame([case]))["auto_ratio"].iloc[0], 4) == 1.1

@@ -169,12 +169,36 @@ CPU_COEFFICIENTS: dict[tuple[str, str, bool], tuple[float, ...]] = {
 PARALLEL_OVER_GROUPS = {("softmax", "sdpa", True)}
 
 
+def flash_forward_balance(p: Problem, threads: int) -> float:
+    """The share of ``threads`` busy in the CPU flash-attention forward: it splits the work into (group, query
+    block) units, blocks of 32, 64 or 256 rows as N is under 192, under 768 or more (ATen's
+    ``_scaled_dot_product_flash_attention_cpu``), and gives each thread one contiguous run of units
+    (``at::parallel_for``). One clip at N = 784 is 4 blocks of 256, 256, 256 and 16 rows: on 2 threads one
+    thread does 512 rows while the other does 272, 77 % busy, which is why one-clip inference at N <= 784 ran
+    10-25 % slower on SDPA than naive on a quiet machine but not at two clips (results/bench/
+    dispatch_calibration_quiet.json). 1 with one thread."""
+    if threads <= 1:
+        return 1.0
+    q_split = 256 if p.n >= 768 else 64 if p.n >= 192 else 32
+    blocks = -(-p.n // q_split)
+    units = p.groups * blocks
+
+    def rows(u: int) -> int:  # rows in units [0, u)
+        return (u // blocks) * p.n + min((u % blocks) * q_split, p.n)
+
+    chunk = -(-units // min(threads, units))
+    busiest = max(rows(min(u + chunk, units)) - rows(u) for u in range(0, units, chunk))
+    return rows(units) / (threads * busiest)
+
+
 def predicted_seconds(p: Problem, path: str) -> float:
     key = (FAMILY[p.instantiation], path, p.grad)
     seconds = sum(c * f for c, f in zip(CPU_COEFFICIENTS[key], features(p, path)))
+    threads = torch.get_num_threads()
     if key in PARALLEL_OVER_GROUPS:
-        threads = torch.get_num_threads()
         seconds *= threads / min(p.groups, threads)
+    elif path == "sdpa":
+        seconds /= flash_forward_balance(p, threads)
     return seconds
 
 
