@@ -38,7 +38,7 @@ test-sweeps:
 
 # Benchmarks, figures in reports/performance.md. Two suites, each re-runnable alone (ZOO=0 or PATHS=0 skips one):
 # impl="auto" against both exact paths at every non-local block of the model zoo (results/bench/zoo.json), and
-# the fast paths against the naive one at three paper shapes (results/bench/bench.json). About 15 + 12 minutes
+# the fast paths against the naive one at three paper shapes (results/bench/bench.json). About 6 + 12 minutes
 # on a quiet 2-core CPU (naive fwd+bwd at res3 8x28x28 takes 10-25 s a call).
 ZOO   ?= 1
 PATHS ?= 1
