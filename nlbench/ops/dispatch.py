@@ -12,7 +12,10 @@ off when N * N' > (N + N') d_k d_v / (d_k + d_v). So ``auto`` asks two questions
    on CUDA. The estimate counts ``LIVE_MATRICES`` matrices of B x N x N' elements of the input's dtype.
 2. Otherwise, which path does the cost model predict faster? On a CPU, each path's time is a linear model
    ``sum(coef * feature)`` of its multiply-adds, its pairwise elements (B N N', the memory traffic of the
-   softmax / ReLU passes) and, for the sort + scan path, its sort work; coefficients per (path, grad) are
+   softmax / ReLU passes), for the naive path the pairs that no longer fit in the cache (``CACHE_BYTES``),
+   and for the sort + scan path its sort work; SDPA's time is divided by the share of the threads its
+   forward keeps busy (``flash_forward_balance``), its backward's scaled by threads over groups where there
+   are fewer groups than threads (``PARALLEL_OVER_GROUPS``); coefficients per (path, grad) are
    fitted by ``python -m benchmarks.calibrate_dispatch`` on this project's 2-core AMD EPYC CPU (torch 2.13,
    float32; see ``CPU_COEFFICIENTS``). Only ratios matter, so the fit transfers to other CPUs as long as the
    GEMM / elementwise / fused-kernel balance is similar.
@@ -139,13 +142,15 @@ def features(p: Problem, path: str) -> tuple[float, ...]:
 # Seconds per feature unit, fitted by benchmarks/calibrate_dispatch.py (results/bench/dispatch_calibration.json)
 # on the project's 2-core AMD EPYC (loaded by other jobs; medians of interleaved rounds), torch 2.13, float32.
 # Key: (family, path, grad); grad=True is forward + backward, grad=False a forward without autograd.
-# The naive path's last coefficient (its pairs beyond CACHE_BYTES) was added later: chosen by a grid search over
-# quiet timings of one and two clips of every zoo problem (results/bench/dispatch_calibration_quiet.json) with
-# the other coefficients held, which picks within 5 % of the faster path in 166 of 184 problems against 163
-# without it. A full refit on those timings picks better at paper scale (171 of 184) but changes 10 of the 42
-# choices the committed tiny-profile runs were trained and evaluated with, so it waits for the next full run of
-# that profile. (`python -m benchmarks.calibrate_dispatch --refit --out results/bench/dispatch_calibration_quiet.json`
-# prints that full refit.)
+# The naive path's last coefficient (its pairs beyond CACHE_BYTES) and the SDPA forward's thread balance
+# (``flash_forward_balance``) came later, from quiet timings of one and two clips of every zoo problem
+# (results/bench/dispatch_calibration_quiet.json): with the other coefficients held, the coefficient chosen by a
+# grid search, the model picks within 5 % of the faster path in 169 of those 184 problems (163 before). Refitting
+# every coefficient on them gives 170-172 of 184, but changes 10 of the 42 choices that the committed tiny-profile
+# runs were trained and evaluated with (their records would no longer reproduce), so it waits for the next full
+# run of that profile; `python -m benchmarks.calibrate_dispatch --refit --out
+# results/bench/dispatch_calibration_quiet.json` prints it. Both later terms vanish at one thread, where every
+# tiny-profile run computes.
 CPU_COEFFICIENTS: dict[tuple[str, str, bool], tuple[float, ...]] = {
     ('concat', 'naive', False): (6.316e-11, 1.307e-08, 1.191e-05, 0.0),
     ('concat', 'naive', True): (3.026e-10, 1.551e-08, 3.718e-05, 3e-07),
