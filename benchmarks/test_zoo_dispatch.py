@@ -108,8 +108,7 @@ def test_zoo_block(benchmark, shape, pass_):
     # pages, a cold cache) in every round. Impls before auto run in the round's setup, those after in its
     # teardown.
     others = list(times)
-    turn = iter(range(10**9))
-    order: list[list[str]] = []
+    halves: list[tuple[list[str], list[str]]] = []  # per round: the impls before auto, those after it
 
     def timed(impls):
         for impl in impls:
@@ -118,13 +117,13 @@ def test_zoo_block(benchmark, shape, pass_):
             times[impl].append(time.perf_counter() - t0)
 
     def before():
-        k = next(turn) % (len(others) + 1)
-        order.append(others[k:] + others[:k])
-        timed(order[-1][: len(others) - k])
+        k = len(halves) % (len(others) + 1)  # this round starts k impls into the rotation
+        order = others[k:] + others[:k]
+        halves.append((order[: len(others) - k], order[len(others) - k:]))
+        timed(halves[-1][0])
 
     def after():
-        k = (len(order) - 1) % (len(others) + 1)
-        timed(order[-1][len(others) - k:])
+        timed(halves[-1][1])
 
     benchmark.group = f"zoo {pass_}"
     benchmark.pedantic(fns["auto"], setup=before, teardown=after, rounds=rounds, warmup_rounds=0)

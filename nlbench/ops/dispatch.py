@@ -98,7 +98,7 @@ class Problem:
         return self.groups * self.n * self.n_keys
 
     def naive_bytes(self) -> int:
-        return LIVE_MATRICES[self.grad] * self.pairs * _element_size(self.dtype)
+        return LIVE_MATRICES[self.grad] * self.pairs * self.dtype.itemsize
 
 
 # Past about this many bytes of B x N x N' matrices (a last-level cache share) the naive path's softmax / ReLU
@@ -108,10 +108,6 @@ CACHE_BYTES = 16 * 2**20
 FAST = {"gaussian": "sdpa", "embedded_gaussian": "sdpa", "dot_product": "assoc", "concatenation": "sorted"}
 FAMILY = {"gaussian": "softmax", "embedded_gaussian": "softmax", "dot_product": "dot", "concatenation": "concat"}
 PATHS = {"softmax": ("naive", "sdpa"), "dot": ("naive", "assoc"), "concat": ("naive", "sorted")}
-
-
-def _element_size(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
 
 
 def features(p: Problem, path: str) -> tuple[float, ...]:
@@ -125,7 +121,7 @@ def features(p: Problem, path: str) -> tuple[float, ...]:
         # beyond the cache (CACHE_BYTES), whose passes stream from memory: on a quiet machine the naive
         # fwd+bwd of one clip at 25088 x 6272 took 1.7x SDPA's, at 3136 x 3136 1.2x, at 3136 x 784 0.85x.
         macs = b * n * m * (dv if family == "concat" else dk + dv)
-        spill = max(0.0, p.pairs - CACHE_BYTES / _element_size(p.dtype))
+        spill = max(0.0, p.pairs - CACHE_BYTES / p.dtype.itemsize)
         return (macs, p.pairs, b, spill)
     if path == "sdpa":
         # softmax_sdpa pads v to d_k (the CPU flash kernel needs d_v == d_k): the Gaussian pays 2 d_k.
