@@ -182,7 +182,7 @@ def test_inflation_patterns():
 
 
 def nl_names(**kwargs) -> list[str]:
-    return list(on_meta(**kwargs).nonlocal_blocks())
+    return list(on_meta(**kwargs).placed_blocks())
 
 
 def names(layer: int, indices) -> list[str]:
@@ -217,7 +217,7 @@ def test_one_block_goes_before_the_last_residual_block_of_any_stage(depth, stage
 def test_nonlocal_block_follows_its_residual_block_with_the_stage_channels():
     model = on_meta(depth=50, nl_blocks=5)
     assert [n for n, _ in model.layer2.named_children()] == ["0", "1", "nonlocal1", "2", "3", "nonlocal3"]
-    for name, block in model.nonlocal_blocks().items():
+    for name, block in model.placed_blocks().items():
         c = 512 if name.startswith("layer2") else 1024
         assert (block.in_channels, block.inner_channels) == (c, c // 2)
     # Inserting blocks renames nothing of the backbone.
@@ -228,22 +228,22 @@ def test_explicit_placement_and_knobs():
     model = on_meta(
         depth=50, nl_blocks=[("res5", 2), ("res2", 0)], instantiation="dot_product", mode="space", width="small"
     )
-    assert list(model.nonlocal_blocks()) == ["layer1.nonlocal0", "layer4.nonlocal2"]
-    assert {(b.instantiation, b.mode) for b in model.nonlocal_blocks().values()} == {("dot_product", "space")}
+    assert list(model.placed_blocks()) == ["layer1.nonlocal0", "layer4.nonlocal2"]
+    assert {(b.instantiation, b.mode) for b in model.placed_blocks().values()} == {("dot_product", "space")}
     assert make_config(nl_blocks=[["res3", 1]]).nl_blocks == (("res3", 1),)  # lists from YAML stay hashable
     hash(make_config(nl_blocks=[["res3", 1]]))
 
 
 def test_variant_picks_the_nonlocal_preset_and_knobs_override_it():
-    (released,) = on_meta(depth=50, nl_blocks=1).nonlocal_blocks().values()
-    (paper,) = on_meta(depth=50, nl_blocks=1, variant="paper").nonlocal_blocks().values()
-    (mixed,) = on_meta(depth=50, nl_blocks=1, variant="paper", subsample_order="before").nonlocal_blocks().values()
+    (released,) = on_meta(depth=50, nl_blocks=1).placed_blocks().values()
+    (paper,) = on_meta(depth=50, nl_blocks=1, variant="paper").placed_blocks().values()
+    (mixed,) = on_meta(depth=50, nl_blocks=1, variant="paper", subsample_order="before").placed_blocks().values()
     assert (released.subsample_order, released.init, released.norm_by) == ("before", "caffe2", "keys")
     assert released.scale == pytest.approx(512**-0.5)
     assert (paper.subsample_order, paper.init, paper.norm_by, paper.scale) == ("after", "paper", "keys", 1.0)
     assert (mixed.subsample_order, mixed.init) == ("before", "paper")
     # Concatenation has no logits to scale: the released preset's scale does not apply to it.
-    (concat,) = on_meta(depth=50, nl_blocks=1, instantiation="concatenation").nonlocal_blocks().values()
+    (concat,) = on_meta(depth=50, nl_blocks=1, instantiation="concatenation").placed_blocks().values()
     assert concat.scale == 1.0
 
 
@@ -409,7 +409,7 @@ def test_small_model_trains():
         torch.set_num_threads(threads)
     assert losses[-1] < 0.5 * losses[0], losses
     # The non-local blocks learn too: their output BN's gamma starts at 0 and moves.
-    assert all(b.bn.weight.abs().sum() > 0 for b in model.nonlocal_blocks().values())
+    assert all(b.bn.weight.abs().sum() > 0 for b in model.placed_blocks().values())
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
@@ -562,14 +562,14 @@ def test_mmaction2_variant_matches_its_resnet3d_parameter_counts():
     for inst, expected in (("dot_product", 35_397_840), ("embedded_gaussian", 35_397_840), ("gaussian", 31_723_728)):
         model = on_meta(depth=50, arch="i3d_3x1x1", variant="mmaction2", nl_blocks=5, instantiation=inst)
         assert sum(p.numel() for p in model.parameters()) == expected
-        assert all(b.W_z.bias is None and b.scale == 1.0 for b in model.nonlocal_blocks().values())
+        assert all(b.W_z.bias is None and b.scale == 1.0 for b in model.placed_blocks().values())
     assert on_meta(variant="mmaction2").pool1.kernel_size == (1, 3, 3)
 
 
 def test_nl_preset_overrides_the_variants_preset():
-    (block,) = on_meta(depth=50, nl_blocks=1, nl_preset="mmaction2").nonlocal_blocks().values()
+    (block,) = on_meta(depth=50, nl_blocks=1, nl_preset="mmaction2").placed_blocks().values()
     assert (block.subsample_order, block.init, block.W_z_bias, block.scale) == ("after", "caffe2", False, 1.0)
-    (block,) = on_meta(depth=50, nl_blocks=1, nl_preset="mmaction2", W_z_bias=True).nonlocal_blocks().values()
+    (block,) = on_meta(depth=50, nl_blocks=1, nl_preset="mmaction2", W_z_bias=True).placed_blocks().values()
     assert block.W_z_bias is True
     with pytest.raises(ValueError, match="nl_preset='caffe3' is not allowed"):
         make_config(nl_preset="caffe3")

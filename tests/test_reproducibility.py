@@ -93,7 +93,7 @@ def test_record_says_what_each_block_attends_over(disabled_run):
     cache, reference = disabled_run
     (block,) = reference["nonlocal_blocks"]
     model = config(cache).model.as_model_config(2).build()
-    (name, nl), = model.nonlocal_blocks().items()
+    (name, nl), = model.placed_blocks().items()
     stage = {"layer1": "res2", "layer2": "res3", "layer3": "res4", "layer4": "res5"}[name.split(".")[0]]
     t, h, w = model.feature_shapes((16, 32, 32))[stage]  # the conv arithmetic, against the hooks' reading
     pt, ph, pw = nl.pool_kernel if nl.subsample else (1, 1, 1)
@@ -200,7 +200,7 @@ def test_nonlocal_blocks_change_no_backbone_weight(nl):
 def test_a_block_keeps_its_weights_wherever_the_other_blocks_are():
     def block(**kwargs):
         model = make_config(depth=50, width="small", num_classes=10, **kwargs).build(seed=7)
-        return model.nonlocal_blocks()
+        return model.placed_blocks()
 
     five, ten = block(nl_blocks=5), block(nl_blocks=10)
     shared = set(five) & set(ten)

@@ -168,7 +168,7 @@ def test_train_run_writes_a_complete_record(tmp_path, monkeypatch):
     # 2 classes: top-5 is not computed (it would be 100 % for any model).
     assert record["top5"] is None and record["val_top5"] is None and 0 <= record["top1"] <= 100
     model = config.model.as_model_config(len(CLASS_NAMES)).build()
-    assert [b["name"] for b in record["nonlocal_blocks"]] == list(model.nonlocal_blocks())
+    assert [b["name"] for b in record["nonlocal_blocks"]] == list(model.placed_blocks())
     # Per family: the accuracy over that family's test clips (4 of each of the 4 families in the smoke set,
     # 2 per class), so each is a multiple of 25 % and, the families being balanced, they average to top-1.
     families = build_datamodule(config).test_families()

@@ -36,7 +36,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -157,6 +157,7 @@ class FlopCount:
     by_module: dict[str, int]
     by_operator: dict[str, int]
     unsupported: dict[str, int]
+    unsupported_by_module: dict[str, dict[str, int]] = field(default_factory=dict)  # module -> op -> count
 
     @property
     def gflops(self) -> float:
@@ -168,11 +169,22 @@ def count_flops(module: nn.Module, inputs: Tensor | Sequence[Tensor]) -> FlopCou
     """Count the MACs of ``module(*inputs)`` in eval mode (see the module docstring for what is counted).
 
     The module is traced once under ``torch.no_grad()``; every submodule's training flag is put back
-    afterwards, so a model with frozen (eval) BN inside a training model is left as it was.
+    afterwards, so a model with frozen (eval) BN inside a training model is left as it was. A submodule with
+    an ``extra_macs(input_shape)`` member (the block contract, ``nlbench.ops.registry``) adds what it says its
+    ops cost beyond what fvcore sees, to itself and every module above it.
     """
     inputs = inputs if isinstance(inputs, Tensor) else tuple(inputs)
     flags = [(m, m.training) for m in module.modules()]
     module.eval()
+    extra: dict[str, int] = {}
+    members = [(name, m) for name, m in module.named_modules() if callable(getattr(m, "extra_macs", None))]
+
+    def charge(name: str):
+        def hook(m, args):
+            extra[name] = extra.get(name, 0) + int(m.extra_macs(tuple(args[0].shape)))
+        return hook
+
+    handles = [m.register_forward_pre_hook(charge(name)) for name, m in members]
     try:
         analysis = (
             FlopCountAnalysis(module, inputs)
@@ -183,13 +195,23 @@ def count_flops(module: nn.Module, inputs: Tensor | Sequence[Tensor]) -> FlopCou
         )
         with torch.no_grad():
             total = analysis.total()
+        by_module = {name: int(n) for name, n in analysis.by_module().items()}
+        for name, macs in extra.items():
+            parts = name.split(".") if name else []
+            for k in range(len(parts) + 1):  # the module itself and every parent, "" (the root) included
+                prefix = ".".join(parts[:k])
+                by_module[prefix] = by_module.get(prefix, 0) + macs
         return FlopCount(
-            total=int(total),
-            by_module={name: int(n) for name, n in analysis.by_module().items()},
+            total=int(total) + sum(extra.values()),
+            by_module=by_module,
             by_operator={name: int(n) for name, n in analysis.by_operator().items()},
             unsupported=dict(Counter(analysis.unsupported_ops())),
+            unsupported_by_module={name: dict(ops) for name, _ in module.named_modules()
+                                   if (ops := analysis.unsupported_ops(name))},
         )
     finally:
+        for h in handles:
+            h.remove()
         for m, training in flags:
             m.training = training
 
@@ -236,15 +258,7 @@ def nonlocal_block_macs(block: nn.Module, input_shape: Sequence[int]) -> int:
     embedded_positions = key_positions if pool_first else positions
     macs += b * embedded_positions * c * d * (2 if embedded else 1)  # phi (embedded only) and g
 
-    mode = block.mode
-    if mode == "spacetime":
-        groups, n, n_keys = 1, positions, key_positions
-    elif mode == "space":
-        groups, n, n_keys = t, h * w, hk * wk
-    elif mode == "time":
-        groups, n, n_keys = h * w, t, tk
-    else:  # k consecutive frames per group; the block requires k_t | k | T
-        groups, n, n_keys = t // mode, mode * h * w, (mode // kt) * hk * wk
+    groups, n, n_keys = block.pairs((t, h, w))
     pairs = b * groups * n * n_keys
     if block.instantiation == "concatenation":
         macs += pairs * d + b * groups * (n + n_keys) * d

@@ -13,7 +13,7 @@ from torch import nn
 
 from nlbench.measure.flops import count_flops
 from nlbench.measure.timing import measure_latency, peak_memory_mb
-from nlbench.ops import NonLocalBlock
+from nlbench.ops.registry import placed_blocks
 
 
 @dataclass(frozen=True)
@@ -50,14 +50,19 @@ def machine_info(device: torch.device) -> dict[str, str]:
     return info
 
 
-def _breakdown(module: nn.Module, by_module: dict[str, int]) -> list[dict]:
-    parts = [(name, child) for name, child in module.named_children()]
-    parts += [(name, m) for name, m in module.named_modules() if isinstance(m, NonLocalBlock) and "." in name]
-    rows = [
-        {"name": name, "params": sum(p.numel() for p in m.parameters()), "gflops": by_module.get(name, 0) / 1e9}
-        for name, m in parts
-    ]
-    return [r for r in rows if r["params"] or r["gflops"]]  # activations and pools cost nothing here
+def _breakdown(module: nn.Module, flops) -> list[dict]:
+    """Top-level parts, then every placed block with the ops fvcore could not count inside it (its MACs are
+    then a lower bound, unless the block's ``extra_macs`` covers them)."""
+    rows = [{"name": name, "params": sum(p.numel() for p in m.parameters()),
+             "gflops": flops.by_module.get(name, 0) / 1e9} for name, m in module.named_children()]
+    rows = [r for r in rows if r["params"] or r["gflops"]]  # activations and pools cost nothing here
+    for name, m in placed_blocks(module).items():
+        row = {"name": name, "params": sum(p.numel() for p in m.parameters()),
+               "gflops": flops.by_module.get(name, 0) / 1e9}
+        if flops.unsupported_by_module.get(name):
+            row["unsupported_ops"] = dict(flops.unsupported_by_module[name])
+        rows.append(row)
+    return rows
 
 
 def profile_module(
@@ -88,7 +93,7 @@ def profile_module(
             peak_mem_mb=None,
             unsupported_ops=dict(flops.unsupported),
             timings_ms={},
-            breakdown=_breakdown(module, flops.by_module),
+            breakdown=_breakdown(module, flops),
             machine=machine_info(device),
         )
     batch = torch.randn(train_batch, *input_shape, device=device)
@@ -127,7 +132,7 @@ def profile_module(
         peak_mem_mb=peak,
         unsupported_ops=dict(flops.unsupported),
         timings_ms=timings,
-        breakdown=_breakdown(module, flops.by_module),
+        breakdown=_breakdown(module, flops),
         machine=machine_info(device),
     )
 

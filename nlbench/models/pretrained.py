@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from nlbench.ops.nonlocal_block import NonLocalBlock
+from nlbench.ops.registry import placed_blocks
 
 HEAD = ("fc.weight", "fc.bias")
 
@@ -82,7 +82,8 @@ def load_pretrained(
     """
     source = _read(checkpoint)
     target = model.state_dict()
-    nonlocal_prefixes = tuple(f"{n}." for n, m in model.named_modules() if isinstance(m, NonLocalBlock))
+    # The placed blocks' weights are new (a backbone checkpoint has none): never "missing backbone weights".
+    block_prefixes = tuple(f"{n}." for n in placed_blocks(model))
     loaded, inflated, skipped, missing = [], [], [], []
     updates: dict[str, Tensor] = {}
     for key, dst in target.items():
@@ -106,7 +107,7 @@ def load_pretrained(
                 f"{tuple(dst.shape)}"
             )
     if strict:
-        required = [k for k in missing if k not in HEAD and not k.startswith(nonlocal_prefixes)]
+        required = [k for k in missing if k not in HEAD and not k.startswith(block_prefixes)]
         if required:
             more = f" and {len(required) - 1} more" if len(required) > 1 else ""
             raise ValueError(

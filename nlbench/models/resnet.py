@@ -3,9 +3,11 @@
 Module names follow torchvision's 2-D ResNet (``conv1``, ``bn1``, ``layer1``..``layer4`` for res2..res5, each
 ``Bottleneck`` with ``conv1``/``bn1``/``conv2``/``bn2``/``conv3``/``bn3``/``downsample``, ``fc``), so an
 ImageNet state dict maps onto it by name (``nlbench.models.pretrained``). The paper's two max pools carry no
-weights and keep the paper's names, ``pool1`` and ``pool2``. A non-local block that follows residual block i
-of a stage is the stage's child ``nonlocal{i}`` (``layer3.nonlocal4``), so inserting it renames nothing:
-``layer3.5.conv1`` is residual block 5 with or without non-local blocks before it.
+weights and keep the paper's names, ``pool1`` and ``pool2``. A placed block (the non-local block, or any block
+of ``nlbench.ops.registry``) that follows residual block i of a stage is the stage's child ``nonlocal{i}``
+(``layer3.nonlocal4``: the slot the paper's placement names, whatever the block), so inserting it renames
+nothing: ``layer3.5.conv1`` is residual block 5 with or without blocks before it. A block placed inside
+residual block i (``block_position: in_residual``) is that block's child ``plugin`` (``layer3.4.plugin``).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from nlbench.models.spec import LAYER_NAMES, STAGES, BlockSpec, StageSpec, VideoResNetSpec
-from nlbench.ops.nonlocal_block import NonLocalBlock
+from nlbench.ops import registry
 from nlbench.seeds import global_stream
 
 
@@ -29,10 +31,12 @@ class Bottleneck(nn.Module):
 
     ``stride_on`` puts the spatial stride on conv1 (the original ResNet, and the paper's FLOP count) or on
     conv2 (the released code, like torchvision's ResNet v1.5): on conv2 the 3x3 runs at the higher resolution,
-    which costs about 3% more FLOPs for R101 but no parameters.
+    which costs about 3% more FLOPs for R101 but no parameters. ``plugin``: a block applied to the branch's
+    output before the shortcut is added (GCNet's position for its global context block).
     """
 
-    def __init__(self, inplanes: int, planes: int, stride: int, spec: BlockSpec, stride_on: str, expansion: int):
+    def __init__(self, inplanes: int, planes: int, stride: int, spec: BlockSpec, stride_on: str, expansion: int,
+                 plugin: nn.Module | None = None):
         super().__init__()
         s1, s2 = (stride, 1) if stride_on == "1x1" else (1, stride)
         out = planes * expansion
@@ -49,12 +53,15 @@ class Bottleneck(nn.Module):
             self.downsample = nn.Sequential(
                 nn.Conv3d(inplanes, out, 1, (1, stride, stride), bias=False), nn.BatchNorm3d(out)
             )
+        self.plugin = plugin
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
+        if self.plugin is not None:
+            out = self.plugin(out)
         return self.relu(out + identity)
 
 
@@ -97,20 +104,24 @@ class VideoResNet(nn.Module):
     def _make_stage(self, stage: StageSpec, inplanes: int) -> tuple[nn.Sequential, int]:
         children: OrderedDict[str, nn.Module] = OrderedDict()
         out = stage.planes * self.spec.expansion
+        choice = self.spec.block
+        inside = choice.position == "in_residual"
         for i, block in enumerate(stage.blocks):
             stride = stage.stride if i == 0 else 1
+            placed = choice.build(out, self.spec.nonlocal_knobs) if i in stage.nonlocal_after else None
             children[str(i)] = Bottleneck(
-                inplanes, stage.planes, stride, block, self.spec.stride_on, self.spec.expansion
+                inplanes, stage.planes, stride, block, self.spec.stride_on, self.spec.expansion,
+                plugin=placed if inside else None,
             )
             inplanes = out
-            if i in stage.nonlocal_after:
-                children[f"nonlocal{i}"] = self.spec.nonlocal_knobs.block(out)
+            if placed is not None and not inside:
+                children[f"nonlocal{i}"] = placed
         return nn.Sequential(children), out
 
     def reset_parameters(self, seed: int | None = None) -> None:
-        """Initialise every layer: the non-local blocks by their own rule (identity at start), everything
-        else as torchvision's ResNet, except the fc: Normal(0, 0.01) as the released code, so fresh logits
-        start near uniform.
+        """Initialise every layer: the placed blocks by their own rule, then as the identity where they can be
+        (``nlbench.ops.registry.init_block``), everything else as torchvision's ResNet, except the fc:
+        Normal(0, 0.01) as the released code, so fresh logits start near uniform.
 
         ``seed=None`` draws from torch's global generator, in module order. With a seed, each layer draws
         from its own stream keyed by ``(seed, "init", its qualified name)`` (``nlbench.seeds``): the names of
@@ -118,13 +129,14 @@ class VideoResNet(nn.Module):
         ``layer3.nonlocal4``), so a model with non-local blocks has exactly the backbone weights of the plain
         model of the same seed, and adding, moving or re-configuring a block changes no backbone weight.
         """
-        nonlocal_parts = {id(m) for nl in self.modules() if isinstance(nl, NonLocalBlock) for m in nl.modules()}
+        placed = self.placed_blocks()
+        block_parts = {id(m) for b in placed.values() for m in b.modules()}
         # zero_init_residual: each residual block's last BN gamma starts at 0 (Goyal et al.).
         zero_gamma = {id(b.bn3) for b in self.modules() if isinstance(b, Bottleneck)} if self.spec.zero_init_residual else set()
         for name, m in self.named_modules():
-            if isinstance(m, NonLocalBlock):
-                rule = m.reset_parameters
-            elif id(m) in nonlocal_parts or not isinstance(m, (nn.Conv3d, nn.BatchNorm3d, nn.Linear)):
+            if name in placed:
+                rule = partial(registry.init_block, m)
+            elif id(m) in block_parts or not isinstance(m, (nn.Conv3d, nn.BatchNorm3d, nn.Linear)):
                 continue
             else:
                 rule = partial(self._init_layer, m, id(m) in zero_gamma)
@@ -153,9 +165,14 @@ class VideoResNet(nn.Module):
         """Residual block ``index`` of ``stage``; positional indexing of the stage would count NL blocks too."""
         return getattr(self.stage(stage), str(index))
 
-    def nonlocal_blocks(self) -> dict[str, NonLocalBlock]:
-        """Qualified module name -> non-local block, in network order."""
-        return {name: m for name, m in self.named_modules() if isinstance(m, NonLocalBlock)}
+    def block_name(self, stage: str, index: int) -> str:
+        """The qualified name of the block placed at residual block ``index`` of ``stage``."""
+        inside = self.spec.block.position == "in_residual"
+        return f"{LAYER_NAMES[stage]}.{index}.plugin" if inside else f"{LAYER_NAMES[stage]}.nonlocal{index}"
+
+    def placed_blocks(self) -> dict[str, nn.Module]:
+        """Qualified module name -> placed block (non-local or any other), in network order."""
+        return {name: self.get_submodule(name) for name in (self.block_name(s, i) for s, i in self.spec.placement())}
 
     def feature_shapes(self, input_thw: tuple[int, int, int]) -> dict[str, tuple[int, int, int]]:
         """(T, H, W) after conv1, pool1, res2, pool2, res3, res4, res5 for an input of ``input_thw``
@@ -179,18 +196,17 @@ class VideoResNet(nn.Module):
 
     def minimum_input(self) -> tuple[tuple[int, int, int], str]:
         """The smallest (T, H, W) this network takes, and why: the total stride (smaller inputs would leave
-        some stage nothing to downsample), or a non-local block's subsampling pool that must fit its map."""
+        some stage nothing to downsample), or a placed block's own minimum (a non-local block's subsampling
+        pool must fit its map)."""
         strides = self.spec.strides()
         minimum, reason = strides["res5"], f"the network's total stride is {_thw_text(strides['res5'])}"
         for stage, index in self.spec.placement():
-            block = getattr(self.stage(stage), f"nonlocal{index}")
-            if not block.subsample:
-                continue
-            need = tuple(s * k for s, k in zip(strides[stage], block.pool_kernel))
+            name = self.block_name(stage, index)
+            smallest = registry.minimum_input(self.get_submodule(name))
+            need = tuple(s * k for s, k in zip(strides[stage], smallest))
             if any(n > m for n, m in zip(need, minimum)):
                 minimum = tuple(max(n, m) for n, m in zip(need, minimum))
-                name = f"{LAYER_NAMES[stage]}.nonlocal{index}"
-                reason = f"the non-local block {name} pools its {stage} map by {_thw_text(block.pool_kernel)}"
+                reason = f"the block {name} needs a {stage} map of at least {_thw_text(smallest)}"
         return minimum, reason
 
     def _check_input(self, x: Tensor) -> None:

@@ -10,15 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field, make_dataclass, replace
 
 import torch
+from torch import nn
 
 from nlbench.ops.knobs import BLOCK_KNOBS, KNOBS, PRESET_KNOBS, model_fields
 from nlbench.ops.nonlocal_block import PRESETS, NonLocalBlock
+from nlbench.ops.registry import DEFAULT_BLOCK, build_block, check_block
 
 # The paper's stage names and the torchvision attribute each one is built as, so that a 2-D ImageNet
 # ResNet state dict maps onto the video model by name.
 STAGES = ("res2", "res3", "res4", "res5")
 LAYER_NAMES = {"res2": "layer1", "res3": "layer2", "res4": "layer3", "res5": "layer4"}
 STRIDE_ON = ("1x1", "3x3")
+# Where a placed block goes in residual block i: after it (the paper: z = NL(x) on the block's output), or
+# inside it, after the branch's last conv and BN and before the shortcut is added (GCNet's placement).
+BLOCK_POSITIONS = ("after_block", "in_residual")
 
 
 def _triple(name: str, value, owner: str) -> tuple[int, int, int]:
@@ -139,6 +144,34 @@ NonLocalKnobs.__doc__ = """The keyword arguments every non-local block of a mode
 
 
 @dataclass(frozen=True)
+class BlockChoice:
+    """Which block every placement gets and where: ``name`` is a registered block or ``package.module:Name``
+    (``nlbench.ops.registry``), built as ``Block(channels, **args)``; the non-local block (the default) takes
+    its arguments from ``VideoResNetSpec.nonlocal_knobs`` instead."""
+
+    name: str = DEFAULT_BLOCK
+    args: dict = field(default_factory=dict, hash=False)  # a dict has no hash; equality still compares it
+    position: str = "after_block"
+
+    def __post_init__(self) -> None:
+        if self.position not in BLOCK_POSITIONS:
+            raise ValueError(f"block_position={self.position!r} is not allowed; expected one of {BLOCK_POSITIONS}")
+        if not isinstance(self.args, dict) or not all(isinstance(k, str) for k in self.args):
+            raise ValueError(f"block_args={self.args!r} is not allowed; expected a mapping of argument names")
+        if self.name == DEFAULT_BLOCK:
+            if self.args:
+                raise ValueError(f"block_args={self.args!r} is not allowed with block={DEFAULT_BLOCK!r}: the non-local "
+                                 "block's arguments are model keys (instantiation, mode, inner_channels, ...)")
+        else:
+            check_block(self.name, self.args)
+
+    def build(self, channels: int, knobs: "NonLocalKnobs") -> nn.Module:
+        if self.name == DEFAULT_BLOCK:
+            return knobs.block(channels)
+        return build_block(self.name, channels, self.args)
+
+
+@dataclass(frozen=True)
 class VideoResNetSpec:
     """A whole network (Table 1): stem, res2..res5, head, and the knobs of its non-local blocks.
 
@@ -163,6 +196,7 @@ class VideoResNetSpec:
     # (like every non-local block) starts as the identity. Off in the paper; the small CPU recipe uses it.
     zero_init_residual: bool = False
     nonlocal_knobs: NonLocalKnobs = field(default_factory=NonLocalKnobs)
+    block: BlockChoice = field(default_factory=BlockChoice)
 
     def __post_init__(self) -> None:
         owner = "VideoResNetSpec"
@@ -183,6 +217,8 @@ class VideoResNetSpec:
         if not isinstance(self.nonlocal_knobs, NonLocalKnobs):
             raise ValueError(f"{owner}: nonlocal_knobs must be a NonLocalKnobs")
         object.__setattr__(self, "nonlocal_knobs", self.nonlocal_knobs.resolved("paper"))
+        if not isinstance(self.block, BlockChoice):
+            raise ValueError(f"{owner}: block must be a BlockChoice")
 
     def stage(self, name: str) -> StageSpec:
         return self.stages[STAGES.index(name)]
@@ -204,5 +240,5 @@ class VideoResNetSpec:
 
 
 __all__ = [
-    "BlockSpec", "LAYER_NAMES", "NonLocalKnobs", "PRESET_KNOBS", "STAGES", "STRIDE_ON", "StageSpec", "VideoResNetSpec",
+    "BLOCK_POSITIONS", "BlockChoice", "BlockSpec", "LAYER_NAMES", "NonLocalKnobs", "PRESET_KNOBS", "STAGES", "STRIDE_ON", "StageSpec", "VideoResNetSpec",
 ]

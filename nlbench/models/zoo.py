@@ -19,11 +19,13 @@ The default variant is ``released``: the only one whose parameter and FLOP count
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from typing import Any
 
 from nlbench.models.resnet import VideoResNet
-from nlbench.models.spec import STAGES, STRIDE_ON, BlockSpec, NonLocalKnobs, StageSpec, VideoResNetSpec
+from nlbench.models.spec import STAGES, STRIDE_ON, BlockChoice, BlockSpec, NonLocalKnobs, StageSpec, VideoResNetSpec
 from nlbench.ops.knobs import NAMES as KNOB_NAMES
 from nlbench.ops.nonlocal_block import PRESETS
+from nlbench.ops.registry import DEFAULT_BLOCK
 
 DEPTHS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
 WIDTHS: dict[str, int] = {"paper": 64, "small": 8}
@@ -146,6 +148,12 @@ class ModelConfig:
             variant's).
         dropout: before the fc (paper: 0.5).
         zero_init_residual: start each residual block's last BN gamma at 0 (Goyal et al.; not the paper's).
+        block: the block every placement gets: ``nonlocal`` (the paper's, default), another registered block
+            (``nlbench blocks``: simplified_nl, global_context, cgnl) or a researcher's ``package.module:Name``.
+        block_args: keyword arguments of ``block`` (the non-local block's are the knobs below instead, and
+            another block ignores them: a profile's base config may set them for every row).
+        block_position: ``after_block`` (the paper: after residual block i) or ``in_residual`` (GCNet: after
+            the branch's last conv and BN, before the shortcut is added).
         nonlocal_knobs: the keyword arguments of every non-local block.
     """
 
@@ -162,6 +170,9 @@ class ModelConfig:
     stride_on: str | None = None
     inflation: str | None = None
     nl_preset: str | None = None
+    block: str = DEFAULT_BLOCK
+    block_args: dict[str, Any] = field(default_factory=dict, hash=False)  # a dict has no hash; equality still compares it
+    block_position: str = "after_block"
     nonlocal_knobs: NonLocalKnobs = field(default_factory=NonLocalKnobs)
 
     def __post_init__(self) -> None:
@@ -254,6 +265,7 @@ class ModelConfig:
             dropout=self.dropout,
             zero_init_residual=self.zero_init_residual,
             nonlocal_knobs=self.resolved_knobs(),
+            block=BlockChoice(self.block, dict(self.block_args), self.block_position),
         )
 
     def resolved_knobs(self) -> NonLocalKnobs:
@@ -266,7 +278,8 @@ class ModelConfig:
         or ``R50 NL C2D 1-block [instantiation=dot_product]``: non-default choices are spelled out."""
         placement = self.placement()
         count = sum(len(v) for v in placement.values())
-        label = f"R{self.depth} {'NL ' if count else ''}{self.arch.upper().replace('X', 'x')}"
+        nl = count and self.block == DEFAULT_BLOCK
+        label = f"R{self.depth} {'NL ' if nl else ''}{self.arch.upper().replace('X', 'x')}"
         if count:
             label += f" {count}-block"
             if self.nl_stage is not None or not isinstance(self.nl_blocks, int):
@@ -279,6 +292,11 @@ class ModelConfig:
             ]
             if self.nl_preset is not None:
                 changed.insert(0, f"nl_preset={self.nl_preset}")
+            if not nl:
+                label += f" {self.block}"
+                changed = [f"{k}={v}" for k, v in self.block_args.items()]
+            if self.block_position != "after_block":
+                changed.append(self.block_position)
             if changed:
                 label += f" [{', '.join(changed)}]"
         if self.width != "paper":

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from nlbench.ops import dispatch, pairwise
 from nlbench.ops.knobs import BY_NAME, FAST_IMPL, INSTANTIATIONS, MODES
+from nlbench.ops.registry import register_block
 
 SOFTMAX = ("gaussian", "embedded_gaussian")
 
@@ -78,6 +79,7 @@ def _triple(pool_kernel) -> tuple[int, int, int]:
     return (1,) * (3 - len(k)) + k
 
 
+@register_block("nonlocal")
 class NonLocalBlock(nn.Module):
     """Non-local block for 3-D (N, C, L), 4-D (N, C, H, W) and 5-D (N, C, T, H, W) inputs.
 
@@ -206,7 +208,10 @@ class NonLocalBlock(nn.Module):
                 nn.init.normal_(self.w_f.weight, std=0.01)
             else:
                 self.w_f.reset_parameters()
-        # A fresh block is the identity (z = x), so it can be dropped into a trained network.
+        self.zero_init_last()
+
+    def zero_init_last(self) -> None:
+        """A fresh block is the identity (z = x), so it can be dropped into a trained network."""
         if self.bn is None:
             nn.init.zeros_(self.W_z.weight)
             if self.W_z.bias is not None:
@@ -214,6 +219,30 @@ class NonLocalBlock(nn.Module):
         else:
             nn.init.zeros_(self.bn.weight)
             nn.init.zeros_(self.bn.bias)
+
+    # ------------------------------------------------------------------ the block contract (nlbench.ops.registry)
+
+    def minimum_input(self) -> tuple[int, int, int]:
+        """The smallest (T, H, W) map: the subsampling pool must fit in it."""
+        return self.pool_kernel if self.subsample else (1, 1, 1)
+
+    def pairs(self, thw) -> tuple[int, int, int]:
+        """(groups, queries per group, keys per group) at an input map of ``thw``: spacetime 1 x P vs P';
+        space T x H*W vs H'*W'; time H*W x T vs T'; k frames T/k x k*H*W vs (k/k_t)*H'*W' (floor pooling)."""
+        t, h, w = thw
+        kt, kh, kw = self.pool_kernel if self.subsample else (1, 1, 1)
+        tk, hk, wk = t // kt, h // kh, w // kw
+        if self.mode == "spacetime":
+            return 1, t * h * w, tk * hk * wk
+        if self.mode == "space":
+            return t, h * w, hk * wk
+        if self.mode == "time":
+            return h * w, t, tk
+        return t // self.mode, self.mode * h * w, (self.mode // kt) * hk * wk
+
+    def keys(self, thw) -> int:
+        """N', the keys each position attends over at an input map of ``thw``."""
+        return self.pairs(thw)[2]
 
     def extra_repr(self) -> str:
         return (

@@ -22,6 +22,7 @@ from matplotlib.patches import ConnectionPatch, Rectangle
 from nlbench.data import CLASS_NAMES, SyntheticClips
 from nlbench.io import atomic_write_text
 from nlbench.ops.nonlocal_block import NonLocalBlock
+from nlbench.ops.registry import placed_blocks
 from nlbench.report.plots import save_png
 
 FAMILIES = ("spacetime", "time", "space")  # the clip's family, in order of preference
@@ -65,7 +66,9 @@ def pick_clip(ds: SyntheticClips, families=FAMILIES) -> int:
 
 
 def _blocks(model: torch.nn.Module) -> list[tuple[str, NonLocalBlock]]:
-    return [(n, m) for n, m in model.named_modules() if isinstance(m, NonLocalBlock)]
+    # The blocks that can record per-query attention (the non-local block's record_attention); a global
+    # context block has one map for every query, and a researcher's block may have none.
+    return [(n, m) for n, m in placed_blocks(model).items() if hasattr(m, "record_attention")]
 
 
 def _key_grid(block: NonLocalBlock, t: int, h: int, w: int) -> tuple[int, int, int]:

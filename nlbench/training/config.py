@@ -38,6 +38,7 @@ from nlbench.io import load_yaml
 from nlbench.models import ModelConfig, make_config
 from nlbench.ops.knobs import KNOBS, model_fields
 from nlbench.ops.knobs import NAMES as KNOB_NAMES
+from nlbench.ops.registry import DEFAULT_BLOCK, fingerprint
 
 
 # The non-local knobs, declared once in nlbench.ops.knobs.
@@ -94,6 +95,12 @@ class _ModelSectionBase(_Section):
 # init). The values a key allows are checked by ModelConfig, which the section builds (one place for the
 # model's rules, shared with `nlbench profile`).
 _MODEL_HINTS = typing.get_type_hints(ModelConfig)
+
+
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default is dataclasses.MISSING else f.default
+
+
 # The one default a run config sets differently from the model: a run trains, by default the small width that
 # trains on a CPU; a model (nlbench profile, the zoo) is measured at the paper's width by default.
 RUN_MODEL_DEFAULTS = {"width": "small"}
@@ -101,7 +108,7 @@ ModelSection = create_model(
     "ModelSection",
     __base__=_ModelSectionBase,
     __module__=__name__,
-    **{f.name: (_MODEL_HINTS[f.name], RUN_MODEL_DEFAULTS.get(f.name, f.default)) for f in dataclasses.fields(ModelConfig)
+    **{f.name: (_MODEL_HINTS[f.name], RUN_MODEL_DEFAULTS.get(f.name, _default(f))) for f in dataclasses.fields(ModelConfig)
        if f.name not in ("num_classes", "nonlocal_knobs")},  # the data set's; the knobs, one by one below
     **{name: (Annotated[hint, Expected(knob.expected + (" or null (the preset's)" if knob.preset else ""))], default)
        for (name, hint, default), knob in zip(model_fields(), KNOBS)},
@@ -200,6 +207,8 @@ _ADDED_KEYS = ("short_clip", "train_short_side", "flip", "test_short_side", "tes
 
 # Recipe keys added after the first recorded runs, with the value that behaves as before they existed.
 _ADDED_RECIPE_KEYS = {"val_points": 0}
+# Model keys added after the first recorded runs, with the value that behaves as before they existed.
+_ADDED_MODEL_KEYS = {"block": DEFAULT_BLOCK, "block_args": {}, "block_position": "after_block"}
 
 
 class RecipeSection(_Section):
@@ -352,7 +361,14 @@ class RunConfig(_Section):
         model["nl_blocks"] = [[stage, i] for stage, indices in sorted(placement.items()) for i in indices]
         model.pop("nl_stage")
         model.pop("nl_preset")  # what it chooses is in the resolved knobs below
-        if not placement:
+        # The block: absent from the ids of runs made before it could be chosen (the non-local block after
+        # residual blocks), and for a researcher's class, a hash of its source, so an edited block is a new run.
+        for key, old in _ADDED_MODEL_KEYS.items():
+            if model[key] == old or not placement:
+                model.pop(key)
+        if placement and self.model.block != DEFAULT_BLOCK:
+            model["block_source"] = fingerprint(self.model.block)
+        if not placement or self.model.block != DEFAULT_BLOCK:
             for knob in NL_KNOBS:
                 model.pop(knob)
         else:

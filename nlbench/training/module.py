@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from nlbench.data.analysis import ensemble_views, view_scores
-from nlbench.ops import NonLocalBlock
+from nlbench.ops.registry import placed_blocks
 from nlbench.training.config import RecipeSection
 
 
@@ -64,11 +64,11 @@ class VideoClassifier(pl.LightningModule):
         # The paper's 128-frame runs (recipe.freeze_bn): the backbone's BN statistics and affine parameters
         # stay as initialised/loaded, as the released code's frozen BN (a fixed affine transform). Not the BN
         # after a non-local block's W_z: its gamma starts at 0, and frozen there the block would output 0
-        # forever (the released frozen-BN models have no BN in the block and a zero W_z instead).
+        # forever (the released frozen-BN models have no BN in the block and a zero W_z instead). The same for
+        # any placed block: its norms are new layers, trained like the rest of it.
         if not self.recipe.freeze_bn:
             return []
-        inside = {id(m) for block in self.model.modules() if isinstance(block, NonLocalBlock)
-                  for m in block.modules()}
+        inside = {id(m) for block in placed_blocks(self.model).values() for m in block.modules()}
         return [m for m in self.model.modules()
                 if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in inside]
 
