@@ -52,17 +52,50 @@ def _knob_values(args) -> dict:
 
 
 def cmd_block(args) -> None:
+    from nlbench.io import load_yaml
     from nlbench.measure import profile_module
     from nlbench.models import NonLocalKnobs
+    from nlbench.ops.registry import DEFAULT_BLOCK, build_block
 
-    # Knobs not given take the preset's value (--nl-preset; default: the paper's, i.e. the block's defaults).
-    knobs = NonLocalKnobs(**_knob_values(args)).resolved(args.nl_preset or "paper")
-    block = knobs.block(args.channels)
+    block_args = load_yaml(args.block_args) if args.block_args else {}
+    if not isinstance(block_args, dict):
+        raise ValueError(f"--block-args {args.block_args!r} is not a mapping; expected YAML such as '{{ratio: 0.25}}'")
+    if args.block == DEFAULT_BLOCK:
+        if block_args:
+            raise ValueError("--block-args is for other blocks: the non-local block's arguments are its knob flags")
+        # Knobs not given take the preset's value (--nl-preset; default: the paper's, i.e. the block's defaults).
+        block = NonLocalKnobs(**_knob_values(args)).resolved(args.nl_preset or "paper").block(args.channels)
+    else:
+        given = _knob_values(args)
+        if given or args.nl_preset:
+            raise ValueError(f"--{next(iter(given), 'nl-preset').replace('_', '-')} is a non-local knob; with "
+                             f"--block {args.block} give the block's arguments with --block-args")
+        block = build_block(args.block, args.channels, block_args)
     profile = profile_module(
         block, (args.channels, *args.shape), train_batch=args.batch, device=args.device, repeats=args.repeats,
         timing=not args.counts_only,
     )
-    _print_profile(profile, f"NonLocalBlock: {block.extra_repr()}", args.json)
+    _print_profile(profile, f"{args.block} ({type(block).__name__}): {block.extra_repr()}", args.json)
+
+
+def cmd_blocks(args) -> None:
+    from nlbench.ops.registry import describe, registered
+
+    entries = [describe(name) for name in registered()]
+    if args.json:
+        print(json.dumps(entries, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="blocks (model.block; or package.module:Name for your own)")
+    for column in ("name", "class", "arguments (model.block_args) and defaults", "contract members", "what it is"):
+        table.add_column(column)
+    for e in entries:
+        args_text = ("the non-local knobs (model keys: nlbench profile --help)" if e["name"] == "nonlocal"
+                     else ", ".join(f"{k}={v!r}" for k, v in e["args"].items()) or "-")
+        table.add_row(e["name"], e["class"], args_text, ", ".join(e["members"]), e["doc"])
+    Console().print(table)
 
 
 def cmd_profile(args) -> None:
@@ -538,12 +571,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nlbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("block", help="cost of one non-local block: params, FLOPs, latency, peak memory")
+    p = sub.add_parser("block", help="cost of one block (non-local by default): params, FLOPs, latency, peak memory")
     p.add_argument("--channels", type=int, default=512, help="input channels C (res3: 512, res4: 1024)")
     p.add_argument("--shape", type=_shape, default=(4, 28, 28), help="T x H x W of the feature map")
+    p.add_argument("--block", default="nonlocal", metavar="NAME",
+                   help="a registered block (nlbench blocks) or package.module:Name (default: nonlocal)")
+    p.add_argument("--block-args", default=None, metavar="YAML",
+                   help="the block's keyword arguments as a YAML mapping, e.g. '{ratio: 0.25}' (not for nonlocal)")
     _add_knob_args(p, "block")
     _add_measurement_args(p)
     p.set_defaults(func=cmd_block)
+
+    p = sub.add_parser("blocks", help="the registered blocks (model.block) with their arguments and defaults")
+    p.add_argument("--json", action="store_true", help="print one JSON list instead of a table")
+    p.set_defaults(func=cmd_blocks)
 
     p = sub.add_parser("profile", help="cost of one model of the zoo: params, FLOPs, latency, peak memory")
     _add_model_args(p)

@@ -458,9 +458,9 @@ def build_sweep(
     elif data is not None:
         raise ConfigError(f"--data {data}: profile {profile} uses the embedded synthetic data; "
                           f"--data is for profiles with needs_data (e.g. paper)")
-    columns = _knob_columns(table, prof)
-    names = [k for _, k in columns]
-    cells = []
+    # Every row's configs first: a bad key in any row is its own one-line error, before the knob columns
+    # (the keys of every row) are read from the configs.
+    configs = []
     for row in table.rows:
         clip = row.clip or "default"
         if clip not in prof.clips:
@@ -469,13 +469,17 @@ def build_sweep(
         merged = _merge(base, table.defaults, prof.clips[clip], row.overrides, data_layer)
         for seed in prof.seeds:
             source = f"{table.path}: row {row.label!r} (profile {profile})"
-            config = RunConfig.from_dict({**merged, "seed": seed}, source)
-            knobs = {}
-            for section, key in columns:
-                column = key if names.count(key) == 1 else f"{section}.{key}"
-                value = getattr(getattr(config, section), key)
-                knobs[column] = list(value) if isinstance(value, tuple) else value
-            cells.append(Cell(row.label, seed, config, knobs))
+            configs.append((row.label, seed, RunConfig.from_dict({**merged, "seed": seed}, source)))
+    columns = _knob_columns(table, prof)
+    names = [k for _, k in columns]
+    cells = []
+    for label, seed, config in configs:
+        knobs = {}
+        for section, key in columns:
+            column = key if names.count(key) == 1 else f"{section}.{key}"
+            value = getattr(getattr(config, section), key)
+            knobs[column] = list(value) if isinstance(value, tuple) else value
+        cells.append(Cell(label, seed, config, knobs))
     knob_names = tuple(cells[0].knobs) if cells else ()
     return Sweep(table, prof, tuple(cells), knob_names, str(data) if data is not None else None)
 

@@ -84,7 +84,8 @@ class _ModelSectionBase(_Section):
         try:
             self.as_model_config(num_classes=10)
         except (ValueError, TypeError) as e:
-            raise ValueError(f"model: {e}") from None
+            message = str(e)
+            raise ValueError(message if message.startswith("model.") else f"model: {message}") from None
         return self
 
 
