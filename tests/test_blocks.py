@@ -310,3 +310,86 @@ def test_cli_profile_places_any_block(capsys):
     profile = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in profile["breakdown"] if r["name"].endswith("plugin")] == [
         "layer2.1.plugin", "layer2.3.plugin", "layer3.1.plugin", "layer3.3.plugin", "layer3.5.plugin"]
+
+
+# ------------------------------------------------------------------------------ a researcher's block, end to end
+
+
+def _profile_folder(folder: Path) -> Path:
+    """profiles.yaml with a smoke profile whose runs are measured (params, GFLOPs, latency, memory), no W&B."""
+    import yaml
+
+    config = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
+    config["wandb"] = {"enabled": False}
+    folder.mkdir(exist_ok=True)
+    (folder / "smoke.yaml").write_text(yaml.safe_dump(config))
+    profiles = {"smoke": {"config": str(folder / "smoke.yaml"), "seeds": [0]}}
+    (folder / "profiles.yaml").write_text(yaml.safe_dump(profiles))
+    return folder
+
+
+def _sweep(table: Path, results: Path, capsys) -> str:
+    assert main(["sweep", str(table), "--profile", "smoke", "--workers", "2", "--results", str(results),
+                 "--quiet"]) == 0
+    return capsys.readouterr().out
+
+
+@pytest.mark.integration
+def test_a_researcher_s_block_through_a_sweep_with_two_workers(tmp_path, monkeypatch, capsys, user_module):
+    import pandas as pd
+    import yaml
+
+    from nlbench.report.build import gains, report_table
+    from nlbench.sweep.spec import build_sweep
+
+    name, source = user_module
+    monkeypatch.chdir(tmp_path)
+    folder = _profile_folder(tmp_path / "tables")
+    rows = [{"row": "C2D", "model": {"nl_blocks": 0}},
+            {"row": "Gate", "model": {"nl_blocks": 1, "block": f"{name}:Gate", "block_args": {"scale": 0.5}}}]
+    table = folder / "mine.yaml"
+    table.write_text(yaml.safe_dump({"table": "mine", "title": "mine", "baseline": "C2D",
+                                     "defaults": {"model": {"depth": 50}}, "rows": rows}))
+    nl = folder / "nl.yaml"  # the non-local row at the same placement: built, not run
+    nl.write_text(yaml.safe_dump({"table": "nl", "title": "nl", "baseline": "NL",
+                                  "defaults": {"model": {"depth": 50}}, "rows": [{"row": "NL", "model": {"nl_blocks": 1}}]}))
+    results = tmp_path / "results"
+
+    out = _sweep(table, results, capsys)
+    assert "sweep: 2 runs trained" in out
+    frame = pd.read_csv(results / "smoke" / "mine.csv")
+    mine = frame.set_index("row").loc["Gate"]
+    assert mine["status"] == "ok", mine["reason"]
+    assert mine["run_id"] not in {c.run_id for c in build_sweep(nl, "smoke").cells}
+    for column in ("params", "gflops", "latency_ms", "peak_mem_mb"):
+        assert mine[column] > 0, column
+    assert mine["params"] > frame.set_index("row").loc["C2D", "params"]
+    record = json.loads((results / "smoke" / "runs" / mine["run_id"] / "record.json").read_text())
+    assert [b["name"] for b in record["nonlocal_blocks"]] == ["layer3.nonlocal4"]
+    rep = report_table(table, results / "smoke" / "mine.csv", tmp_path / "report", "smoke", results / "smoke" / "runs")
+    summary = gains([rep]).set_index("row")
+    assert list(summary.index) == ["Gate"] and summary.loc["Gate", "blocks"] == 1
+    assert summary.loc["Gate", "added_gflops"] > 0
+
+    assert "sweep: 0 runs trained" in _sweep(table, results, capsys)  # the finished cells are reused
+
+    source.write_text(GATE.replace("self.scale * self.W", "(1 + self.scale) * self.W"))  # the researcher edits
+    assert "sweep: 1 runs trained" in _sweep(table, results, capsys)  # only the edited block's run
+    again = pd.read_csv(results / "smoke" / "mine.csv").set_index("row")
+    assert again.loc["Gate", "run_id"] != mine["run_id"] and again.loc["C2D", "run_id"] == frame["run_id"][0]
+
+
+@pytest.mark.integration
+def test_the_readme_example_block_runs(tmp_path, monkeypatch, capsys):
+    """examples/my_block.py and its table, as README's "Benchmark your own block" runs them (one seed, W&B off)."""
+    import pandas as pd
+
+    text = (REPO / "examples" / "my_block.py").read_text()
+    cls = text[text.index("class TemporalMean"):]
+    assert len(cls.strip().splitlines()) <= 20  # the README's promise: a block in at most 20 lines
+    monkeypatch.chdir(REPO)  # the table names the block as examples.my_block:TemporalMean, from the repository
+    table = _profile_folder(tmp_path) / "my_block.yaml"
+    table.write_text((REPO / "examples" / "my_block.yaml").read_text())
+    _sweep(table, tmp_path / "results", capsys)
+    frame = pd.read_csv(tmp_path / "results" / "smoke" / "my_block.csv").set_index("row")
+    assert list(frame["status"]) == ["ok"] * 3 and frame.loc["TemporalMean 5-block", "gflops"] > frame.loc["C2D", "gflops"]

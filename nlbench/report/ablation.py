@@ -172,7 +172,8 @@ def block_geometry(frame: pd.DataFrame, records: dict[str, dict], rows: list[str
                 continue
             for block in blocks:
                 t, h, w = (list(block.get("input_thw") or []) + [math.nan] * 3)[:3]
-                keys = block.get("keys", math.nan)
+                keys = block.get("keys")
+                keys = math.nan if keys is None else keys  # a block that does not say what it attends over
                 small = []
                 if min(h, w) < GEOMETRY_MIN_SIDE:
                     small.append(f"< {GEOMETRY_MIN_SIDE}x{GEOMETRY_MIN_SIDE} positions")

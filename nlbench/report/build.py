@@ -132,15 +132,23 @@ def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, 
 
 # ------------------------------------------------------------------------------------------ the summary
 
-GAIN_COLUMNS = ("table", "row", "baseline", "label", "gain", "gain_ci95", "gain_n", "added_gflops",
+GAIN_COLUMNS = ("table", "row", "baseline", "label", "gain", "gain_ci95", "gain_n", "blocks", "added_gflops",
                 "added_latency_ms", "added_peak_mem_mb", "also_in")
 
 
 def _nl_rows(rep: TableReport) -> list[str]:
+    """The rows that place blocks (non-local or any other: nl_blocks is their placement)."""
     if "nl_blocks" not in rep.frame.columns:
         return []
     has = rep.frame[rep.frame["nl_blocks"].map(_has_nl)]
     return [r.label for r in rep.table.rows if r.label in set(has["row"])]
+
+
+def _block_count(rep: TableReport, label: str) -> int | None:
+    """How many blocks a row's model places: the blocks its records measured (their geometry)."""
+    ids = rep.frame.loc[rep.frame["row"] == label, "run_id"] if "run_id" in rep.frame.columns else []
+    counts = {len(rep.records[str(i)].get("nonlocal_blocks") or []) for i in ids if str(i) in rep.records}
+    return counts.pop() if len(counts) == 1 else None
 
 
 def gains(reports: list[TableReport]) -> pd.DataFrame:
@@ -162,7 +170,7 @@ def gains(reports: list[TableReport]) -> pd.DataFrame:
             line = {
                 "table": rep.table.name, "row": label, "baseline": base, "label": f"{rep.table.name}: {label}",
                 "gain": s.loc[label, "gain_top1"], "gain_ci95": s.loc[label, "gain_ci95"],
-                "gain_n": int(s.loc[label, "gain_n"]),
+                "gain_n": int(s.loc[label, "gain_n"]), "blocks": _block_count(rep, label),
                 "added_gflops": s.loc[label, "gflops"] - s.loc[base, "gflops"],
                 "added_latency_ms": s.loc[label, "latency_ms"] - s.loc[base, "latency_ms"],
                 "added_peak_mem_mb": s.loc[label, "peak_mem_mb"] - s.loc[base, "peak_mem_mb"],
@@ -177,6 +185,9 @@ def gains(reports: list[TableReport]) -> pd.DataFrame:
 
 def gains_display(frame: pd.DataFrame) -> pd.DataFrame:
     f = ablation.fmt
+
+    def per_block(column: str, spec: str) -> list[str]:
+        return [f(v / n, spec) if n and not pd.isna(n) else "-" for v, n in zip(frame[column], frame["blocks"])]
     return pd.DataFrame({
         "#": [str(i + 1) for i in range(len(frame))],  # the point's number in gains.png
         "variant": frame["label"], "baseline": frame["baseline"],
@@ -186,6 +197,10 @@ def gains_display(frame: pd.DataFrame) -> pd.DataFrame:
         "+GFLOPs": frame["added_gflops"].map(lambda v: f(v, "+.4f")),
         "+latency (ms)": frame["added_latency_ms"].map(lambda v: f(v, "+.1f")),
         "+peak mem (MB)": frame["added_peak_mem_mb"].map(lambda v: f(v, "+.1f")),
+        # What one block costs, for comparing blocks placed as many times (the successors table's point).
+        "blocks": frame["blocks"].map(lambda n: "-" if pd.isna(n) else str(int(n))),
+        "+GFLOPs / block": per_block("added_gflops", "+.5f"),
+        "+latency / block (ms)": per_block("added_latency_ms", "+.2f"),
         "same runs in": frame["also_in"],
     })
 
@@ -198,7 +213,7 @@ def geometry_lines(reports: list[TableReport]) -> list[str]:
         if g is None or g.empty:
             continue
         for label, blocks in g.groupby("row", sort=False):
-            text = "; ".join(f"{b['block']} {int(b['T'])}x{int(b['H'])}x{int(b['W'])}/{int(b['keys'])}"
+            text = "; ".join(f"{b['block']} {int(b['T'])}x{int(b['H'])}x{int(b['W'])}/{'?' if pd.isna(b['keys']) else int(b['keys'])}"
                              for _, b in blocks.iterrows())
             if text in seen:
                 continue

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -478,7 +479,9 @@ def build_sweep(
         for section, key in columns:
             column = key if names.count(key) == 1 else f"{section}.{key}"
             value = getattr(getattr(config, section), key)
-            knobs[column] = list(value) if isinstance(value, tuple) else value
+            # A CSV cell: a tuple as its list, a mapping (block_args) as one JSON text with its keys sorted.
+            knobs[column] = (list(value) if isinstance(value, tuple)
+                             else json.dumps(value, sort_keys=True) if isinstance(value, dict) else value)
         cells.append(Cell(label, seed, config, knobs))
     knob_names = tuple(cells[0].knobs) if cells else ()
     return Sweep(table, prof, tuple(cells), knob_names, str(data) if data is not None else None)

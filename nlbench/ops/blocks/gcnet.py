@@ -91,7 +91,9 @@ class GlobalContextBlock(_GlobalPooling):
         self.ratio = ratio
         self.W_k = nn.Conv3d(channels, 1, 1)
         self.W_v1 = nn.Conv3d(channels, planes, 1)
-        self.LN = nn.LayerNorm([planes, 1, 1, 1])
+        # Over the bottleneck's channels, as mmcv's LayerNorm([planes, 1, 1]); kept 1-D so the model moves to
+        # channels_last_3d (which takes only 5-D tensors among 4-D and 5-D ones).
+        self.LN = nn.LayerNorm(planes)
         self.W_v2 = nn.Conv3d(planes, channels, 1)
         self.reset_parameters()
 
@@ -106,8 +108,9 @@ class GlobalContextBlock(_GlobalPooling):
         nn.init.zeros_(self.W_v2.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        context = attention_pool(x, self.W_k)
-        return x + self.W_v2(F.relu(self.LN(self.W_v1(context))))
+        context = self.W_v1(attention_pool(x, self.W_k))  # (N, r, 1, 1, 1)
+        context = self.LN(context.flatten(1)).view(context.shape)
+        return x + self.W_v2(F.relu(context))
 
     def extra_repr(self) -> str:
         return f"ratio={self.ratio:g}"
