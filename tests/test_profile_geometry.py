@@ -11,7 +11,7 @@ from nlbench.measure.geometry import nonlocal_geometry
 from nlbench.sweep.spec import build_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
-TABLES = sorted((ROOT / "ablations").glob("[0-9b]*.yaml"))
+TABLES = sorted(p for p in (ROOT / "ablations").glob("*.yaml") if p.name != "profiles.yaml")
 
 
 def _geometries(profile: str):

@@ -306,7 +306,7 @@ def test_workers_share_the_grid(tables, monkeypatch):
 def test_every_ablation_table_builds_for_every_profile(profile, tmp_path):
     assert {p.stem for p in TABLES} == {
         "2a_instantiation", "2b_stage", "2c_blocks", "2d_space_time", "2e_nl_vs_3d", "2f_nl_i3d", "2g_long_clips",
-        "bottleneck"}
+        "bottleneck", "successors"}
     assert set(load_profiles(ABLATIONS / "profiles.yaml")) == {"smoke", "tiny", "paper"}
     data = None
     if profile == "paper":

@@ -317,11 +317,13 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
     ]
     if gain_table is not None and len(gain_table):
         lines += [
-            "Every non-local variant (a row with non-local blocks) against its baseline row (the row's `baseline:` "
+            "Every variant with blocks (non-local, or a successor or your own: docs/successors.md) against its baseline "
+            "row (the row's `baseline:` "
             "in the table file, else the table's): the paired top-1 gain is the mean over seeds of the per-seed "
             "difference (seed s of both rows: the same data order and initial backbone), ± the 95% Student-t "
-            "interval; the added costs are the differences of the rows' mean GFLOPs, latency and peak memory. A "
-            "pair of rows that several tables share (the same runs) is listed once.",
+            "interval; the added costs are the differences of the rows' mean GFLOPs, latency and peak memory, and "
+            "per block divided by the blocks the row places. A pair of rows that several tables share (the same "
+            "runs) is listed once.",
             "",
             ablation.markdown(gains_display(gain_table)),
             "",
