@@ -393,3 +393,17 @@ def test_the_readme_example_block_runs(tmp_path, monkeypatch, capsys):
     _sweep(table, tmp_path / "results", capsys)
     frame = pd.read_csv(tmp_path / "results" / "smoke" / "my_block.csv").set_index("row")
     assert list(frame["status"]) == ["ok"] * 3 and frame.loc["TemporalMean 5-block", "gflops"] > frame.loc["C2D", "gflops"]
+
+
+def test_channels_last_takes_blocks_with_parameters_of_any_rank():
+    """Module.to(memory_format=channels_last_3d) refuses a 4-D tensor; a block's (C, 1, 1, 1) scale must not stop
+    a channels-last run, and the conv weights still change layout."""
+    from nlbench.ops.layout import to_memory_format
+
+    block = nn.Sequential(nn.Conv3d(4, 4, 1))
+    block.scale = nn.Parameter(torch.ones(4, 1, 1, 1))
+    with pytest.raises(RuntimeError):
+        nn.Sequential(nn.Conv3d(4, 4, 1), nn.LayerNorm([4, 1, 1, 1])).to(memory_format=torch.channels_last_3d)
+    to_memory_format(block, torch.channels_last_3d)
+    assert block[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
+    assert block.scale.shape == (4, 1, 1, 1)

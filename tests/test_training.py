@@ -544,21 +544,32 @@ def test_channels_last_module_computes_the_same_logits():
 
 
 @pytest.mark.integration
-def test_ddp_two_cpu_processes(tmp_path):
+@pytest.mark.parametrize("block", [None, "ddpblock:Scale"])
+def test_ddp_two_cpu_processes(tmp_path, monkeypatch, block):
     """`nlbench train` with trainer.devices=2 and the ddp strategy: Lightning starts a second process, both
-    train with gloo on the CPU, rank 0 writes the record."""
-    config = smoke(tmp_path, trainer={"devices": 2, "strategy": "ddp", "accelerator": "cpu"},
+    train with gloo on the CPU, rank 0 writes the record. Also with a researcher's block named by import path
+    from the directory the command runs in: the second process finds it too."""
+    (tmp_path / "ddpblock.py").write_text(
+        "import torch\nfrom torch import nn\nclass Scale(nn.Module):\n    def __init__(self, c):\n"
+        "        super().__init__()\n        self.w = nn.Parameter(torch.zeros(c, 1, 1, 1))\n"
+        "    def forward(self, x):\n        return x + self.w * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))  # to build the config here, as the command will from its cwd
+    model = {} if block is None else {"nl_blocks": 1, "block": block}
+    config = smoke(tmp_path, trainer={"devices": 2, "strategy": "ddp", "accelerator": "cpu"}, model=model,
                    recipe={"max_steps": 2}, wandb={"enabled": False}, measure={"enabled": False})
     path = tmp_path / "ddp.yaml"
     path.write_text(config.to_yaml())
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     cmd = [sys.executable, "-m", "nlbench.cli", "train", str(path), "--out", str(tmp_path / "run"), "--json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env,
+                          cwd=ROOT if block is None else tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert record["status"] == "ok" and record["machine"]["devices"] == "2" and record["machine"]["strategy"] == "ddp"
     assert "gloo" in proc.stderr or "distributed_backend=gloo" in proc.stdout + proc.stderr
     assert np.isfinite(record["top1"])
+    if block is not None:
+        assert [b["name"] for b in record["nonlocal_blocks"]] == ["layer3.nonlocal4"]
 
 
 def _gather_on_rank(rank: int, port: int, out: str) -> None:

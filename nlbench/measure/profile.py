@@ -13,6 +13,7 @@ from torch import nn
 
 from nlbench.measure.flops import count_flops
 from nlbench.measure.timing import measure_latency, peak_memory_mb
+from nlbench.ops.layout import to_memory_format
 from nlbench.ops.registry import placed_blocks
 
 
@@ -98,7 +99,7 @@ def profile_module(
         )
     batch = torch.randn(train_batch, *input_shape, device=device)
     if channels_last:
-        module = module.to(memory_format=torch.channels_last_3d)
+        module = to_memory_format(module, torch.channels_last_3d)
         one, batch = (x.contiguous(memory_format=torch.channels_last_3d) for x in (one, batch))
 
     timings: dict[str, float] = {}

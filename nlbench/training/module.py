@@ -14,6 +14,7 @@ from torch.nn import functional as F
 from torchmetrics.utilities.distributed import gather_all_tensors
 
 from nlbench.data.analysis import ensemble_views, view_scores
+from nlbench.ops.layout import to_memory_format
 from nlbench.ops.registry import placed_blocks
 from nlbench.training.config import RecipeSection
 
@@ -44,7 +45,7 @@ class VideoClassifier(pl.LightningModule):
         self.ks = (1, 5) if top5 else (1,)
         self.ensemble = ensemble  # how test views make one score per video (data.analysis.ENSEMBLE_RULES)
         self.memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
-        self.model = model.to(memory_format=self.memory_format)
+        self.model = to_memory_format(model, self.memory_format)
         self.recipe = recipe
         for m in self._frozen_bn():
             m.requires_grad_(False)  # and configure_optimizers leaves them out
