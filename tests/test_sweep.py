@@ -338,13 +338,18 @@ def test_shared_runs_across_ablation_tables():
             ids.setdefault(cell.run_id, set()).add(path.stem)
     c2d_r50 = build_sweep(ABLATIONS / "2a_instantiation.yaml", "smoke").cells[0].run_id
     # bottleneck's C2D row is the baseline of its variants' gains: the same run as the others' R50 C2D
-    assert ids[c2d_r50] == {"2a_instantiation", "2b_stage", "2c_blocks", "2d_space_time", "2f_nl_i3d", "bottleneck"}
+    assert ids[c2d_r50] == {"2a_instantiation", "2b_stage", "2c_blocks", "2d_space_time", "2f_nl_i3d", "bottleneck",
+                            "successors"}
     # The same model spelled two ways is one run: the bottleneck row names the released block's defaults
     # (C/2 as inner_ratio 0.5, pooling before phi/g) that 2c's 5-block model leaves to its variant.
     rows = {c.row: c.run_id for c in build_sweep(ABLATIONS / "bottleneck.yaml", "smoke").cells}
     assert "bottleneck" in ids[rows["C/2, pool before phi/g"]] and "2c_blocks" in ids[rows["C/2, pool before phi/g"]]
     assert ids[rows["C/2"]] == {"bottleneck"}  # pooling after phi/g is another model
-    assert len(ids) == 33  # unique runs per seed over all tables
+    # The successors table's NL row is Table 2c's 5-block run; its other blocks are runs of their own.
+    successors = {c.row: c.run_id for c in build_sweep(ABLATIONS / "successors.yaml", "smoke").cells}
+    assert ids[successors["NL 5-block"]] == {"2c_blocks", "successors"}
+    assert sum(ids[r] == {"successors"} for r in successors.values()) == 5
+    assert len(ids) == 38  # unique runs per seed over all tables
 
 
 def _cli_error(capsys, argv) -> str:
