@@ -347,7 +347,7 @@ def test_shared_runs_across_ablation_tables():
     assert ids[rows["C/2"]] == {"bottleneck"}  # pooling after phi/g is another model
     # The successors table's NL row is Table 2c's 5-block run; its other blocks are runs of their own.
     successors = {c.row: c.run_id for c in build_sweep(ABLATIONS / "successors.yaml", "smoke").cells}
-    assert ids[successors["NL 5-block"]] == {"2c_blocks", "successors"}
+    assert ids[successors["NL 5-block"]] == {"2c_blocks", "2d_space_time", "bottleneck", "successors"}
     assert sum(ids[r] == {"successors"} for r in successors.values()) == 5
     assert len(ids) == 38  # unique runs per seed over all tables
 
