@@ -48,6 +48,7 @@ from torch import Tensor
 
 from nlbench.models.resnet import VideoResNet
 from nlbench.models.spec import STAGES
+from nlbench.ops.nonlocal_block import PRESETS
 from nlbench.models.zoo import ARCHS, DEPTHS, INFLATION, NL_PRESETS, VARIANTS, WIDTHS, ModelConfig, make_config
 
 # Our tensor names, with the parts a rule carries over: k the layer (1..4 = res2..res5), i a residual block,
@@ -241,8 +242,12 @@ def our_name(fmt: str, peer: str) -> str | None:
         m = _regex(template).match(peer)
         if m:
             values = _our_values(fmt, part, m.groupdict())
-            if values is not None:
+            if values is None:  # e.g. caffe2's res2_0_branch1_bn_s read as a conv's field "bn_s": not this rule
+                continue
+            try:
                 return OURS[part].format(**values)
+            except KeyError:  # the peer's name lacks a part of ours (a block index for a stage's tensor)
+                return None
     return None
 
 
@@ -265,7 +270,8 @@ class _ArraysOnly(pickle.Unpickler):
 
     ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-               ("numpy._core.multiarray", "scalar"), ("collections", "OrderedDict")}
+               ("numpy._core.multiarray", "scalar"), ("collections", "OrderedDict"),
+               ("_codecs", "encode")}  # bytes pickled by Python 3 at protocol 2: latin-1 text back to bytes
 
     def find_class(self, module, name):
         if (module, name) not in self.ALLOWED:
@@ -294,10 +300,12 @@ def _read(path: Path, fmt: str) -> tuple[dict, str]:
     meta = raw.get("meta")
     if isinstance(meta, dict) and isinstance(meta.get("cfg"), str):  # mmengine saves the config's text
         text = meta["cfg"]
-    for key in FORMATS[fmt].container:
-        if isinstance(raw.get(key), dict):
-            raw = raw[key]
-            break
+    container = next((raw[k] for k in FORMATS[fmt].container if isinstance(raw.get(k), dict)), None)
+    if container is not None:
+        raw = container
+    elif not all(isinstance(v, (Tensor, np.ndarray)) for v in raw.values()):
+        raise ConversionError(f"{path}: no {' or '.join(FORMATS[fmt].container)} in it, where a {fmt} checkpoint "
+                              f"keeps its tensors (it holds {_listing([str(k) for k in raw])}); is it {fmt}'s?")
     state = {}
     for key, value in raw.items():
         if isinstance(value, np.ndarray):
@@ -362,7 +370,10 @@ def _infer(state: dict[str, Tensor], fmt: str, instantiation: str | None, text: 
                                     == grouped), placement)
         first = "layer{}.nonlocal{}".format(*layers[0])
         kwargs["instantiation"] = _instantiation(state, first, fmt, instantiation, text, where)
-        kwargs["W_z_bias"] = f"{first}.W_z.bias" in state
+        # Knobs that show in the tensors, where they differ from the variant's preset.
+        preset = PRESETS[VARIANTS[variant].nonlocal_preset].knobs(kwargs["instantiation"])
+        if (f"{first}.W_z.bias" in state) != preset["W_z_bias"]:
+            kwargs["W_z_bias"] = not preset["W_z_bias"]
         if f"{first}.bn.weight" not in state:
             kwargs["init"] = "zero_conv"  # no BN after W_z in this block
         # Subsampling does not show in the tensors: every released model pools 1x2x2, the blocks' default.
@@ -433,7 +444,8 @@ def convert(path: str | os.PathLike, fmt: str, *, instantiation: str | None = No
         expected = replace(expected, num_classes=config.num_classes)  # the checkpoint's classifier decides
         _check_same(config, expected, where)
         config = expected
-    model = VideoResNet(config.spec(), seed=0)
+    with torch.device("meta"):  # shapes only: nothing is drawn or computed
+        model = VideoResNet(config.spec())
     target = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     frozen = []
     if FORMATS[fmt].frozen_bn:
@@ -456,8 +468,8 @@ def convert(path: str | os.PathLike, fmt: str, *, instantiation: str | None = No
               for k, v in ours.items() if v.shape != target[k].shape]
     if shapes:
         raise ConversionError(f"{where}: {len(shapes)} tensors differ in shape: {_listing(shapes, 2)}")
-    # The checkpoint's own dtype is kept (a float64 peer model converts without rounding).
-    state = model.state_dict() | {key: value.clone() for key, value in ours.items()}
+    # In our module order; the checkpoint's own dtype is kept (a float64 peer model converts without rounding).
+    state = {key: ours[key].clone() if key in ours else torch.tensor(0) for key in model.state_dict()}
     return Converted(config, state, tuple(frozen), sha256(path))
 
 
@@ -486,10 +498,10 @@ def run_config(converted: Converted, fmt: str, frames: int | None = None) -> dic
 
 
 def write(converted: Converted, fmt: str, source: str | os.PathLike, out: str | os.PathLike,
-          frames: int | None = None, config: dict | None = None) -> Path:
+          config: dict | str) -> Path:
     """``out/model.pt`` (our state dict, what ``model.init_from`` and ``nlbench eval --weights`` read),
-    ``out/config.yaml`` (the run config it belongs to) and ``out/conversion.json`` (source, its sha256, the
-    frozen BNs filled), each written atomically."""
+    ``out/config.yaml`` (the run config it belongs to: ``run_config``'s, or a given config's text) and
+    ``out/conversion.json`` (source, its sha256, the frozen BNs filled), each written atomically."""
     import yaml
 
     from nlbench.io import atomic_file, atomic_write_text
@@ -499,10 +511,11 @@ def write(converted: Converted, fmt: str, source: str | os.PathLike, out: str | 
     torch.save(converted.state, buffer)
     with atomic_file(out / "model.pt") as f:
         f.write(buffer.getvalue())
-    config = config or run_config(converted, fmt, frames)
-    header = (f"# {converted.config.name}, converted from {fmt} checkpoint {Path(source).name} by nlbench convert.\n"
-              f"# data.root is left out: nlbench eval {out / 'config.yaml'} --weights {out / 'model.pt'} --data ROOT\n")
-    atomic_write_text(out / "config.yaml", header + yaml.safe_dump(config, sort_keys=False))
+    if isinstance(config, dict):
+        config = (f"# {converted.config.name}, converted from {fmt} checkpoint {Path(source).name} by nlbench convert.\n"
+                  f"# data.root is left out: nlbench eval {out / 'config.yaml'} --weights {out} --data ROOT\n"
+                  + yaml.safe_dump(config, sort_keys=False))
+    atomic_write_text(out / "config.yaml", config)
     info = {"source": str(source), "source_sha256": converted.source_sha256, "format": fmt,
             "model": converted.config.name, "tensors": len(converted.state), "frozen_bn": list(converted.frozen_bn)}
     atomic_write_text(out / "conversion.json", json.dumps(info, indent=2) + "\n")
