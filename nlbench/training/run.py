@@ -355,7 +355,7 @@ def load_weights(model: torch.nn.Module, weights: str | Path) -> str:
 
 
 def evaluate_run(config: RunConfig, weights: str | Path, out_dir: str | Path | None = None, *,
-                 split: str | None = None, progress: bool = True) -> dict:
+                 split: str | None = None, progress: bool = True, callbacks: list | None = None) -> dict:
     """Test ``weights`` as ``config``'s run would be tested after training, and measure the model's cost: the
     same data module, LightningModule, Trainer, multi-view test and measurements as ``train_run``, without
     the training. ``split``: val or test (default: test where the data has one, else val). The record (the
@@ -371,7 +371,7 @@ def evaluate_run(config: RunConfig, weights: str | Path, out_dir: str | Path | N
     out_dir = Path(out_dir) if out_dir else Path("results/eval") / f"{config.run_id}-{digest[:8]}"
     device = _device(config)
     record = _describe(config, datamodule, model, device, data_record)
-    module, trainer, _, _ = _trainer(config, datamodule, model, 1, out_dir, None, progress, None)
+    module, trainer, _, _ = _trainer(config, datamodule, model, 1, out_dir, None, progress, callbacks)
     try:
         record |= _test(datamodule, module, trainer)
     except (RuntimeError, OSError, ValueError) as e:
