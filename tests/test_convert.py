@@ -28,6 +28,10 @@ from nlbench.models.resnet import VideoResNet
 
 TOL = 1e-10
 CLIP = (2, 3, 8, 32, 32)  # the smallest clip of the non-local models (res4 2x2, pooled 1x2x2 to one key)
+# The peers' models at 1/8 of their channels (their own base_channels / stem_dim_out): the names, the kernels
+# and the forward are those of the released models, at a cost that fits the fast suite. The paper-width models'
+# parameter counts are checked against the published ones (tests/test_released.py, the slow test below).
+BASE = 8
 
 
 def rel(a, b) -> float:
@@ -94,7 +98,7 @@ def _mmaction2():
 
 
 @functools.cache
-def mmaction2_model(instantiation: str | None):
+def mmaction2_model(instantiation: str | None, base: int = BASE):
     """configs/_base_/models/i3d_r50.py with the non-local configs' backbone (mmaction2 1.2.0 wheel, .mim/)."""
     ResNet3d, I3DHead = _mmaction2()
     nl = {}
@@ -102,10 +106,10 @@ def mmaction2_model(instantiation: str | None):
         nl = dict(non_local=((0, 0, 0), (0, 1, 0, 1), (0, 1, 0, 1, 0, 1), (0, 0, 0)),
                   non_local_cfg=dict(sub_sample=True, use_scale=False, norm_cfg=dict(type="BN3d", requires_grad=True),
                                      mode=instantiation))
-    backbone = ResNet3d(depth=50, pretrained=None, pretrained2d=False, conv1_kernel=(5, 7, 7), conv1_stride_t=2,
+    backbone = ResNet3d(depth=50, pretrained=None, pretrained2d=False, base_channels=base, conv1_kernel=(5, 7, 7), conv1_stride_t=2,
                         pool1_stride_t=2, conv_cfg=dict(type="Conv3d"), norm_eval=False,
                         inflate=((1, 1, 1), (1, 0, 1, 0), (1, 0, 1, 0, 1, 0), (0, 1, 0)), zero_init_residual=False, **nl)
-    head = I3DHead(num_classes=400, in_channels=2048, spatial_type="avg", dropout_ratio=0.5, init_std=0.01)
+    head = I3DHead(num_classes=400, in_channels=32 * base, spatial_type="avg", dropout_ratio=0.5, init_std=0.01)
     model = nn.ModuleDict({"backbone": backbone, "cls_head": head}).double()
     randomise(model, seed=1)
     return model.eval()
@@ -141,7 +145,7 @@ def test_mmaction2_logits_identical(tmp_path, instantiation):
 def test_mmaction2_counts_of_the_converted_models():
     # The metafile's (mmaction2 1.2.0 .mim/configs/recognition/i3d/metafile.yml) and the 0.x metafile's exact counts.
     for instantiation, params in ((None, 28_043_472), ("dot_product", 35_397_840), ("gaussian", 31_723_728)):
-        peer = mmaction2_model(instantiation)
+        peer = mmaction2_model(instantiation, base=64)
         assert sum(p.numel() for p in peer.parameters()) == params
 
 
@@ -153,20 +157,27 @@ def pytorchvideo_model(arch: str):
     """pytorchvideo.models.hub.resnet c2d_r50 / i3d_r50's arguments; the head's pool covers the res5 map of
     our small clip (the hub's (4, 7, 7) is res5 of its 8x224x224 clips: a global average either way)."""
     pytest.importorskip("pytorchvideo", reason="pytorchvideo is not installed (pip install -e '.[peers]')")
-    if "torchvision" not in sys.modules and importlib.util.find_spec("torchvision") is None:
+    stub = importlib.util.find_spec("torchvision") is None
+    if stub:
         # pytorchvideo.models.head imports torchvision's RoIAlign for its detection head, which create_resnet
-        # never builds; nlbench does not depend on torchvision.
+        # never builds; nlbench does not depend on torchvision. The stand-in is gone once pytorchvideo is
+        # imported: other packages (torchmetrics) look torchvision up too.
         vision, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
         ops.RoIAlign, vision.ops = None, ops
         sys.modules.update({"torchvision": vision, "torchvision.ops": ops})
-    from pytorchvideo.models import resnet
+    try:
+        from pytorchvideo.models import resnet
+    finally:
+        if stub:
+            del sys.modules["torchvision"], sys.modules["torchvision.ops"]
     kernels = {
         "c2d": dict(stem_conv_kernel_size=(1, 7, 7), stage_conv_a_kernel_size=((1, 1, 1),) * 4),
         "i3d": dict(stem_conv_kernel_size=(5, 7, 7), stage_conv_a_kernel_size=(
             (3, 1, 1), [(3, 1, 1), (1, 1, 1)], [(3, 1, 1), (1, 1, 1)], [(1, 1, 1), (3, 1, 1)])),
     }[arch]
     t, h, w = CLIP[2] // 2, CLIP[3] // 32, CLIP[4] // 32
-    model = resnet.create_resnet(stage1_pool=nn.MaxPool3d, head_pool_kernel_size=(t, h, w), **kernels).double()
+    model = resnet.create_resnet(stage1_pool=nn.MaxPool3d, head_pool_kernel_size=(t, h, w), stem_dim_out=BASE,
+                                 **kernels).double()
     randomise(model, seed=2)
     return model.eval()
 
