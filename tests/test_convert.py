@@ -117,7 +117,9 @@ def mmaction2_model(instantiation: str | None, base: int = BASE):
 
 def save_mmaction2(model, path, instantiation):
     # A released mmaction2 checkpoint: meta (with the config's text) and the state dict.
-    cfg = f"model = dict(backbone=dict(non_local_cfg=dict(mode='{instantiation}')))" if instantiation else ""
+    cfg = ("model = dict(backbone=dict(non_local=((0, 0, 0), (0, 1, 0, 1), (0, 1, 0, 1, 0, 1), (0, 0, 0)), "
+           "non_local_cfg=dict(sub_sample=True, use_scale=False, norm_cfg=dict(type='BN3d', requires_grad=True), "
+           f"mode='{instantiation}')))\ntest_pipeline = [dict(type='DecordInit', mode='x')]" if instantiation else "")
     torch.save({"meta": {"cfg": cfg}, "state_dict": model.state_dict()}, path)
 
 

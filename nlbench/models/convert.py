@@ -155,7 +155,8 @@ KINETICS_VIEWS = dict(source="video", size=224, train_short_side=[256, 320], tes
 FORMATS: dict[str, Format] = {
     # mmaction2's i3d configs: 32x2 clips, ImageNet mean/std (123.675, 116.28, 103.53) / (58.395, 57.12, 57.375)
     # of 255, test 10 clips x ThreeCrop(256) at short side 256, average_clips='prob'.
-    "mmaction2": Format("mmaction2", ("state_dict",), r"(^|\.)num_batches_tracked$", r"mode\s*=\s*'(\w+)'",
+    "mmaction2": Format("mmaction2", ("state_dict",), r"(^|\.)num_batches_tracked$",
+                        r"non_local_cfg\s*=\s*dict\(.*?\bmode\s*=\s*'(\w+)'",
                         {"gaussian": "gaussian", "embedded_gaussian": "embedded_gaussian",
                          "dot_product": "dot_product"}, None, False,
                         dict(KINETICS_VIEWS, frames=32, sampling_rate=2, mean=[0.485, 0.456, 0.406],
@@ -170,7 +171,7 @@ FORMATS: dict[str, Format] = {
     # video-nonlocal-net: the pickle has no config; its NL configs use USE_SOFTMAX (embedded Gaussian), the
     # paper's default, so that is assumed unless --instantiation says otherwise. Momenta and the iteration
     # counter are the optimizer's.
-    "caffe2": Format("released", ("blobs",), r"(_momentum$|^lr$|^iter$|^model_iter$|^lr_x$)", "", {},
+    "caffe2": Format("released", ("blobs",), r"(_momentum$|^lr$|^iter$|^model_iter$)", "", {},
                      "embedded_gaussian", True, dict(KINETICS_VIEWS, frames=32, sampling_rate=2)),
 }
 
@@ -388,7 +389,7 @@ def _instantiation(state, block: str, fmt: str, given: str | None, text: str, wh
     fmt_ = FORMATS[fmt]
     said = None
     if fmt_.instantiation_text and text:
-        m = re.search(fmt_.instantiation_text, text)
+        m = re.search(fmt_.instantiation_text, text, re.DOTALL)
         said = fmt_.instantiation_words.get(m[1]) if m else None
     choice = given or said or found or fmt_.default_instantiation
     if choice is None:

@@ -58,7 +58,8 @@ def _describe_data(datamodule, stage: str | None = None) -> dict:
     if not isinstance(datamodule, VideoDataModule):
         return {}
     try:
-        datamodule.setup(stage)  # every split: the short-clip counts (and an error under short_clip=error) up front
+        # Every split (stage None): the short-clip counts (and an error under short_clip=error) up front.
+        datamodule.setup(stage)
     except ValueError as e:
         raise ConfigError(f"data: {e}") from None
     short = datamodule.short_clips
@@ -349,7 +350,8 @@ def load_weights(model: torch.nn.Module, weights: str | Path) -> str:
                  if k in state and state[k].shape != target[k].shape]
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        raise ConfigError(f"{path}: does not fit the config's model: {problems[0]}{more}")
+        hint = "; a peer's checkpoint? nlbench convert it first" if not set(state) & set(target) else ""
+        raise ConfigError(f"{path}: does not fit the config's model: {problems[0]}{more}{hint}")
     model.load_state_dict(state)
     return sha256(path)
 
