@@ -81,3 +81,45 @@ def test_eval_refuses_weights_of_another_model(trained, tmp_path, capsys):
     assert main(["eval", str(run / "config.yaml"), "--weights", str(tmp_path / "none.pt")]) == 2
     assert "none.pt" in capsys.readouterr().err
     assert not (tmp_path / "record.json").exists()
+
+
+@pytest.mark.integration
+def test_eval_of_a_converted_checkpoint_on_the_embedded_benchmark(tmp_path):
+    # A pytorchvideo C2D (its own create_resnet, 1/8 width, 2 classes) converted and evaluated with the paper's
+    # protocol replaced by the embedded benchmark: the test's scores are the peer's own softmax on the same clips.
+    from nlbench.training.run import build_datamodule, evaluate_run
+
+    peer = _two_class_pytorchvideo_c2d()
+    torch.save({"model_state": peer.state_dict()}, tmp_path / "C2D.pyth")
+    assert main(["convert", str(tmp_path / "C2D.pyth"), "--from", "pytorchvideo", "--out", str(tmp_path / "c")]) == 0
+    synthetic = ["data.source=synthetic", "data.frames=8", "data.size=32", "data.split_sizes=[48,16,16]",
+                 f"data.cache_dir={tmp_path / 'cache'}", "data.num_workers=0", "trainer.accelerator=cpu",
+                 "measure.repeats=1", "measure.warmup=0", "wandb.enabled=false"]
+    config = RunConfig.load(tmp_path / "c" / "config.yaml", synthetic)
+    keep = KeepTestScores()
+    record = evaluate_run(config, tmp_path / "c", tmp_path / "e", progress=False, callbacks=[keep])
+    assert json.loads((tmp_path / "e" / "record.json").read_text())["top1"] == record["top1"]
+    scores, labels, videos = keep.predictions
+    theirs, truth = [], []
+    with torch.no_grad():
+        for clips, y, _ in build_datamodule(config).test_dataloader():
+            theirs.append(peer.float()(clips).softmax(1))  # one view a clip: its softmax is the video's score
+            truth.append(y)
+    theirs, truth = torch.cat(theirs), torch.cat(truth)
+    assert torch.equal(labels, truth) and torch.equal(videos, torch.arange(len(truth)))
+    torch.testing.assert_close(scores.float(), theirs, rtol=1e-4, atol=1e-5)
+    assert record["top1"] == round(100 * (theirs.argmax(1) == truth).double().mean().item(), 4)
+    assert record["params"] == sum(p.numel() for p in peer.parameters())
+
+
+def _two_class_pytorchvideo_c2d():
+    from tests import test_convert
+
+    test_convert.pytorchvideo_model("c2d")  # imports pytorchvideo the way the logits tests do (or skips)
+    from pytorchvideo.models import resnet
+
+    model = resnet.create_resnet(stage1_pool=torch.nn.MaxPool3d, head_pool_kernel_size=(4, 1, 1), stem_dim_out=8,
+                                 model_num_class=2, stem_conv_kernel_size=(1, 7, 7),
+                                 stage_conv_a_kernel_size=((1, 1, 1),) * 4)
+    test_convert.randomise(model.double(), seed=5)
+    return model.float().eval()
