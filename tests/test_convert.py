@@ -22,7 +22,6 @@ import torch
 from torch import nn
 
 from nlbench.cli import main
-from nlbench.models import make_config
 from nlbench.models.convert import FIELDS, RULES, ConversionError, convert, our_name, to_peer
 from nlbench.models.resnet import VideoResNet
 

@@ -2,7 +2,6 @@
 (nlbench/report/released.py), and they equal the publishers' stated numbers to the precision stated."""
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
