@@ -424,7 +424,8 @@ def cmd_convert(args) -> int:
         data = (load_yaml(text) or {}).get("data") if text else None
         stand_in = ["data.root=ROOT"] if isinstance(data, dict) and not data.get("root") else []
         expected = RunConfig.load(args.config, stand_in).model.as_model_config(num_classes=1)
-    converted = convert(args.src, args.fmt, instantiation=args.instantiation, expected=expected)
+    converted = convert(args.src, args.fmt, instantiation=args.instantiation, expected=expected,
+                        trust_pickle=args.trust_pickle)
     if text is None:
         config = run_config(converted, args.fmt, args.frames)
         # Checked as a run config (with a stand-in root) before anything is written.
@@ -469,6 +470,9 @@ def _add_weights_parsers(sub) -> None:
                         "Gaussian have the same tensors)")
     p.add_argument("--frames", type=_positive, default=None,
                    help="clip length of the written config (default: the peer's; e.g. 128 for the 128-frame models)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="read a checkpoint that keeps Python objects besides tensors with Python's pickle (it can "
+                        "run code: only for files you trust)")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("eval", help="evaluate weights with a run config's multi-view test and measure the model's cost; "

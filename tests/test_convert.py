@@ -493,3 +493,13 @@ def test_converted_checkpoint_starts_a_run(tmp_path):
     values = _values(names)
     for peer, our, _ in names:
         assert torch.equal(model.state_dict()[our], values[peer]), our
+
+
+def test_python_objects_beside_the_tensors_need_trust(tmp_path, capsys):
+    # A training checkpoint may keep a logger's state in it: read only when the user says the file is trusted.
+    names = slowfast_names("c2d", NL5)
+    torch.save({"model_state": _values(names), "cfg": "NONLOCAL:\n  INSTANTIATION: dot_product\n",
+                "history": types.SimpleNamespace(loss=[1.0])}, tmp_path / "m.pyth")
+    argv = ["convert", str(tmp_path / "m.pyth"), "--from", "slowfast", "--out", str(tmp_path / "o")]
+    assert "--trust-pickle" in _first_line_error(capsys, argv)
+    assert main([*argv, "--trust-pickle"]) == 0

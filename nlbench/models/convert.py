@@ -280,18 +280,23 @@ class _ArraysOnly(pickle.Unpickler):
         return super().find_class(module, name)
 
 
-def _read(path: Path, fmt: str) -> tuple[dict, str]:
+def _read(path: Path, fmt: str, trust_pickle: bool = False) -> tuple[dict, str]:
     """(the file's state dict, its saved config text or "")."""
     try:
-        if fmt == "caffe2":
+        if fmt == "caffe2" and not trust_pickle:
             with open(path, "rb") as f:
                 raw = _ArraysOnly(f, encoding="latin1").load()
+        elif fmt == "caffe2":
+            with open(path, "rb") as f:
+                raw = pickle.load(f, encoding="latin1")
         else:
-            # weights_only: a checkpoint is data; never run code from one.
-            raw = torch.load(path, map_location="cpu", weights_only=True)
+            # weights_only: a checkpoint is data; never run code from one unless told to.
+            raw = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError, ImportError) as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise ConversionError(f"{path}: not a {fmt} checkpoint that holds only tensors ({first})") from None
+        # A training checkpoint may keep Python objects beside its tensors (a logger's state, numpy scalars).
+        raise ConversionError(f"{path}: not a {fmt} checkpoint that holds only tensors ({first}); if you trust the "
+                              f"file, --trust-pickle reads it with Python's pickle, which can run code") from None
     if not isinstance(raw, dict):
         raise ConversionError(f"{path}: expected a dict of tensors, got {type(raw).__name__}")
     text = ""
@@ -414,11 +419,12 @@ class Converted:
 
 
 def convert(path: str | os.PathLike, fmt: str, *, instantiation: str | None = None,
-            expected: ModelConfig | None = None) -> Converted:
+            expected: ModelConfig | None = None, trust_pickle: bool = False) -> Converted:
     """Read the peer's checkpoint at ``path`` and return our model's config and state dict.
 
     ``expected``: the config it must be (a run config's model): refused, naming the differences, if the
-    checkpoint's architecture is another. Raises ConversionError (one line) on any tensor without a place.
+    checkpoint's architecture is another. ``trust_pickle``: read Python objects besides tensors (runs the
+    file's pickled code; off by default). Raises ConversionError (one line) on any tensor without a place.
     """
     path = Path(path)
     if fmt not in FORMATS:
@@ -426,7 +432,7 @@ def convert(path: str | os.PathLike, fmt: str, *, instantiation: str | None = No
     if not path.is_file():
         raise ConversionError(f"{path}: no such file")
     where = str(path)
-    peer, text = _read(path, fmt)
+    peer, text = _read(path, fmt, trust_pickle)
     ignore = re.compile(FORMATS[fmt].ignore)
     ours, unknown = {}, []
     for key, value in peer.items():
