@@ -9,8 +9,10 @@ Every choice is a row of data (docs/paper.md section 3):
 - ``INFLATION``: which residual blocks of each stage are inflated, as (period, offset): block i is inflated
   when i % period == offset.
 - ``VARIANTS``: the released code (video-nonlocal-net ``resnet_video_org.py``, the 32-frame models of the
-  paper, and its non-local block) versus the paper's text, and mmaction2's ``ResNet3d`` (docs/presets.md):
-  pool kernels, which conv carries a block's stride, the inflation pattern, the non-local block's preset.
+  paper, and its non-local block) versus the paper's text, mmaction2's ``ResNet3d`` (docs/presets.md) and
+  PySlowFast's / pytorchvideo's 8x8 ResNets (their released checkpoints: ``nlbench.models.convert``): the stem's
+  pools and temporal strides (``POOLS``), which conv carries a block's stride, the inflation pattern, the
+  non-local block's preset.
 - ``NL_PRESETS``: how many non-local blocks each stage gets; ``spread`` says which residual blocks they follow.
 
 The default variant is ``released``: the only one whose parameter and FLOP counts reproduce all of Table 2e
