@@ -443,6 +443,84 @@ def _add_train_parser(sub) -> None:
     p.set_defaults(func=cmd_overhead)
 
 
+def cmd_convert(args) -> int:
+    from nlbench.io import load_yaml
+    from nlbench.models.convert import FORMATS, convert, run_config, write
+    from nlbench.training import RunConfig
+
+    if args.fmt not in FORMATS:
+        raise ValueError(f"--from {args.fmt!r} is not allowed; expected one of {tuple(FORMATS)}")
+    expected = text = None
+    if args.config:
+        # Only the model section is checked here: a converted run's config leaves data.root to `eval --data`.
+        text = Path(args.config).read_text() if Path(args.config).is_file() else None
+        data = (load_yaml(text) or {}).get("data") if text else None
+        stand_in = ["data.root=ROOT"] if isinstance(data, dict) and not data.get("root") else []
+        expected = RunConfig.load(args.config, stand_in).model.as_model_config(num_classes=1)
+    converted = convert(args.src, args.fmt, instantiation=args.instantiation, expected=expected,
+                        trust_pickle=args.trust_pickle)
+    if text is None:
+        config = run_config(converted, args.fmt, args.frames)
+        # Checked as a run config (with a stand-in root) before anything is written.
+        RunConfig.from_dict({**config, "data": {**config["data"], "root": "ROOT"}}, source="converted config")
+    out = write(converted, args.fmt, args.src, args.out, config=config if text is None else text)
+    print(f"{converted.config.name}: {len(converted.state)} tensors from {args.src} ({args.fmt}) -> {out / 'model.pt'}, "
+          f"{out / 'config.yaml'}" + (f"; frozen BN as affine: {len(converted.frozen_bn)} layers" if converted.frozen_bn else ""))
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from nlbench.training import RunConfig
+    from nlbench.training.run import evaluate_run
+
+    overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
+    config = RunConfig.load(args.config, overrides)
+    record = evaluate_run(config, args.weights, args.out, split=args.split, progress=not args.json)
+    if args.json:
+        print(json.dumps({k: v for k, v in record.items() if k != "config"}, indent=2, default=str))
+    else:
+        for key in ("name", "weights", "split", "status", "params", "gflops", "latency_ms", "latency_eval_ms",
+                    "peak_mem_mb", "top1", "top5", "mean_class_top1", "wall_s"):
+            value = record.get(key)
+            if value is not None:
+                print(f"{key:>18}  {value:.4g}" if isinstance(value, float) else f"{key:>18}  {value}")
+        print(f"{'record':>18}  {Path(record['out']) / 'record.json'}")
+    return 0 if record["status"] == "ok" else 1
+
+
+def _add_weights_parsers(sub) -> None:
+    from nlbench.models.convert import FORMATS
+
+    p = sub.add_parser("convert", help="a released checkpoint (mmaction2, pytorchvideo, PySlowFast, the authors' Caffe2) "
+                                       "-> an nlbench model.pt and the run config it belongs to")
+    p.add_argument("src", help="the peer's checkpoint (.pth, .pyth, .pkl)")
+    p.add_argument("--from", dest="fmt", required=True, metavar="FORMAT", help=f"one of {', '.join(FORMATS)}")
+    p.add_argument("--out", required=True, help="folder for model.pt, config.yaml and conversion.json")
+    p.add_argument("--config", default=None,
+                   help="a run config the checkpoint must fit (its model section); written as the converted run's config")
+    p.add_argument("--instantiation", default=None, choices=("gaussian", "embedded_gaussian", "dot_product"),
+                   help="the non-local blocks' f where the tensors and the file do not say (dot product and embedded "
+                        "Gaussian have the same tensors)")
+    p.add_argument("--frames", type=_positive, default=None,
+                   help="clip length of the written config (default: the peer's; e.g. 128 for the 128-frame models)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="read a checkpoint that keeps Python objects besides tensors with Python's pickle (it can "
+                        "run code: only for files you trust)")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("eval", help="evaluate weights with a run config's multi-view test and measure the model's cost; "
+                                    "writes a record like a trained run's")
+    p.add_argument("config", help="run config YAML (a trained run's config.yaml, or convert's)")
+    p.add_argument("overrides", nargs="*", help="KEY=VALUE changes, e.g. data.num_clips=10 data.eval_batch_size=4")
+    p.add_argument("--weights", required=True, help="model.pt of an nlbench run or of nlbench convert (or its folder)")
+    p.add_argument("--data", default=None, help="data root (sets data.root)")
+    p.add_argument("--split", default=None, choices=("val", "test"),
+                   help="the split the multi-view test reads (default: test where the data has one, else val)")
+    p.add_argument("--out", default=None, help="folder of the record (default results/eval/<run_id>-<weights sha256[:8]>)")
+    p.add_argument("--json", action="store_true", help="print the record as JSON")
+    p.set_defaults(func=cmd_eval)
+
+
 def cmd_sweep(args) -> int:
     if args.wandb_sweep:  # W&B's controller runs the grid instead: write the sweep files, train nothing
         from nlbench.sweep.wandb_sweep import export_sweeps
@@ -605,6 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_zoo)
     _add_data_parser(sub)
     _add_train_parser(sub)
+    _add_weights_parsers(sub)
     _add_sweep_parser(sub)
     _add_agent_parser(sub)
     _add_report_parser(sub)

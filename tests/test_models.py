@@ -156,6 +156,19 @@ def test_kernels_strides_and_pools_per_variant():
     assert on_meta(depth=50, variant="paper", stride_on="3x3").layer2[0].conv2.stride == (1, 2, 2)
 
 
+def test_slowfast_variant_keeps_time_through_the_stem():
+    # PySlowFast's and pytorchvideo's 8x8 R50s: conv1 and pool1 stride 1 in time, pool2 halves it once.
+    model = on_meta(depth=50, arch="i3d_3x1x1", variant="slowfast")
+    assert (model.conv1.stride, model.pool1.stride, model.pool1.kernel_size) == ((1, 2, 2), (1, 2, 2), (1, 3, 3))
+    assert model.feature_shapes((8, 224, 224)) == {
+        "conv1": (8, 112, 112), "pool1": (8, 56, 56), "res2": (8, 56, 56), "pool2": (4, 56, 56),
+        "res3": (4, 28, 28), "res4": (4, 14, 14), "res5": (4, 7, 7)}
+    assert model.layer2[0].conv2.stride == (1, 2, 2) and model.layer4[1].conv1.kernel_size == (3, 1, 1)
+    # the other variants' stems are unchanged: time strided by conv1 and by pool1
+    for variant in ("released", "paper", "mmaction2"):
+        assert on_meta(variant=variant).feature_shapes((32, 224, 224))["pool1"] == (8, 56, 56)
+
+
 def inflated(model, conv: str) -> dict[str, list[int]]:
     out = {}
     for stage in ("res2", "res3", "res4", "res5"):

@@ -143,9 +143,11 @@ class SyntheticDataModule(_ClipDataModule):
         mean=KINETICS_MEAN,
         std=KINETICS_STD,
         seed: int = 0,
+        test_split: str = "test",
     ):
         super().__init__(loader, seed)  # seed: the run's (order); config.seed generates the data set
         self.config = config or SyntheticConfig()
+        self.test_split = test_split  # the split the multi-view test reads (nlbench eval --split val)
         self.cache_dir = cache_dir  # see SyntheticClips: splits generated once, memory-mapped
         self.mean, self.std = tuple(mean), tuple(std)
 
@@ -154,10 +156,11 @@ class SyntheticDataModule(_ClipDataModule):
         return self.config.classes
 
     def test_families(self):
-        return self.config.families_of("test")
+        return self.config.families_of(self.test_split)
 
     def _make(self, split: str) -> Dataset:
-        return SyntheticClips(self.config, split, self.mean, self.std, return_index=split == "test",
+        source = self.test_split if split == "test" else split
+        return SyntheticClips(self.config, source, self.mean, self.std, return_index=split == "test",
                               cache_dir=self.cache_dir)
 
 

@@ -9,8 +9,10 @@ Every choice is a row of data (docs/paper.md section 3):
 - ``INFLATION``: which residual blocks of each stage are inflated, as (period, offset): block i is inflated
   when i % period == offset.
 - ``VARIANTS``: the released code (video-nonlocal-net ``resnet_video_org.py``, the 32-frame models of the
-  paper, and its non-local block) versus the paper's text, and mmaction2's ``ResNet3d`` (docs/presets.md):
-  pool kernels, which conv carries a block's stride, the inflation pattern, the non-local block's preset.
+  paper, and its non-local block) versus the paper's text, mmaction2's ``ResNet3d`` (docs/presets.md) and
+  PySlowFast's / pytorchvideo's 8x8 ResNets (their released checkpoints: ``nlbench.models.convert``): the stem's
+  pools and temporal strides (``POOLS``), which conv carries a block's stride, the inflation pattern, the
+  non-local block's preset.
 - ``NL_PRESETS``: how many non-local blocks each stage gets; ``spread`` says which residual blocks they follow.
 
 The default variant is ``released``: the only one whose parameter and FLOP counts reproduce all of Table 2e
@@ -52,11 +54,27 @@ INFLATION: dict[str, tuple[tuple[int, int], ...]] = {
     # The released code's obtain_arc: res2 [1,1,1], res3 [1,0,1,0], res4 [1,0,1,0,...], res5 [0,1,0].
     "released": ((1, 0), (2, 0), (2, 0), (2, 1)),
 }
-POOLS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
-    "paper": ((3, 3, 3), (3, 1, 1)),  # Table 1
-    "released": ((2, 3, 3), (2, 1, 1)),  # same strides, so the same output sizes
+@dataclass(frozen=True)
+class Pools:
+    """The stem's time geometry: pool1's and pool2's kernels, and the temporal stride of conv1 and pool1 (the
+    spatial strides are 2 everywhere; pool2 always strides time by 2)."""
+
+    pool1: tuple[int, int, int]
+    pool2: tuple[int, int, int]
+    conv1_stride_t: int = 2
+    pool1_stride_t: int = 2
+
+
+POOLS: dict[str, Pools] = {
+    "paper": Pools((3, 3, 3), (3, 1, 1)),  # Table 1
+    "released": Pools((2, 3, 3), (2, 1, 1)),  # same strides, so the same output sizes
     # mmaction2 ResNet3d: pool1 MaxPool3d((1, 3, 3), stride (pool1_stride_t=2, 2, 2)), pool2 (2, 1, 1).
-    "mmaction2": ((1, 3, 3), (2, 1, 1)),
+    "mmaction2": Pools((1, 3, 3), (2, 1, 1)),
+    # PySlowFast's ResNet stem (VideoModelStem: conv stride [1, 2, 2], MaxPool3d [1, 3, 3] stride [1, 2, 2];
+    # pathway0_pool [2, 1, 1] after res2 for c2d and i3d), which pytorchvideo's create_resnet also builds
+    # (stem_conv_stride (1, 2, 2), stem_pool_stride (1, 2, 2), stage1_pool (2, 1, 1)): the 8x8 models keep
+    # all 8 frames through res2 and halve time once.
+    "slowfast": Pools((1, 3, 3), (2, 1, 1), conv1_stride_t=1, pool1_stride_t=1),
 }
 
 
@@ -84,6 +102,11 @@ VARIANTS: dict[str, Variant] = {
     # res4 {1, 3, 5}. Its published counts (R50 I3D 28.0 M / 43.5 G; NL dot product 35.4 M / 59.3 G, FLOPs
     # at 32x256x256) are reproduced in reports/model_zoo.md.
     "mmaction2": Variant(pools="mmaction2", stride_on="3x3", inflation="released", nonlocal_preset="mmaction2"),
+    # PySlowFast's C2D / I3D 8x8 R50 (and its NLN models) and pytorchvideo's hub c2d_r50 / i3d_r50: the stem
+    # keeps time (POOLS["slowfast"]), stride on the 3x3 (STRIDE_1X1: False), I3D's temporal kernels on the
+    # first 1x1 in the released pattern (_TEMPORAL_KERNEL_BASIS["i3d"]: res2 [3], res3 [3, 1], res4 [3, 1],
+    # res5 [1, 3]; pytorchvideo's i3d_r50 stage_conv_a_kernel_size the same), SlowFast's non-local block.
+    "slowfast": Variant(pools="slowfast", stride_on="3x3", inflation="released", nonlocal_preset="slowfast"),
 }
 DEFAULT_VARIANT = "released"
 
@@ -138,10 +161,10 @@ class ModelConfig:
             other count, puts all of them in that one stage, spaced by ``spread`` (10 in res3 is an error).
         width: ``paper`` (64), ``small`` (8) or an int: channels of conv1 and of res2's bottleneck.
         num_classes: fc outputs (Kinetics-400: 400).
-        variant: ``released`` (default), ``paper`` or ``mmaction2`` (see ``VARIANTS``); ``pools``,
+        variant: ``released`` (default), ``paper``, ``mmaction2`` or ``slowfast`` (see ``VARIANTS``); ``pools``,
             ``stride_on`` and ``inflation`` override one part of it each (None: the variant's), and so do
             the non-local knobs.
-        pools: the (kernel, stride) of pool1 and pool2: paper, released or mmaction2.
+        pools: the stem's pool kernels and temporal strides: paper, released, mmaction2 or slowfast.
         stride_on: which conv of a bottleneck strides, 1x1 (the paper) or 3x3 (the released code).
         inflation: which residual blocks of I3D get a temporal kernel: every_other (the paper) or released.
         nl_preset: the ``NonLocalBlock`` preset that fills the non-local knobs left None (None: the
@@ -253,13 +276,15 @@ class ModelConfig:
             period, offset = INFLATION[variant.inflation][k]
             blocks = tuple(arch.inflated if i % period == offset else BlockSpec() for i in range(n))
             stages.append(StageSpec(name, base * 2**k, 1 if k == 0 else 2, blocks, placement.get(name, ())))
-        pool1, pool2 = POOLS[variant.pools]
+        pools = POOLS[variant.pools]
         return VideoResNetSpec(
             stages=tuple(stages),
             stem_channels=base,
             conv1_t=arch.conv1_t,
-            pool1_kernel=pool1,
-            pool2_kernel=pool2,
+            conv1_stride=(pools.conv1_stride_t, 2, 2),
+            pool1_kernel=pools.pool1,
+            pool1_stride=(pools.pool1_stride_t, 2, 2),
+            pool2_kernel=pools.pool2,
             stride_on=variant.stride_on,
             num_classes=self.num_classes,
             dropout=self.dropout,
@@ -349,6 +374,6 @@ def build_model(
 
 
 __all__ = [
-    "ARCHS", "Arch", "DEFAULT_VARIANT", "DEPTHS", "INFLATION", "ModelConfig", "NL_PRESETS", "POOLS", "VARIANTS",
+    "ARCHS", "Arch", "DEFAULT_VARIANT", "DEPTHS", "INFLATION", "ModelConfig", "NL_PRESETS", "POOLS", "Pools", "VARIANTS",
     "Variant", "WIDTHS", "build_model", "make_config", "spread",
 ]

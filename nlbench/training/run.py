@@ -36,25 +36,30 @@ from nlbench.training.tracking import make_wandb_logger, run_summary
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
-def build_datamodule(config: RunConfig):
+def build_datamodule(config: RunConfig, test_split: str | None = None):
+    """The run's data; ``test_split`` (val or test) is the split its multi-view test reads (None: test where
+    the data has one, else val)."""
     d = config.data
     loader = LoaderConfig(batch_size=d.batch_size, eval_batch_size=d.eval_batch_size, num_workers=d.num_workers)
     if d.source == "synthetic":
-        return SyntheticDataModule(d.synthetic(), loader, cache_dir=d.cache_dir, mean=d.mean, std=d.std, seed=config.seed)
+        return SyntheticDataModule(d.synthetic(), loader, cache_dir=d.cache_dir, mean=d.mean, std=d.std, seed=config.seed,
+                                   test_split=test_split or "test")
     if not Path(d.root).is_dir():
         raise ConfigError(f"data.root={d.root!r}: no such folder")
     sampling = ClipSampling(num_frames=d.frames, sampling_rate=d.sampling_rate, num_clips=d.num_clips,
                             short_clip=d.short_clip)
-    return VideoDataModule(d.root, sampling, d.transform(), loader, seed=config.seed, index_cache=d.index_cache)
+    return VideoDataModule(d.root, sampling, d.transform(), loader, seed=config.seed, index_cache=d.index_cache,
+                           test_split=test_split)
 
 
-def _describe_data(datamodule) -> dict:
+def _describe_data(datamodule, stage: str | None = None) -> dict:
     """The record's account of a video run's data (resolved transform, views, short clips), with the
-    short clips said in one line at the start of the run."""
+    short clips said in one line at the start of the run; ``stage="test"`` reads the test split only."""
     if not isinstance(datamodule, VideoDataModule):
         return {}
     try:
-        datamodule.setup()  # every split: the short-clip counts (and an error under short_clip=error) up front
+        # Every split (stage None): the short-clip counts (and an error under short_clip=error) up front.
+        datamodule.setup(stage)
     except ValueError as e:
         raise ConfigError(f"data: {e}") from None
     short = datamodule.short_clips
@@ -72,6 +77,8 @@ def build_model(config: RunConfig, num_classes: int) -> torch.nn.Module:
     model = config.model.as_model_config(num_classes).build(seed=config.seed)
     if config.model.init_from:
         path = Path(config.model.init_from)
+        if path.is_dir():  # the folder nlbench convert (or a run) writes
+            path = path / "model.pt"
         if not path.is_file():
             raise ConfigError(f"model.init_from={str(path)!r}: no such file")
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -289,20 +296,11 @@ def _fit_and_evaluate(config: RunConfig, datamodule, module: VideoClassifier, tr
                 curve.add(trainer, val["val/top1"])
         else:  # the last validation during training saw the final weights and BN statistics
             val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-        test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         out = dict(
             val_top1=_round(val.get("val/top1")), val_top5=_round(val.get("val/top5")),
-            top1=_round(test.get("test/top1")), top5=_round(test.get("test/top5")),
             steps=trainer.global_step, epochs=trainer.current_epoch, curve=curve.points,
         )
-        if module.test_predictions is not None and trainer.is_global_zero:
-            scores, labels, videos = module.test_predictions
-            per_class = out["per_class"] = _per_class(scores, labels, datamodule.class_names)
-            out["mean_class_top1"] = round(statistics.fmean(per_class.values()), 4) if per_class else None
-            families = datamodule.test_families()
-            if families is not None:
-                out["per_family"] = _per_family(scores, labels, families[videos.numpy()])
-        return out
+        return out | _test(datamodule, module, trainer)
     except NonFiniteLossError as e:
         return dict(status="failed", reason=str(e), failed_step=e.step)
     except torch.OutOfMemoryError as e:
@@ -312,6 +310,87 @@ def _fit_and_evaluate(config: RunConfig, datamodule, module: VideoClassifier, tr
             status="failed", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
             failed_step=trainer.global_step, traceback=traceback.format_exc(limit=8),
         )
+
+
+def _test(datamodule, module: VideoClassifier, trainer: pl.Trainer) -> dict:
+    """The multi-view test (every view of a video, scores ensembled per video): top-1 / top-5, per class and
+    (synthetic data) per family. A trained run's test and ``evaluate_run`` both come here."""
+    test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    out = dict(top1=_round(test.get("test/top1")), top5=_round(test.get("test/top5")))
+    if module.test_predictions is not None and trainer.is_global_zero:
+        scores, labels, videos = module.test_predictions
+        per_class = out["per_class"] = _per_class(scores, labels, datamodule.class_names)
+        out["mean_class_top1"] = round(statistics.fmean(per_class.values()), 4) if per_class else None
+        families = datamodule.test_families()
+        if families is not None:
+            out["per_family"] = _per_family(scores, labels, families[videos.numpy()])
+    return out
+
+
+def load_weights(model: torch.nn.Module, weights: str | Path) -> str:
+    """Load ``weights`` (an nlbench ``model.pt``, or the folder holding one) into ``model``, every tensor
+    (strict: nothing missing, nothing left over, no shape changed); returns the file's sha256. ConfigError,
+    one line naming the file and the first tensor, otherwise."""
+    from nlbench.models.convert import sha256
+
+    path = Path(weights)
+    path = path / "model.pt" if path.is_dir() else path
+    if not path.is_file():
+        raise ConfigError(f"--weights {str(weights)!r}: no such file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is the user's to fix, in one line
+        raise ConfigError(f"{path}: not a state dict of tensors ({(str(e).splitlines() or [type(e).__name__])[0]})") from None
+    if not isinstance(state, dict):
+        raise ConfigError(f"{path}: expected a state dict, got {type(state).__name__}")
+    target = model.state_dict()
+    problems = [f"{k} is missing" for k in target if k not in state]
+    problems += [f"{k} is not in the model" for k in state if k not in target]
+    problems += [f"{k} is {tuple(state[k].shape)}, the model's {tuple(target[k].shape)}" for k in target
+                 if k in state and state[k].shape != target[k].shape]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        hint = "; a peer's checkpoint? nlbench convert it first" if not set(state) & set(target) else ""
+        raise ConfigError(f"{path}: does not fit the config's model: {problems[0]}{more}{hint}")
+    model.load_state_dict(state)
+    return sha256(path)
+
+
+def evaluate_run(config: RunConfig, weights: str | Path, out_dir: str | Path | None = None, *,
+                 split: str | None = None, progress: bool = True, callbacks: list | None = None) -> dict:
+    """Test ``weights`` as ``config``'s run would be tested after training, and measure the model's cost: the
+    same data module, LightningModule, Trainer, multi-view test and measurements as ``train_run``, without
+    the training. ``split``: val or test (default: test where the data has one, else val). The record (the
+    fields of a trained run's that apply, plus ``weights``, ``weights_sha256`` and ``split``) goes to
+    ``out_dir/record.json`` (default ``results/eval/<run_id>-<weights sha256[:8]>``)."""
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    if config.trainer.threads:
+        torch.set_num_threads(config.trainer.threads)
+    datamodule = build_datamodule(config, test_split=split)
+    data_record = _describe_data(datamodule, "test")
+    model = config.model.as_model_config(datamodule.num_classes).build(seed=config.seed)
+    digest = load_weights(model, weights)
+    out_dir = Path(out_dir) if out_dir else Path("results/eval") / f"{config.run_id}-{digest[:8]}"
+    device = _device(config)
+    record = _describe(config, datamodule, model, device, data_record)
+    module, trainer, _, _ = _trainer(config, datamodule, model, 1, out_dir, None, progress, callbacks)
+    try:
+        record |= _test(datamodule, module, trainer)
+    except (RuntimeError, OSError, ValueError) as e:
+        record |= dict(status="failed", reason=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    record |= dict(
+        weights=str(weights), weights_sha256=digest,
+        split=split or getattr(datamodule, "test_split", "test"),
+        wall_s=time.perf_counter() - t0,
+        machine=machine_info(device) | _devices(config),
+        started=started.isoformat(timespec="seconds"),
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=config.to_dict(),
+        out=str(out_dir),
+    )
+    if trainer.is_global_zero:
+        atomic_write_text(out_dir / "record.json", json.dumps(_finite(record), indent=2) + "\n")
+    return record
 
 
 def _close_tracking(logger, trainer: pl.Trainer, record: dict) -> None:
@@ -366,4 +445,4 @@ def read_record(run_dir: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-__all__ = ["build_datamodule", "build_model", "read_record", "train_run"]
+__all__ = ["build_datamodule", "build_model", "evaluate_run", "load_weights", "read_record", "train_run"]
