@@ -27,7 +27,7 @@ whose run another trial is training (here or on another machine) waits, and then
 
 Workers. ``--workers K`` processes take cells from every table given, in order, so K runs go on until the last
 cell of the last table. The parent writes ``results/<profile>/<table>.csv`` whenever a cell of the table is
-done, and ``last_sweep.json`` (elapsed and busy time) at the end.
+done, and ``last_sweep.json`` (elapsed and busy time) at the end of a call that trained a run.
 """
 from __future__ import annotations
 
@@ -577,6 +577,10 @@ def run_sweeps(
             signal.signal(signal.SIGTERM, previous)
     busy, trained, reused = ledger.busy()
     outcome = Outcome(sweeps, watch.frames, workers, time.perf_counter() - started, busy, trained, reused, extra)
+    if not trained:
+        # A call that only re-read finished runs says nothing of what the results cost: the file keeps the
+        # sweep that made them (on a fresh clone, the committed one).
+        return outcome
     atomic_write_text(results_dir / profile / LAST_SWEEP, json.dumps({
         "tables": [s.table.name for s in sweeps], "workers": workers, "elapsed_s": round(outcome.elapsed_s, 1),
         "busy_s": round(busy, 1), "utilisation": round(outcome.utilisation, 3), "trained": trained,
