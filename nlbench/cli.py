@@ -570,10 +570,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _rerun_pinned(argv: list[str], err) -> int:
+    """The command again, in a fresh Python that starts with the kernels' pin set (``pin`` put it in
+    os.environ; this process had computed with other kernels before it knew of the pin)."""
+    import subprocess
+
+    if os.environ.get(_RERUN) == "1":  # a fresh process that still cannot pin: say so, do not loop
+        raise err
+    print(f"nlbench: {err.args[0].split(';')[0]}: running the command again in a fresh process", file=sys.stderr)
+    return subprocess.call([sys.executable, "-m", "nlbench.cli", *argv], env={**os.environ, _RERUN: "1"})
+
+
+_RERUN = "NLBENCH_PINNED_RERUN"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from nlbench.numerics import NotPinned
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        code = args.func(args)
+        try:
+            code = args.func(args)
+        except NotPinned as err:  # raised before the run wrote a file
+            code = _rerun_pinned(argv, err)
     except (ValueError, FileNotFoundError) as err:
         # A user's mistake gets one line naming it, not a traceback. Not KeyError: user input is checked
         # where it is read (ConfigError is a ValueError), so a KeyError is a bug and keeps its traceback.

@@ -55,6 +55,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from nlbench.io import atomic_write_text
+from nlbench.numerics import NotPinned, pin
 from nlbench.sweep.results import to_frame, write_csv
 from nlbench.sweep.spec import Cell, Sweep, build_sweep
 from nlbench.training import ConfigError, read_record, train_run
@@ -566,7 +567,7 @@ def run_sweeps(
         signal.signal(signal.SIGTERM, _interrupt)
     try:
         with _Watch(ledger, results_dir, progress) as watch:
-            if workers == 1:
+            if workers == 1 and _pinned_here(sweeps[0].profile.isa):
                 work(ledger, results_dir, on_start=watch.started, on_done=watch.update)
             else:
                 _run_processes(ledger, url, results_dir, workers, watch, [str(p) for p in table_paths],
@@ -587,6 +588,16 @@ def run_sweeps(
         "reused": reused, "storage": _masked(url), "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
     }, indent=2) + "\n")
     return outcome
+
+
+def _pinned_here(isa: str | None) -> bool:
+    """Whether this process runs the profile's kernels (else its runs go to a spawned worker, which starts
+    with the pin's variables: ``pin`` sets them here, and a spawned process inherits them)."""
+    try:
+        pin(isa)
+    except NotPinned:
+        return False
+    return True
 
 
 def run_sweep(table_path: str | Path, *args, **kwargs) -> pd.DataFrame:

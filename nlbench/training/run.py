@@ -25,6 +25,7 @@ from nlbench.data.video import ClipSampling
 from nlbench.io import atomic_write_text
 from nlbench.measure import machine_info, measure_latency, nonlocal_geometry, profile_module
 from nlbench.models import load_pretrained
+from nlbench.numerics import NUMERICS_VERSION, pin
 from nlbench.seeds import derive_seed
 from nlbench.training.callbacks import TrainThroughput, ValidationCurve
 from nlbench.training.config import ConfigError, RunConfig
@@ -152,10 +153,12 @@ def train_run(
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
+    kernels = pin(config.trainer.isa)  # NotPinned (a ConfigError's kind) before a file is written
     datamodule, model, data_record, total_steps = _build(config)
     _start(run_dir, config)
     device = _device(config)
-    record = _describe(config, datamodule, model, device, data_record)
+    record = _describe(config, datamodule, model, device, data_record) | {"kernels": kernels,
+                                                                          "numerics": NUMERICS_VERSION}
     logger = make_wandb_logger(config, run_dir, group=wandb_group, tags=wandb_tags)
     if logger is not None:
         _ = logger.experiment  # wandb.init now, before the training stream is seeded, whatever it draws
