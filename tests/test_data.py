@@ -4,6 +4,9 @@ the video pipeline (decode, seek, loop, VFR, containers, unreadable files), tran
 and the `nlbench data` command line."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -644,6 +647,31 @@ def test_cli_label_absent_from_class_list(tmp_path, capsys):
 def test_cli_manifest_without_the_columns(tmp_path, capsys):
     (tmp_path / "train.csv").write_text("file,class\nx.mp4,a\n")
     assert "missing label, path" in _cli_error(["data", "scan", str(tmp_path)], capsys)
+
+
+_EXPORT_ONE_CPU = """
+import os, sys
+from nlbench.data import SyntheticConfig, export_synthetic
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+export_synthetic(sys.argv[1], SyntheticConfig(frames=8, size=128, split_sizes=(8, 8, 8)))
+"""
+
+
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2, reason="needs 2 CPUs")
+def test_export_is_byte_identical_run_to_run_and_whatever_cpus_it_sees(tmp_path):
+    config = SyntheticConfig(frames=8, size=128, split_sizes=(8, 8, 8))
+    export_synthetic(tmp_path / "a", config)
+    export_synthetic(tmp_path / "b", config, workers=2)
+    subprocess.run([sys.executable, "-c", _EXPORT_ONE_CPU, str(tmp_path / "c")], check=True, cwd=Path(__file__).resolve().parents[1])
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    a = files(tmp_path / "a")
+    assert len([k for k in a if k.endswith(".mp4")]) == 24
+    for other in ("b", "c"):
+        b = files(tmp_path / other)
+        assert a.keys() == b.keys() and [k for k in a if a[k] != b[k]] == [], other
 
 
 def test_cli_export_refuses_bad_sizes_and_a_used_directory(tmp_path, capsys):
