@@ -49,6 +49,7 @@ LEVELS = {
     "sse41": Level("default", "SSE41", ("sse4_1",), "DEFAULT", "Intel SSE4.1"),
 }
 ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA")
+CPUINFO = Path("/proc/cpuinfo")
 
 
 class NotPinned(ValueError):
@@ -61,7 +62,7 @@ def lacks(level: str) -> str | None:
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return f"this CPU is not x86-64 ({platform.machine()})"
     try:
-        flags = next((line.split(":", 1)[1].split() for line in Path("/proc/cpuinfo").read_text().splitlines()
+        flags = next((line.split(":", 1)[1].split() for line in CPUINFO.read_text().splitlines()
                       if line.startswith("flags")), None)
     except OSError:
         flags = None
