@@ -366,6 +366,28 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    import tempfile
+
+    from nlbench.numerics import compare
+    from nlbench.training import RunConfig, read_record, train_run
+
+    run = Path(args.run_dir)
+    record = read_record(run)
+    if record is None or not (run / "config.yaml").is_file():
+        raise ValueError(f"{run}: not a finished run (no record.json and config.yaml)")
+    config = RunConfig.load(run / "config.yaml")
+    isa = args.isa or config.trainer.isa or (record.get("kernels") or {}).get("pin")
+    # The figures only: cost measurement and W&B change no number (tests/test_reproducibility.py).
+    config = config.replace(trainer={"isa": isa}, measure={"enabled": False}, wandb={"enabled": False})
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix=f"reproduce-{config.run_id}-"))
+    verdict, lines = compare(record, train_run(config, out, progress=False))
+    print(f"{config.run_id}: {verdict} (re-run in {out}, kernels pinned to {isa or 'nothing'})")
+    for line in lines:
+        print(f"  {line}")
+    return 0 if verdict == "reproduced" else 1
+
+
 def cmd_overhead(args) -> None:
     from nlbench.io import atomic_write_text
     from nlbench.measure import machine_info
@@ -390,6 +412,7 @@ def torch_device(name: str):
 
 
 def _add_train_parser(sub) -> None:
+    from nlbench.numerics import LEVELS as ISA_LEVELS
     from nlbench.training.config import config_keys
 
     keys = "config keys (KEY=VALUE overrides; the values are YAML):\n  " + "\n  ".join(config_keys())
@@ -400,6 +423,15 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--out", default=None, help="run directory (default: results/runs/<run_id>)")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("reproduce", help="train a finished run again from its config.yaml and compare its figures "
+                                         "with its record (exit 1 unless identical); other kernels are said so")
+    p.add_argument("run_dir", help="a run directory, e.g. results/tiny/runs/<run_id>")
+    p.add_argument("--isa", choices=tuple(ISA_LEVELS), default=None,
+                   help="pin the kernels to this level (default: the config's trainer.isa, else the record's pin; "
+                        "the committed tiny records without either were made with avx2)")
+    p.add_argument("--out", default=None, help="run directory of the re-run (default: a new temporary one)")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("overhead", help="training clips/s under Lightning vs a bare PyTorch loop, same batches")
     p.add_argument("config", nargs="?", default="configs/tiny.yaml")

@@ -178,6 +178,29 @@ def test_a_rerun_on_other_kernels_says_so_rather_than_mismatch():
     assert numerics.version_of(legacy) == numerics.LEGACY_VERSION
 
 
+@pytest.mark.integration
+def test_nlbench_reproduce_compares_a_rerun_with_the_record(tmp_path, capsys):
+    from tests.test_sweep import FAST
+
+    config = RunConfig.from_dict({**FAST, "data": {**FAST["data"], "cache_dir": str(tmp_path / "cache")},
+                                  "trainer": {**FAST["trainer"], "isa": "avx2"}})
+    run = tmp_path / "run"
+    train_run(config, run, progress=False)
+    from nlbench.cli import main
+
+    assert main(["reproduce", str(run), "--out", str(tmp_path / "again")]) == 0
+    assert f"{config.run_id}: reproduced" in capsys.readouterr().out
+    record = json.loads((run / "record.json").read_text())
+    (run / "record.json").write_text(json.dumps({**record, "top1": 99.0}))
+    assert main(["reproduce", str(run), "--out", str(tmp_path / "third")]) == 1
+    out = capsys.readouterr().out
+    assert ": mismatch" in out and "top1: record 99.0" in out
+    other = {**record["kernels"], "cpu_capability": "AVX512", "onednn_isa": "Intel AVX-512"}
+    (run / "record.json").write_text(json.dumps({**record, "top1": 99.0, "kernels": other}))
+    assert main(["reproduce", str(run), "--out", str(tmp_path / "fourth")]) == 1
+    assert ": other kernels" in capsys.readouterr().out
+
+
 # ------------------------------------------------------------------------------------ writing the file
 
 
