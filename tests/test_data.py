@@ -758,6 +758,21 @@ def test_cached_synthetic_split_matches_generated(tmp_path):
     assert len(list(tmp_path.glob("*.npy"))) == 2 and not torch.equal(other[0][0], plain[0][0])
 
 
+def test_a_split_converted_once_gives_the_same_batches(tmp_path, monkeypatch):
+    from nlbench.data import SyntheticClips, SyntheticConfig
+
+    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(24, 16, 16), seed=3)
+    each = SyntheticClips(cfg, "val", cache_dir=tmp_path)
+    once = SyntheticClips(cfg, "val", cache_dir=tmp_path, convert_once=True)
+    converted = []
+    original = SyntheticClips._convert
+    monkeypatch.setattr(SyntheticClips, "_convert", lambda self, i: converted.append(len(i)) or original(self, i))
+    for order in ([0, 1, 2, 3], [4, 5, 6, 7], [13, 0, 9], [15]):  # batches in order, and any order
+        for (a, la), (b, lb) in zip(each.__getitems__(order), once.__getitems__(order)):
+            assert torch.equal(a, b) and a.stride() == b.stride() and la == lb
+    assert converted == [4, 16, 4, 3, 1]  # the plain split every batch; the kept one once, whole
+
+
 def test_cached_batch_read_equals_clip_by_clip(tmp_path):
     from nlbench.data import SyntheticClips, SyntheticConfig
 

@@ -158,7 +158,7 @@ class SyntheticDataModule(_ClipDataModule):
 
     def _make(self, split: str) -> Dataset:
         return SyntheticClips(self.config, split, self.mean, self.std, return_index=split == "test",
-                              cache_dir=self.cache_dir)
+                              cache_dir=self.cache_dir, convert_once=split == "val")
 
 
 class VideoDataModule(_ClipDataModule):
