@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -116,16 +115,16 @@ def test_a_profiles_pin_reaches_the_process_that_trains(tmp_path, monkeypatch):
 
 
 @pytest.mark.integration
-def test_nlbench_train_runs_again_pinned_in_a_fresh_process(tmp_path):
-    env = {**os.environ, **numerics.env_of("avx2"), "WANDB_MODE": "disabled"}
-    env.pop("NLBENCH_PINNED_RERUN", None)
-    done = subprocess.run(
-        [sys.executable, "-m", "nlbench.cli", "train", str(ROOT / "configs" / "smoke.yaml"), "trainer.isa=sse41",
-         f"data.cache_dir={tmp_path / 'cache'}", "measure.enabled=false", "--out", str(tmp_path / "run"), "--json"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "running the command again in a fresh process" in done.stderr
+def test_nlbench_train_runs_again_pinned_in_a_fresh_process(tmp_path, monkeypatch, capfd):
+    from nlbench.cli import main
+
+    for k, v in numerics.env_of("avx2").items():
+        monkeypatch.setenv(k, v)  # this session's; pin() sets sse41's for the fresh process
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.delenv("NLBENCH_PINNED_RERUN", raising=False)
+    assert main(["train", str(ROOT / "configs" / "smoke.yaml"), "trainer.isa=sse41", "measure.enabled=false",
+                 f"data.cache_dir={tmp_path / 'cache'}", "--out", str(tmp_path / "run"), "--json"]) == 0
+    assert "running the command again in a fresh process" in capfd.readouterr().err
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert record["kernels"]["cpu_capability"] == "DEFAULT" and record["kernels"]["pin"] == "sse41"
 
