@@ -93,15 +93,17 @@ def _profiles_with(tmp_path: Path, isa: str) -> tuple[Path, Path]:
 
 
 @pytest.mark.integration
-def test_a_profiles_pin_reaches_the_process_that_trains(tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_profiles_pin_reaches_the_process_that_trains(tmp_path, monkeypatch, workers):
     # sse41: a level below this (AVX2) session's, so the pin shows; the session computed long ago, so the
-    # one worker of this sweep cannot be this process: it is spawned, with the pin set.
+    # one worker of this sweep cannot be this process: it is spawned, with the pin set, as the workers of a
+    # pool are.
     from nlbench.sweep import runner
 
     for k, v in numerics.env_of("avx2").items():
         monkeypatch.setenv(k, v)  # restored afterwards: pin() sets them for the children
     table, profiles = _profiles_with(tmp_path, "sse41")
-    outcome = runner.run_sweeps([table], "pinned", workers=1, progress=False, results_dir=tmp_path / "results",
+    outcome = runner.run_sweeps([table], "pinned", workers=workers, progress=False, results_dir=tmp_path / "results",
                                 profiles_path=profiles)
     (run_id,) = outcome.frames["pinned/tp"]["run_id"]
     record = runner.read_record(tmp_path / "results" / "pinned" / "runs" / run_id)

@@ -566,8 +566,9 @@ def run_sweeps(
     if in_main:
         signal.signal(signal.SIGTERM, _interrupt)
     try:
+        here = _pinned_here(sweeps[0].profile.isa)  # and the variables are set for the workers to inherit
         with _Watch(ledger, results_dir, progress) as watch:
-            if workers == 1 and _pinned_here(sweeps[0].profile.isa):
+            if workers == 1 and here:
                 work(ledger, results_dir, on_start=watch.started, on_done=watch.update)
             else:
                 _run_processes(ledger, url, results_dir, workers, watch, [str(p) for p in table_paths],
