@@ -139,9 +139,10 @@ def pin(level: str | None) -> dict:
     os.environ.update(env_of(level))
     ran = kernels()
     if not in_effect(level, ran):
+        variables = " ".join(f"{k}={v}" for k, v in env_of(level).items())
         raise NotPinned(f"isa={level}: this process already runs {ran['cpu_capability']} / {ran['onednn_isa']} "
-                        f"kernels; the pin takes effect in a fresh process ({' '.join(f'{k}={v}' for k, v in env_of(level).items())} "
-                        f"set before Python starts, or the nlbench command line)")
+                        f"kernels; the pin takes effect in a fresh process ({variables} set before Python starts, "
+                        f"or the nlbench command line)")
     return {**ran, "pin": level}
 
 

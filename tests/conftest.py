@@ -1,6 +1,6 @@
-"""The session's kernels, and shared fixtures. Tests never reach a W&B server: runs log offline unless a test sets the mode itself
-(``wandb.mode: auto`` is online for a developer who ran ``wandb login``; every test run would be uploaded).
-A throwaway PostgreSQL server for the multi-machine sweep tests (tests/postgres.py)."""
+"""The session's kernels, and shared fixtures. Tests never reach a W&B server: runs log offline unless a test
+sets the mode itself (``wandb.mode: auto`` is online for a developer who ran ``wandb login``; every test run
+would be uploaded). A throwaway PostgreSQL server for the multi-machine sweep tests (tests/postgres.py)."""
 from __future__ import annotations
 
 import os

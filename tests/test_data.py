@@ -662,7 +662,8 @@ def test_export_is_byte_identical_run_to_run_and_whatever_cpus_it_sees(tmp_path)
     config = SyntheticConfig(frames=8, size=128, split_sizes=(8, 8, 8))
     export_synthetic(tmp_path / "a", config)
     export_synthetic(tmp_path / "b", config, workers=2)
-    subprocess.run([sys.executable, "-c", _EXPORT_ONE_CPU, str(tmp_path / "c")], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", _EXPORT_ONE_CPU, str(tmp_path / "c")], check=True,
+                   cwd=Path(__file__).resolve().parents[1])
 
     def files(root: Path) -> dict[str, bytes]:
         return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -84,7 +84,8 @@ def test_golden_numerics(tmp_path):
 def _profiles_with(tmp_path: Path, isa: str) -> tuple[Path, Path]:
     from tests.test_sweep import FAST
 
-    (tmp_path / "fast.yaml").write_text(yaml.safe_dump({**FAST, "data": {**FAST["data"], "cache_dir": str(tmp_path / "cache")}}))
+    fast = {**FAST, "data": {**FAST["data"], "cache_dir": str(tmp_path / "cache")}}
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump(fast))
     profiles = {"pinned": {"config": str(tmp_path / "fast.yaml"), "seeds": [0], "isa": isa}}
     (tmp_path / "profiles.yaml").write_text(yaml.safe_dump(profiles))
     table = {"table": "tp", "title": "pinned", "baseline": "C2D", "rows": [{"row": "C2D", "model": {"nl_blocks": 0}}]}

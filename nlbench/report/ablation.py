@@ -345,6 +345,6 @@ def write_csv(summary: pd.DataFrame, path: str | Path) -> None:
 
 __all__ = [
     "BIMODAL_GAP", "COST_COLUMNS", "STABLE_SD", "SUMMARY_COLUMNS", "block_geometry", "display_table", "enrich",
-    "failed_runs", "family_table", "other_numerics", "fmt", "has_top5", "latex", "markdown", "paired_gain", "read_results",
-    "pm", "render_markdown", "stability_flags", "summarise", "write_csv",
+    "failed_runs", "family_table", "fmt", "has_top5", "latex", "markdown", "paired_gain", "read_results",
+    "other_numerics", "pm", "render_markdown", "stability_flags", "summarise", "write_csv",
 ]

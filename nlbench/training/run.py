@@ -223,7 +223,8 @@ def _accelerator(config: RunConfig) -> str:
     return accelerator
 
 
-def _measure_once(model: torch.nn.Module, config: RunConfig, device: torch.device, run_dir: Path, kernels: dict) -> dict:
+def _measure_once(model: torch.nn.Module, config: RunConfig, device: torch.device, run_dir: Path,
+                  kernels: dict) -> dict:
     """``_measure``, once per distinct model on this machine: the seeds of a row share it (params and FLOPs are
     the same, latency and memory differ by timing noise), kept in ``<run_dir>/../.costs/``. Keyed by
     everything but the seed (the run's identity, the measurement's settings, the kernels, the machine)."""
