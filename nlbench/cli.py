@@ -399,6 +399,28 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    import tempfile
+
+    from nlbench.numerics import compare
+    from nlbench.training import RunConfig, read_record, train_run
+
+    run = Path(args.run_dir)
+    record = read_record(run)
+    if record is None or not (run / "config.yaml").is_file():
+        raise ValueError(f"{run}: not a finished run (no record.json and config.yaml)")
+    config = RunConfig.load(run / "config.yaml")
+    isa = args.isa or config.trainer.isa or (record.get("kernels") or {}).get("pin")
+    # The figures only: cost measurement and W&B change no number (tests/test_reproducibility.py).
+    config = config.replace(trainer={"isa": isa}, measure={"enabled": False}, wandb={"enabled": False})
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix=f"reproduce-{config.run_id}-"))
+    verdict, lines = compare(record, train_run(config, out, progress=False))
+    print(f"{config.run_id}: {verdict} (re-run in {out}, kernels pinned to {isa or 'nothing'})")
+    for line in lines:
+        print(f"  {line}")
+    return 0 if verdict == "reproduced" else 1
+
+
 def cmd_overhead(args) -> None:
     from nlbench.io import atomic_write_text
     from nlbench.measure import machine_info
@@ -423,6 +445,7 @@ def torch_device(name: str):
 
 
 def _add_train_parser(sub) -> None:
+    from nlbench.numerics import LEVELS as ISA_LEVELS
     from nlbench.training.config import config_keys
 
     keys = "config keys (KEY=VALUE overrides; the values are YAML):\n  " + "\n  ".join(config_keys())
@@ -433,6 +456,15 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--out", default=None, help="run directory (default: results/runs/<run_id>)")
     p.add_argument("--json", action="store_true", help="print the record as JSON")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("reproduce", help="train a finished run again from its config.yaml and compare its figures "
+                                         "with its record (exit 1 unless identical); other kernels are said so")
+    p.add_argument("run_dir", help="a run directory, e.g. results/tiny/runs/<run_id>")
+    p.add_argument("--isa", choices=tuple(ISA_LEVELS), default=None,
+                   help="pin the kernels to this level (default: the config's trainer.isa, else the record's pin; "
+                        "the committed tiny records without either were made with avx2)")
+    p.add_argument("--out", default=None, help="run directory of the re-run (default: a new temporary one)")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("overhead", help="training clips/s under Lightning vs a bare PyTorch loop, same batches")
     p.add_argument("config", nargs="?", default="configs/tiny.yaml")
@@ -690,10 +722,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _rerun_pinned(argv: list[str], err) -> int:
+    """The command again, in a fresh Python that starts with the kernels' pin set (``pin`` put it in
+    os.environ; this process had computed with other kernels before it knew of the pin)."""
+    import subprocess
+
+    if os.environ.get(_RERUN) == "1":  # a fresh process that still cannot pin: say so, do not loop
+        raise err
+    print(f"nlbench: {err.args[0].split(';')[0]}: running the command again in a fresh process", file=sys.stderr)
+    return subprocess.call([sys.executable, "-m", "nlbench.cli", *argv], env={**os.environ, _RERUN: "1"})
+
+
+_RERUN = "NLBENCH_PINNED_RERUN"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from nlbench.numerics import NotPinned
+
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        code = args.func(args)
+        try:
+            code = args.func(args)
+        except NotPinned as err:  # raised before the run wrote a file
+            code = _rerun_pinned(argv, err)
     except (ValueError, FileNotFoundError) as err:
         # A user's mistake gets one line naming it, not a traceback. Not KeyError: user input is checked
         # where it is read (ConfigError is a ValueError), so a KeyError is a bug and keeps its traceback.

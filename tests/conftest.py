@@ -1,11 +1,19 @@
-"""Shared fixtures. Tests never reach a W&B server: runs log offline unless a test sets the mode itself
-(``wandb.mode: auto`` is online for a developer who ran ``wandb login``; every test run would be uploaded).
-A throwaway PostgreSQL server for the multi-machine sweep tests (tests/postgres.py)."""
+"""The session's kernels, and shared fixtures. Tests never reach a W&B server: runs log offline unless a test
+sets the mode itself (``wandb.mode: auto`` is online for a developer who ran ``wandb login``; every test run
+would be uploaded). A throwaway PostgreSQL server for the multi-machine sweep tests (tests/postgres.py)."""
 from __future__ import annotations
 
 import os
 
 import pytest
+
+from nlbench import numerics
+
+# The whole session runs the tiny and smoke profiles' kernels (AVX2 in ATen and oneDNN), set before torch
+# computes anything, so that in-process runs give the same numbers on any x86-64 CPU (the golden numerics of
+# tests/test_numerics.py among them).
+if not numerics.lacks("avx2"):
+    os.environ.update(numerics.env_of("avx2"))
 
 
 @pytest.fixture(autouse=True)

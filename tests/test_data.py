@@ -4,6 +4,9 @@ the video pipeline (decode, seek, loop, VFR, containers, unreadable files), tran
 and the `nlbench data` command line."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -646,6 +649,32 @@ def test_cli_manifest_without_the_columns(tmp_path, capsys):
     assert "missing label, path" in _cli_error(["data", "scan", str(tmp_path)], capsys)
 
 
+_EXPORT_ONE_CPU = """
+import os, sys
+from nlbench.data import SyntheticConfig, export_synthetic
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+export_synthetic(sys.argv[1], SyntheticConfig(frames=8, size=128, split_sizes=(8, 8, 8)))
+"""
+
+
+@pytest.mark.skipif(len(getattr(os, "sched_getaffinity", lambda _: ())(0)) < 2, reason="needs 2 CPUs")
+def test_export_is_byte_identical_run_to_run_and_whatever_cpus_it_sees(tmp_path):
+    config = SyntheticConfig(frames=8, size=128, split_sizes=(8, 8, 8))
+    export_synthetic(tmp_path / "a", config)
+    export_synthetic(tmp_path / "b", config, workers=2)
+    subprocess.run([sys.executable, "-c", _EXPORT_ONE_CPU, str(tmp_path / "c")], check=True,
+                   cwd=Path(__file__).resolve().parents[1])
+
+    def files(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    a = files(tmp_path / "a")
+    assert len([k for k in a if k.endswith(".mp4")]) == 24
+    for other in ("b", "c"):
+        b = files(tmp_path / other)
+        assert a.keys() == b.keys() and [k for k in a if a[k] != b[k]] == [], other
+
+
 def test_cli_export_refuses_bad_sizes_and_a_used_directory(tmp_path, capsys):
     assert "split_sizes=(25, 10, 10)" in _cli_error(
         ["data", "export-synthetic", str(tmp_path / "a"), "--split-sizes", "25,10,10"], capsys
@@ -728,6 +757,21 @@ def test_cached_synthetic_split_matches_generated(tmp_path):
         cached[16]
     other = SyntheticClips(SyntheticConfig(frames=4, size=24, split_sizes=(24, 16, 16), seed=4), "val", cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npy"))) == 2 and not torch.equal(other[0][0], plain[0][0])
+
+
+def test_a_split_converted_once_gives_the_same_batches(tmp_path, monkeypatch):
+    from nlbench.data import SyntheticClips, SyntheticConfig
+
+    cfg = SyntheticConfig(frames=4, size=24, split_sizes=(24, 16, 16), seed=3)
+    each = SyntheticClips(cfg, "val", cache_dir=tmp_path)
+    once = SyntheticClips(cfg, "val", cache_dir=tmp_path, convert_once=True)
+    converted = []
+    original = SyntheticClips._convert
+    monkeypatch.setattr(SyntheticClips, "_convert", lambda self, i: converted.append(len(i)) or original(self, i))
+    for order in ([0, 1, 2, 3], [4, 5, 6, 7], [13, 0, 9], [15]):  # batches in order, and any order
+        for (a, la), (b, lb) in zip(each.__getitems__(order), once.__getitems__(order)):
+            assert torch.equal(a, b) and a.stride() == b.stride() and la == lb
+    assert converted == [4, 16, 4, 3, 1]  # the plain split every batch; the kept one once, whole
 
 
 def test_cached_batch_read_equals_clip_by_clip(tmp_path):

@@ -418,6 +418,22 @@ def test_report_writes_tables_plots_and_readme_atomically(setup, monkeypatch, ca
     assert re.search(r"\| 1 +\| +t_fixture: NL \| +C2D \| +\+10\.2 ± 0\.3 \| +5 \| +\+0\.0200 \|", text)
     assert "| t_fixture: NL | 2 | res3.1.nl 4x8x8/64; res4.1.nl 2x2x2/2 | **1 below 4x4 or 4 keys** |" in text
     assert "Row stability: 1 of 6 rows flagged" in text and "t_fixture Noisy (SD" in text
+    assert "numerics version" not in md  # every record of this version (or before the key: 1)
+
+
+def test_runs_of_another_numerics_version_are_flagged(setup):
+    from nlbench.numerics import NUMERICS_VERSION
+
+    runs = setup / "results" / "test" / "runs"
+    for run_id, version in (("nl1", NUMERICS_VERSION), ("worse2", NUMERICS_VERSION + 1)):
+        record = json.loads((runs / run_id / "record.json").read_text())
+        (runs / run_id / "record.json").write_text(json.dumps({**record, "numerics": version}))
+    build.build_reports("test", setup / "results", setup / "reports", setup / "ablations", measure=False,
+                        attention=False)
+    md = (setup / "reports" / "test" / "t_fixture.md").read_text()
+    flagged = md.split("## Runs of another numerics version")[1].split("## Failed runs")[0]
+    # records without the key predate it: version 1, this code's
+    assert flagged.count("\n- ") == 1 and f"- Worse, seed 2 (`worse2`): numerics version {NUMERICS_VERSION + 1}" in flagged
 
 
 def test_summary_lists_a_variant_shared_by_two_tables_once(setup):

@@ -285,6 +285,17 @@ def test_one_pool_over_tables_trains_a_shared_run_once(tables, monkeypatch):
     assert last["workers"] == 2 and last["trained"] == 8 and last["tables"] == ["ta", "tb"]
 
 
+def test_a_sweep_that_trains_nothing_keeps_the_last_sweeps_record(tables, capsys):
+    folder, a, _ = tables
+    runner.run_sweeps([a], "test", progress=False)
+    path = Path("results/test/last_sweep.json")
+    made = path.read_text()
+    assert json.loads(made)["trained"] == 6
+    again = runner.run_sweeps([a], "test", progress=False)  # every cell done: nothing claimed, nothing trained
+    assert again.trained == 0 and len(again.frames["test/ta"]) == 6
+    assert path.read_text() == made  # still the sweep that made the results
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_progress_shows_a_line_per_finished_run(tables, capsys, workers):
     folder, a, b = tables

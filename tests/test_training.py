@@ -201,6 +201,28 @@ def test_same_seed_same_metrics_and_weights(tmp_path):
 
 
 @pytest.mark.integration
+def test_cost_is_measured_once_per_distinct_model(tmp_path, monkeypatch):
+    from nlbench.training import run
+
+    measured = []
+    original = run._measure
+    monkeypatch.setattr(run, "_measure", lambda model, config, device: measured.append(config.run_id) or
+                        original(model, config, device))
+    config = smoke(tmp_path, recipe={"max_steps": 2}, wandb={"enabled": False})
+    runs = tmp_path / "runs"
+    first = train_run(config, runs / "a", progress=False)
+    second = train_run(config.replace(seed=1), runs / "b", progress=False)  # another seed: the same model
+    assert measured == [config.run_id] and first["latency_ms"] > 0
+    costs = ("params", "gflops", "latency_ms", "latency_eval_ms", "peak_mem_mb", "timings_ms")
+    assert {k: second[k] for k in costs} == {k: first[k] for k in costs}
+    other = config.replace(model={"nl_blocks": 1})
+    third = train_run(other, runs / "c", progress=False)
+    assert measured == [config.run_id, other.run_id] and third["params"] > first["params"]
+    train_run(config.replace(measure={"repeats": 2}), runs / "d", progress=False)  # measured otherwise: again
+    assert len(measured) == 3
+
+
+@pytest.mark.integration
 def test_frozen_bn_keeps_statistics_and_affine_through_validations(tmp_path):
     from nlbench.training.run import build_model
 

@@ -161,7 +161,7 @@ class SyntheticDataModule(_ClipDataModule):
     def _make(self, split: str) -> Dataset:
         source = self.test_split if split == "test" else split
         return SyntheticClips(self.config, source, self.mean, self.std, return_index=split == "test",
-                              cache_dir=self.cache_dir)
+                              cache_dir=self.cache_dir, convert_once=split == "val")
 
 
 class VideoDataModule(_ClipDataModule):

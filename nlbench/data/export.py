@@ -21,8 +21,12 @@ from nlbench.data.synthetic import SyntheticConfig, generate
 from nlbench.data.video import write_video
 from nlbench.io import atomic_write_text
 
-# Near-lossless: compression noise should not decide a colour.
-DEFAULT_OPTIONS = {"crf": "12", "preset": "veryfast"}
+# Near-lossless: compression noise should not decide a colour. One encoder thread: left to x264 (threads=0)
+# the count follows the CPUs the process may use (its affinity), and frame threads encode differently (at
+# 128x128, threads 1 and 2 give other bytes; at 32x32 x264 takes one thread whatever it is offered), so an
+# export was not the same file on another machine or under another CPU set; the export's parallelism is its
+# processes (--workers).
+DEFAULT_OPTIONS = {"crf": "12", "preset": "veryfast", "threads": "1"}
 METADATA = "synthetic.json"
 FAMILIES_CSV = "families.csv"
 

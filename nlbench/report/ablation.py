@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from nlbench.io import atomic_write_text
+from nlbench.numerics import NUMERICS_VERSION, version_of
 from nlbench.report.claims import ClaimResult, claim_line, counts
 from nlbench.report.stats import by_seed, mean_ci, paired
 from nlbench.sweep.results import FAMILY_PREFIX
@@ -256,6 +257,18 @@ def failed_runs(frame: pd.DataFrame) -> pd.DataFrame:
     return bad[[c for c in ("row", "seed", "run_id", "reason") if c in bad.columns]]
 
 
+def other_numerics(frame: pd.DataFrame, records: dict[str, dict]) -> list[str]:
+    """A line per run whose record another numerics version than this code's made (nlbench/numerics.py):
+    this code may not give its numbers again. A record without the key predates it (version 1)."""
+    lines = []
+    for _, run in frame.iterrows():
+        record = records.get(str(run.get("run_id")))
+        if record is not None and version_of(record) != NUMERICS_VERSION:
+            lines.append(f"- {run['row']}, seed {run['seed']} (`{run['run_id']}`): numerics version "
+                         f"{version_of(record)}")
+    return lines
+
+
 def render_markdown(
     table: Table,
     summary: pd.DataFrame,
@@ -266,6 +279,7 @@ def render_markdown(
     source: str,
     geometry: pd.DataFrame | None = None,
     plots: list[str] = (),
+    numerics: list[str] = (),
 ) -> str:
     seeds = sorted(int(s) for s in pd.unique(frame["seed"])) if len(frame) else []
     machines = sorted({str(m) for m in frame.get("machine", pd.Series(dtype=str)).dropna()})
@@ -307,6 +321,11 @@ def render_markdown(
         out += ["", markdown(geometry.astype(str).replace("nan", "-"))]
     else:
         out.append("Not recorded (the runs' records predate `nonlocal_blocks`), or no row has a non-local block.")
+    if numerics:  # only then: a report of this version's runs reads as before the versions existed
+        out += ["", "## Runs of another numerics version", "",
+                f"{len(numerics)} runs were made by code of another numerics version than this one's "
+                f"({NUMERICS_VERSION}): their figures may not come again from this code (`nlbench/numerics.py`).",
+                "", *numerics]
     bad = failed_runs(frame)
     out += ["", "## Failed runs", ""]
     if len(bad):
@@ -328,5 +347,5 @@ def write_csv(summary: pd.DataFrame, path: str | Path) -> None:
 __all__ = [
     "BIMODAL_GAP", "COST_COLUMNS", "STABLE_SD", "SUMMARY_COLUMNS", "block_geometry", "display_table", "enrich",
     "failed_runs", "family_table", "fmt", "has_top5", "latex", "markdown", "paired_gain", "read_results",
-    "pm", "render_markdown", "stability_flags", "summarise", "write_csv",
+    "other_numerics", "pm", "render_markdown", "stability_flags", "summarise", "write_csv",
 ]

@@ -122,7 +122,7 @@ def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, 
     if png is not None:
         plots.append(png.name)
     text = ablation.render_markdown(table, summary, claims, frame, profile=profile, source=str(csv_path),
-                                    geometry=geometry, plots=plots)
+                                    geometry=geometry, plots=plots, numerics=ablation.other_numerics(frame, records))
     ablation.write_csv(summary, out_dir / f"{table.name}.csv")
     atomic_write_text(out_dir / f"{table.name}.tex", ablation.latex(ablation.display_table(summary), table.title))
     atomic_write_text(out_dir / f"{table.name}.md", text)

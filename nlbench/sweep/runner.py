@@ -27,7 +27,7 @@ whose run another trial is training (here or on another machine) waits, and then
 
 Workers. ``--workers K`` processes take cells from every table given, in order, so K runs go on until the last
 cell of the last table. The parent writes ``results/<profile>/<table>.csv`` whenever a cell of the table is
-done, and ``last_sweep.json`` (elapsed and busy time) at the end.
+done, and ``last_sweep.json`` (elapsed and busy time) at the end of a call that trained a run.
 """
 from __future__ import annotations
 
@@ -55,6 +55,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from nlbench.io import atomic_write_text
+from nlbench.numerics import NotPinned, pin
 from nlbench.sweep.results import to_frame, write_csv
 from nlbench.sweep.spec import Cell, Sweep, build_sweep
 from nlbench.training import ConfigError, read_record, train_run
@@ -565,8 +566,9 @@ def run_sweeps(
     if in_main:
         signal.signal(signal.SIGTERM, _interrupt)
     try:
+        here = _pinned_here(sweeps[0].profile.isa)  # and the variables are set for the workers to inherit
         with _Watch(ledger, results_dir, progress) as watch:
-            if workers == 1:
+            if workers == 1 and here:
                 work(ledger, results_dir, on_start=watch.started, on_done=watch.update)
             else:
                 _run_processes(ledger, url, results_dir, workers, watch, [str(p) for p in table_paths],
@@ -577,12 +579,26 @@ def run_sweeps(
             signal.signal(signal.SIGTERM, previous)
     busy, trained, reused = ledger.busy()
     outcome = Outcome(sweeps, watch.frames, workers, time.perf_counter() - started, busy, trained, reused, extra)
+    if not trained:
+        # A call that only re-read finished runs says nothing of what the results cost: the file keeps the
+        # sweep that made them (on a fresh clone, the committed one).
+        return outcome
     atomic_write_text(results_dir / profile / LAST_SWEEP, json.dumps({
         "tables": [s.table.name for s in sweeps], "workers": workers, "elapsed_s": round(outcome.elapsed_s, 1),
         "busy_s": round(busy, 1), "utilisation": round(outcome.utilisation, 3), "trained": trained,
         "reused": reused, "storage": _masked(url), "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
     }, indent=2) + "\n")
     return outcome
+
+
+def _pinned_here(isa: str | None) -> bool:
+    """Whether this process runs the profile's kernels (else its runs go to a spawned worker, which starts
+    with the pin's variables: ``pin`` sets them here, and a spawned process inherits them)."""
+    try:
+        pin(isa)
+    except NotPinned:
+        return False
+    return True
 
 
 def run_sweep(table_path: str | Path, *args, **kwargs) -> pd.DataFrame:

@@ -36,13 +36,14 @@ from typing import Any
 import yaml
 
 from nlbench.io import load_yaml
+from nlbench.numerics import LEVELS as ISA_LEVELS
 from nlbench.training.config import ConfigError, RunConfig
 
 TABLE_KEYS = ("table", "title", "baseline", "defaults", "rows", "claims")
 ROW_SECTIONS = ("model", "data", "recipe")
 ROW_KEYS = ("row", *ROW_SECTIONS, "clip", "baseline", "paper")
 PAPER_KEYS = ("top1", "top5", "params_ratio", "gflops_ratio")
-PROFILE_KEYS = ("config", "seeds", "clips", "needs_data")
+PROFILE_KEYS = ("config", "seeds", "clips", "needs_data", "isa")
 DEFAULT_PROFILES = Path(__file__).resolve().parents[2] / "ablations" / "profiles.yaml"
 
 
@@ -53,6 +54,7 @@ class Profile:
     seeds: tuple[int, ...]
     clips: dict[str, dict]
     needs_data: bool = False
+    isa: str | None = None  # every run's trainer.isa: the kernels' ISA level (nlbench.numerics)
 
 
 @dataclass(frozen=True)
@@ -375,8 +377,11 @@ def load_profiles(path: str | Path = DEFAULT_PROFILES) -> dict[str, Profile]:
         needs_data = raw.get("needs_data", False)
         if not isinstance(needs_data, bool):
             raise ConfigError(f"{where}: needs_data={needs_data!r} must be true or false")
+        isa = raw.get("isa")
+        if isa is not None and isa not in ISA_LEVELS:
+            raise ConfigError(f"{where}: isa={isa!r} must be one of {', '.join(ISA_LEVELS)} or null")
         profiles[str(name)] = Profile(str(name), _resolve(raw["config"], path.parent.parent), tuple(seeds), clips,
-                                      needs_data)
+                                      needs_data, isa)
     return profiles
 
 
@@ -459,6 +464,7 @@ def build_sweep(
     elif data is not None:
         raise ConfigError(f"--data {data}: profile {profile} uses the embedded synthetic data; "
                           f"--data is for profiles with needs_data (e.g. paper)")
+    isa_layer = {"trainer": {"isa": prof.isa}} if prof.isa else {}
     # Every row's configs first: a bad key in any row is its own one-line error, before the knob columns
     # (the keys of every row) are read from the configs.
     configs = []
@@ -467,7 +473,7 @@ def build_sweep(
         if clip not in prof.clips:
             raise ConfigError(f"{table.path}: row {row.label!r}: clip={clip!r} is not defined by profile {profile} "
                               f"(clips: {', '.join(prof.clips)})")
-        merged = _merge(base, table.defaults, prof.clips[clip], row.overrides, data_layer)
+        merged = _merge(base, table.defaults, prof.clips[clip], row.overrides, data_layer, isa_layer)
         for seed in prof.seeds:
             source = f"{table.path}: row {row.label!r} (profile {profile})"
             configs.append((row.label, seed, RunConfig.from_dict({**merged, "seed": seed}, source)))

@@ -14,7 +14,8 @@ Each section is a pydantic model: a field's annotation is its type, its allowed 
 bounds, and the one-line error a bad value gets is made from the same declaration (``Expected``). A file is
 validated as JSON data (strict: no "5" for 5, no true for 1, a list for a tuple).
 
-``run_id`` hashes everything that changes the result (not ``name``, ``wandb`` or ``measure``), so the same
+``run_id`` hashes everything that changes the result (not ``name``, ``wandb``, ``measure`` or the kernels'
+ISA ``trainer.isa``), so the same
 run appearing in several ablation tables is trained once.
 """
 from __future__ import annotations
@@ -36,6 +37,7 @@ from nlbench.data.synthetic import SyntheticConfig
 from nlbench.data.video import SHORT_CLIP_POLICIES
 from nlbench.io import load_yaml
 from nlbench.models import ModelConfig, make_config
+from nlbench.numerics import LEVELS as ISA_LEVELS
 from nlbench.ops.knobs import KNOBS, model_fields
 from nlbench.ops.knobs import NAMES as KNOB_NAMES
 from nlbench.ops.registry import DEFAULT_BLOCK, fingerprint
@@ -258,6 +260,9 @@ class TrainerSection(_Section):
     threads: Annotated[Optional[int], Field(ge=0), Expected("an int >= 0 or null (torch's default)")] = None
     # channels_last: NDHWC activations and weights; the small models train ~15-20% faster on a CPU (oneDNN).
     memory_format: Literal["contiguous", "channels_last"] = "contiguous"
+    # The CPU kernels' ISA level (nlbench.numerics; null: the CPU's best). Not in the run_id: it picks the
+    # kernels, which the record states, as it states the machine.
+    isa: Annotated[Optional[Literal[tuple(ISA_LEVELS)]], Expected(f"one of {', '.join(ISA_LEVELS)} or null")] = None
 
     @property
     def channels_last(self) -> bool:
@@ -350,6 +355,7 @@ class RunConfig(_Section):
         data = self.to_dict()
         for key in ("name", "wandb", "measure"):
             data.pop(key)
+        data["trainer"].pop("isa")
         data["data"] = self.data.identity()
         # Recipe keys added after run ids existed count only where they differ from the old behaviour.
         for key, old in _ADDED_RECIPE_KEYS.items():

@@ -7,6 +7,7 @@ failed), one without is a run that was interrupted and must be redone.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import statistics
@@ -25,6 +26,7 @@ from nlbench.data.video import ClipSampling
 from nlbench.io import atomic_write_text
 from nlbench.measure import machine_info, measure_latency, nonlocal_geometry, profile_module
 from nlbench.models import load_pretrained
+from nlbench.numerics import NUMERICS_VERSION, pin
 from nlbench.seeds import derive_seed
 from nlbench.training.callbacks import TrainThroughput, ValidationCurve
 from nlbench.training.config import ConfigError, RunConfig
@@ -34,6 +36,8 @@ from nlbench.training.tracking import make_wandb_logger, run_summary
 
 # Lightning 2.6 on torch 2.13 warns about a torch-internal pytree API on every fit; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+COSTS = ".costs"  # beside the run directories: each distinct model's measured cost (_measure_once)
 
 
 def build_datamodule(config: RunConfig, test_split: str | None = None):
@@ -159,10 +163,12 @@ def train_run(
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
+    kernels = pin(config.trainer.isa)  # NotPinned (a ConfigError's kind) before a file is written
     datamodule, model, data_record, total_steps = _build(config)
     _start(run_dir, config)
     device = _device(config)
-    record = _describe(config, datamodule, model, device, data_record)
+    record = _describe(config, datamodule, model, device, data_record, run_dir, kernels) | {
+        "kernels": kernels, "numerics": NUMERICS_VERSION}
     logger = make_wandb_logger(config, run_dir, group=wandb_group, tags=wandb_tags)
     if logger is not None:
         _ = logger.experiment  # wandb.init now, before the training stream is seeded, whatever it draws
@@ -224,10 +230,28 @@ def _accelerator(config: RunConfig) -> str:
     return accelerator
 
 
-def _describe(config: RunConfig, datamodule, model: torch.nn.Module, device: torch.device, data_record: dict) -> dict:
+def _measure_once(model: torch.nn.Module, config: RunConfig, device: torch.device, run_dir: Path,
+                  kernels: dict) -> dict:
+    """``_measure``, once per distinct model on this machine: the seeds of a row share it (params and FLOPs are
+    the same, latency and memory differ by timing noise), kept in ``<run_dir>/../.costs/``. Keyed by
+    everything but the seed (the run's identity, the measurement's settings, the kernels, the machine, and the
+    code: another commit may run other kernels, e.g. another dispatch choice, so it measures again)."""
+    identity = {**config.result_dict(), "seed": None, "measure": config.measure.to_dict(), "kernels": kernels,
+                "machine": machine_info(device), "torch": torch.__version__, "code": code_version()}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = run_dir.parent / COSTS / f"{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    costs = _measure(model, config, device)
+    atomic_write_text(path, json.dumps(_finite(costs)) + "\n")  # two workers measuring one model: the last wins
+    return costs
+
+
+def _describe(config: RunConfig, datamodule, model: torch.nn.Module, device: torch.device, data_record: dict,
+              run_dir: Path, kernels: dict) -> dict:
     """The record's head: what ran (name, costs, what each non-local block attends over, the data) and which
     code."""
-    costs = _measure(model, config, device) if config.measure.enabled else {}
+    costs = _measure_once(model, config, device, run_dir, kernels) if config.measure.enabled else {}
     input_shape = (3, config.data.frames, config.data.size, config.data.size)
     return {
         "run_id": config.run_id,
