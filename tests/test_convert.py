@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from nlbench.cli import main
-from nlbench.models.convert import FIELDS, RULES, ConversionError, convert, our_name, to_peer
+from nlbench.models.convert import FIELDS, RULES, ConversionError, convert, our_name, peer_name, to_peer
 from nlbench.models.resnet import VideoResNet
 
 TOL = 1e-10
@@ -401,6 +401,39 @@ def test_caffe2_name_rules():
     assert our_name("caffe2", "res_conv1_bn_s") == "bn1.weight"
     assert our_name("caffe2", "res3_0_branch1_bn_b") == "layer2.0.downsample.1.bias"
     assert our_name("caffe2", "res3_0_branch2a_bn_x") is None
+
+
+
+# Blob -> PySlowFast name pairs as PySlowFast's own converter of the video-nonlocal-net checkpoints renames
+# them (slowfast/utils/c2_model_loading.py, get_name_convert_func, read at facebookresearch/SlowFast 31d2ea7;
+# the module names it produces are those of its ResStage, "pathway{p}_res{i}" / "pathway{p}_nonlocal{i}" after
+# residual block i, ResBlock's branch1 / branch1_bn / branch2.{a,b,c} / {a,b,c}_bn, the stem's conv / bn and
+# the head's projection): the two formats' tables must send each pair to one tensor of ours.
+C2_TO_SLOWFAST = [
+    ("conv1_w", "s1.pathway0_stem.conv.weight"),
+    ("res_conv1_bn_s", "s1.pathway0_stem.bn.weight"),
+    ("res_conv1_bn_riv", "s1.pathway0_stem.bn.running_var"),
+    ("res2_0_branch2a_w", "s2.pathway0_res0.branch2.a.weight"),
+    ("res4_4_branch2c_bn_b", "s4.pathway0_res4.branch2.c_bn.bias"),
+    ("res3_2_branch2b_bn_rm", "s3.pathway0_res2.branch2.b_bn.running_mean"),
+    ("res4_0_branch1_w", "s4.pathway0_res0.branch1.weight"),
+    ("res5_0_branch1_bn_s", "s5.pathway0_res0.branch1_bn.weight"),
+    ("nonlocal_conv3_1_theta_w", "s3.pathway0_nonlocal1.conv_theta.weight"),
+    ("nonlocal_conv4_3_phi_b", "s4.pathway0_nonlocal3.conv_phi.bias"),
+    ("nonlocal_conv4_5_g_w", "s4.pathway0_nonlocal5.conv_g.weight"),
+    ("nonlocal_conv4_5_out_w", "s4.pathway0_nonlocal5.conv_out.weight"),
+    ("nonlocal_conv4_5_bn_s", "s4.pathway0_nonlocal5.bn.weight"),
+    ("nonlocal_conv3_3_bn_riv", "s3.pathway0_nonlocal3.bn.running_var"),
+    ("pred_w", "head.projection.weight"),
+    ("pred_b", "head.projection.bias"),
+]
+
+
+@pytest.mark.parametrize("blob, slowfast", C2_TO_SLOWFAST)
+def test_caffe2_and_slowfast_names_agree_with_slowfast_s_own_converter(blob, slowfast):
+    ours = our_name("caffe2", blob)
+    assert ours is not None and our_name("slowfast", slowfast) == ours
+    assert peer_name("caffe2", ours) == blob and peer_name("slowfast", ours) == slowfast
 
 
 # ------------------------------------------------------------------------------------------ refusals

@@ -21,11 +21,12 @@ Formats and where their names come from:
   ``stage1_pool`` taking ``blocks.2``, so res3..res5 are blocks 3..5 and the head block 6; checkpoint
   under ``model_state``). Checked against the installed code.
 - ``slowfast``: PySlowFast ``.pyth`` (``model_state``; ``s1.pathway0_stem``, ``sK.pathway0_resI.branch2.a``,
-  ``sK.pathway0_nonlocalI.conv_theta``, ``head.projection``). Written from SlowFast's ``resnet_helper.py``
-  / ``stem_helper.py`` / ``nonlocal_helper.py`` as recalled, not installable here: check against the repo.
+  ``sK.pathway0_nonlocalI.conv_theta``, ``head.projection``): SlowFast's ``ResStage`` / ``ResBlock`` /
+  ``ResNetBasicStem`` / ``Nonlocal`` module names (not installable here; checked in tests/test_convert.py
+  against the renaming of its ``c2_model_loading.py``).
 - ``caffe2``: video-nonlocal-net ``.pkl`` (``blobs``: ``conv1_w``, ``res_conv1_bn_s``,
-  ``res2_0_branch2a_w``, ``nonlocal_conv3_1_theta_w``, ``pred_w``). Names as SlowFast's
-  ``c2_model_loading.py`` converts them, recalled, not checked against the repo here.
+  ``res2_0_branch2a_w``, ``nonlocal_conv3_1_theta_w``, ``pred_w``): the blob names SlowFast's
+  ``c2_model_loading.py`` renames to its own (tests/test_convert.py checks both tables against that renaming).
 
 Frozen BN: a Caffe2 ``AffineChannel`` (``_bn_s`` and ``_bn_b`` without ``_bn_rm`` / ``_bn_riv``: the
 128-frame models) computes ``s * x + b``; it becomes a BatchNorm with running mean 0 and running variance
