@@ -18,7 +18,8 @@ def to_memory_format(module: nn.Module, memory_format: torch.memory_format) -> n
     with torch.no_grad():
         for t in itertools.chain(module.parameters(), module.buffers()):
             if t.dim() == 5:
-                t.data = t.data.contiguous(memory_format=memory_format)
+                t.data = t.data.to(memory_format=memory_format)  # as Module.to: .contiguous() would keep an
+                # ambiguous layout (a 1x1x1 kernel is contiguous both ways) where .to() sets channels-last strides
     return module
 
 

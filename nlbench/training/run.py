@@ -390,13 +390,15 @@ def evaluate_run(config: RunConfig, weights: str | Path, out_dir: str | Path | N
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
+    kernels = pin(config.trainer.isa)  # the kernels the run was made with (NotPinned: a fresh process runs it)
     datamodule = build_datamodule(config, test_split=split)
     data_record = _describe_data(datamodule, "test")
     model = config.model.as_model_config(datamodule.num_classes).build(seed=config.seed)
     digest = load_weights(model, weights)
     out_dir = Path(out_dir) if out_dir else Path("results/eval") / f"{config.run_id}-{digest[:8]}"
     device = _device(config)
-    record = _describe(config, datamodule, model, device, data_record)
+    record = _describe(config, datamodule, model, device, data_record, out_dir, kernels) | {
+        "kernels": kernels, "numerics": NUMERICS_VERSION}
     module, trainer, _, _ = _trainer(config, datamodule, model, 1, out_dir, None, progress, callbacks)
     try:
         record |= _test(datamodule, module, trainer)
