@@ -57,7 +57,7 @@ clean:
 model-zoo:
 	$(BIN)/nlbench zoo --out reports/model_zoo.md --csv results/model_zoo.csv
 
-# Every Table 2 ablation (ablations/*.yaml) at PROFILE (smoke: CI, about 2 min; tiny: the default, about 47 min on 2 cores; paper:
+# Every Table 2 ablation and the bottleneck and successors tables (ablations/*.yaml) at PROFILE (smoke: CI, about 2 min; tiny: the default, about 5 h on 2 cores; paper:
 # needs DATA=ROOT), then the reports. Resumable: run it again after an interruption.
 # WORKERS: runs in parallel; the small profiles run one thread per run, so one worker per core.
 PROFILE ?= tiny
