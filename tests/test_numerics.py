@@ -12,7 +12,6 @@ again in a fresh process), and records say which kernels ran.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sys
@@ -25,6 +24,7 @@ import yaml
 
 from nlbench import numerics
 from nlbench.training import RunConfig, train_run
+from tests.test_reproducibility import weights_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).with_name("golden_numerics.json")
@@ -43,22 +43,13 @@ class _Losses(pl.Callback):
         self.losses.append(float(outputs["loss"]))
 
 
-def _weights(run_dir: Path) -> str:
-    state = torch.load(run_dir / "model.pt", weights_only=True)
-    h = hashlib.sha256()
-    for name in sorted(state):
-        h.update(name.encode())
-        h.update(state[name].detach().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def golden_run(tmp: Path) -> tuple[dict, dict]:
     """(the figures the file pins, the run's record)."""
     base = RunConfig.load(ROOT / "configs" / "smoke.yaml")
     config = base.replace(**{**GOLDEN_CONFIG, "data": {"cache_dir": str(tmp / "cache")}})
     losses = _Losses()
     record = train_run(config, tmp / "run", progress=False, callbacks=[losses])
-    figures = {"losses": losses.losses, "weights_sha256": _weights(tmp / "run"),
+    figures = {"losses": losses.losses, "weights_sha256": weights_hash(tmp / "run"),
                **{k: record[k] for k in ("val_top1", "top1", "curve")}}
     return figures, record
 

@@ -34,36 +34,34 @@ def _randomise(block: nn.Module, seed: int = 0) -> nn.Module:
     return block
 
 
+def _context(block, clip: np.ndarray) -> np.ndarray:
+    """sum_j alpha_j x_j, alpha_j = exp(W_k x_j) / sum_m exp(W_k x_m), over every position j of one clip."""
+    wk, bk = _w(block.W_k)
+    positions = list(itertools.product(*(range(s) for s in clip.shape[1:])))
+    logits = np.array([wk[0] @ clip[(slice(None), *p)] + bk[0] for p in positions])
+    alpha = np.exp(logits - logits.max())
+    alpha /= alpha.sum()
+    return sum(a * clip[(slice(None), *p)] for a, p in zip(alpha, positions))
+
+
 def snl_reference(block: SimplifiedNonLocal, x: np.ndarray) -> np.ndarray:
     """GCNet eq. 2: z_i = x_i + W_v sum_j softmax_j(W_k x_j) x_j."""
-    wk, bk = _w(block.W_k)
     wv, bv = _w(block.W_v)
     out = np.empty_like(x)
     for n in range(x.shape[0]):
-        positions = list(itertools.product(*(range(s) for s in x.shape[2:])))
-        logits = np.array([wk[0] @ x[n][(slice(None), *p)] + bk[0] for p in positions])
-        alpha = np.exp(logits - logits.max())
-        alpha /= alpha.sum()
-        context = sum(a * x[n][(slice(None), *p)] for a, p in zip(alpha, positions))
-        out[n] = x[n] + (wv @ context + bv)[:, None, None, None]
+        out[n] = x[n] + (wv @ _context(block, x[n]) + bv)[:, None, None, None]
     return out
 
 
 def gc_reference(block: GlobalContextBlock, x: np.ndarray) -> np.ndarray:
     """GCNet eq. 4: z_i = x_i + W_v2 ReLU(LN(W_v1 sum_j alpha_j x_j)), LN over the bottleneck's channels."""
-    wk, bk = _w(block.W_k)
     w1, b1 = _w(block.W_v1)
     w2, b2 = _w(block.W_v2)
     gamma = block.LN.weight.detach().double().numpy().reshape(-1)
     beta = block.LN.bias.detach().double().numpy().reshape(-1)
     out = np.empty_like(x)
     for n in range(x.shape[0]):
-        positions = list(itertools.product(*(range(s) for s in x.shape[2:])))
-        logits = np.array([wk[0] @ x[n][(slice(None), *p)] + bk[0] for p in positions])
-        alpha = np.exp(logits - logits.max())
-        alpha /= alpha.sum()
-        context = sum(a * x[n][(slice(None), *p)] for a, p in zip(alpha, positions))
-        u = w1 @ context + b1
+        u = w1 @ _context(block, x[n]) + b1
         u = (u - u.mean()) / np.sqrt(u.var() + block.LN.eps) * gamma + beta
         out[n] = x[n] + (w2 @ np.maximum(u, 0) + b2)[:, None, None, None]
     return out
