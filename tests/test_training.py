@@ -589,6 +589,7 @@ def test_ddp_two_cpu_processes(tmp_path, monkeypatch, block):
     record = json.loads((tmp_path / "run" / "record.json").read_text())
     assert record["status"] == "ok" and record["machine"]["devices"] == "2" and record["machine"]["strategy"] == "ddp"
     assert "gloo" in proc.stderr or "distributed_backend=gloo" in proc.stdout + proc.stderr
+    assert "litlogger" not in proc.stdout + proc.stderr  # Lightning's advertisement, filtered
     assert np.isfinite(record["top1"])
     if block is not None:
         assert [b["name"] for b in record["nonlocal_blocks"]] == ["layer3.nonlocal4"]

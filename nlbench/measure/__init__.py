@@ -2,7 +2,7 @@
 from nlbench.measure.flops import NO_MAC_OPS, FlopCount, count_flops, mac_handles, nonlocal_block_macs
 from nlbench.measure.geometry import nonlocal_geometry
 from nlbench.measure.profile import CostProfile, machine_info, profile_module
-from nlbench.measure.timing import matmul_gflops, measure_latency, peak_memory_mb
+from nlbench.measure.timing import measure_latency, peak_memory_mb
 
 __all__ = [
     "FlopCount",
@@ -11,7 +11,6 @@ __all__ = [
     "count_flops",
     "mac_handles",
     "machine_info",
-    "matmul_gflops",
     "measure_latency",
     "nonlocal_block_macs",
     "nonlocal_geometry",

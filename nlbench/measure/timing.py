@@ -1,4 +1,4 @@
-"""Wall-clock latency, peak memory and the machine's matmul rate, for any zero-argument callable.
+"""Wall-clock latency and peak memory of any zero-argument callable.
 
 Used by the block benchmarks (benchmarks/) and by whole-model profiling, so nothing here knows what
 ``fn`` does: it may run a forward, a forward + backward or a training step, on CPU or CUDA.
@@ -147,24 +147,4 @@ def peak_memory_mb(fn: Callable[[], object], device=None) -> float:
     return _cpu_peak_bytes(fn) / MiB
 
 
-def matmul_gflops(
-    n: int = 4096,
-    dtype: torch.dtype = torch.float32,
-    device=None,
-    *,
-    warmup: int = 2,
-    repeats: int = 5,
-) -> float:
-    """This machine's dense matmul rate: GFLOP/s of an n x n x n torch.mm, 2 FLOPs per multiply-add.
-
-    The median of ``repeats`` calls; the reference the achieved rate of other code is quoted against.
-    """
-    dev = torch.device(device) if device is not None else torch.device("cpu")
-    a = torch.randn(n, n, dtype=dtype, device=dev)
-    b = torch.randn(n, n, dtype=dtype, device=dev)
-    out = torch.empty(n, n, dtype=dtype, device=dev)
-    timing = measure_latency(lambda: torch.mm(a, b, out=out), warmup=warmup, repeats=repeats, device=dev)
-    return 2 * n**3 / (timing["median_ms"] * 1e-3) / 1e9
-
-
-__all__ = ["measure_latency", "peak_memory_mb", "matmul_gflops"]
+__all__ = ["measure_latency", "peak_memory_mb"]

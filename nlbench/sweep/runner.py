@@ -205,14 +205,6 @@ def _obtain(sweep: Sweep, cell: Cell, results_dir: Path, stored: Callable[[str],
                   wandb_tags=(sweep.table.name, cell.row, f"seed={cell.seed}"))
 
 
-def run_cell(sweep: Sweep, cell: Cell, results_dir: str | Path, storage=None) -> tuple[dict, bool]:
-    """(record, reused): the run's finished record if there is one (here, or in ``storage``), else train it now."""
-    run_dir = run_dir_of(results_dir, sweep.profile.name, cell.run_id)
-    stored = (lambda run_id: stored_record(storage, sweep.profile.name, run_id)) if storage else (lambda _: None)
-    with run_lock(run_dir):
-        return _obtain(sweep, cell, Path(results_dir), stored)
-
-
 # ------------------------------------------------------------------------------------------ the trials
 
 
@@ -240,11 +232,6 @@ def _states(sweep: Sweep, trials: list[FrozenTrial], session: str | None = None)
     return states
 
 
-def cell_states(study: optuna.Study, sweep: Sweep) -> dict[str, str]:
-    """cell key -> done (a trial completed) | running (a trial of a live process runs it) | todo."""
-    return _states(sweep, study.get_trials(deepcopy=False))
-
-
 def _records(sweep: Sweep, trials: list[FrozenTrial], results_dir: Path) -> dict[str, dict]:
     """cell key -> the record of its completed trial (else of its last failed one that has one)."""
     complete: dict[str, dict] = {}
@@ -266,11 +253,6 @@ def _records(sweep: Sweep, trials: list[FrozenTrial], results_dir: Path) -> dict
             record = local_record(run_dir_of(results_dir, sweep.profile.name, cell.run_id), cell.run_id) or record
         records[cell.key] = record
     return records
-
-
-def collect(sweep: Sweep, study: optuna.Study, results_dir: str | Path) -> dict[str, dict]:
-    """cell key -> record of every finished cell, from the storage (the trial's copy of the run's record)."""
-    return _records(sweep, study.get_trials(deepcopy=False), Path(results_dir))
 
 
 def stored_record(storage, profile: str, run_id: str) -> dict | None:
@@ -713,6 +695,6 @@ class _Watch:
                                f"({cell.run_id}, {how}): {what}")
 
 
-__all__ = ["GRACE_S", "Ledger", "Outcome", "Timing", "cell_states", "collect", "default_storage", "keep_record",
-           "obtain", "open_storage", "open_study", "prepare", "run_cell", "run_dir_of", "run_sweep", "run_sweeps",
+__all__ = ["GRACE_S", "Ledger", "Outcome", "Timing", "default_storage", "keep_record",
+           "obtain", "open_storage", "open_study", "prepare", "run_dir_of", "run_sweep", "run_sweeps",
            "stored_record", "timing", "work"]

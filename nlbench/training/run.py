@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import math
 import statistics
 import sys
@@ -33,6 +34,17 @@ from nlbench.training.config import ConfigError, RunConfig
 from nlbench.training.module import NonFiniteLossError, VideoClassifier
 from nlbench.training.provenance import code_version, package_versions
 from nlbench.training.tracking import make_wandb_logger, run_summary
+
+
+class _NoAdvert(logging.Filter):
+    """Lightning logs an advertisement for its cloud logger at every Trainer without it ("Tip: ... litlogger");
+    a run's output is for the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdvert())
 
 # Lightning 2.6 on torch 2.13 warns about a torch-internal pytree API on every fit; nothing to act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
