@@ -407,3 +407,20 @@ def test_channels_last_takes_blocks_with_parameters_of_any_rank():
     to_memory_format(block, torch.channels_last_3d)
     assert block[0].weight.is_contiguous(memory_format=torch.channels_last_3d)
     assert block.scale.shape == (4, 1, 1, 1)
+
+
+def test_the_console_script_finds_a_block_in_the_directory_it_runs_from(tmp_path):
+    """`nlbench ...` (the console script, as the W&B agent launches `nlbench agent-run`) starts with its own bin/
+    on sys.path, not the working directory: a block named by import path there must still be found."""
+    import shutil
+    import subprocess
+    import sys
+
+    script = shutil.which("nlbench", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the nlbench console script is not installed beside this interpreter")
+    (tmp_path / "cwdblock.py").write_text(GATE)
+    proc = subprocess.run([script, "block", "--block", "cwdblock:Gate", "--channels", "8", "--shape", "2x4x4",
+                           "--counts-only", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert json.loads(proc.stdout)["params"] == 8 * 8 + 8
