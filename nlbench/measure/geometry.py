@@ -3,7 +3,7 @@
 The input map is measured, not derived from the spec: one forward of a zero clip through a copy of the model
 (eval mode), with a hook on every placed block reading the (T, H, W) it receives. The keys are what the block
 says it attends over at that map (its ``keys`` member, nlbench.ops.registry; for the non-local block after
-subsampling, checked against its recorded attention in tests/test_profile_geometry.py). The model itself is
+subsampling, checked against its recorded attention in tests/test_blocks.py). The model itself is
 untouched.
 """
 from __future__ import annotations

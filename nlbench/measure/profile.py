@@ -54,15 +54,14 @@ def machine_info(device: torch.device) -> dict[str, str]:
 def _breakdown(module: nn.Module, flops) -> list[dict]:
     """Top-level parts, then every placed block with the ops fvcore could not count inside it (its MACs are
     then a lower bound, unless the block's ``extra_macs`` covers them)."""
-    rows = [{"name": name, "params": sum(p.numel() for p in m.parameters()),
-             "gflops": flops.by_module.get(name, 0) / 1e9} for name, m in module.named_children()]
-    rows = [r for r in rows if r["params"] or r["gflops"]]  # activations and pools cost nothing here
+    def row(name: str, m: nn.Module) -> dict:
+        return {"name": name, "params": sum(p.numel() for p in m.parameters()), "gflops": flops.by_module.get(name, 0) / 1e9}
+
+    rows = [r for r in (row(name, m) for name, m in module.named_children())
+            if r["params"] or r["gflops"]]  # activations and pools cost nothing here
     for name, m in placed_blocks(module).items():
-        row = {"name": name, "params": sum(p.numel() for p in m.parameters()),
-               "gflops": flops.by_module.get(name, 0) / 1e9}
-        if flops.unsupported_by_module.get(name):
-            row["unsupported_ops"] = dict(flops.unsupported_by_module[name])
-        rows.append(row)
+        unsupported = flops.unsupported_by_module.get(name)
+        rows.append(row(name, m) | ({"unsupported_ops": dict(unsupported)} if unsupported else {}))
     return rows
 
 
