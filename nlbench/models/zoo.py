@@ -21,8 +21,9 @@ The default variant is ``released``: the only one whose parameter and FLOP count
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from typing import Annotated, Any
 
+from nlbench.identity import Added
 from nlbench.models.resnet import VideoResNet
 from nlbench.models.spec import STAGES, STRIDE_ON, BlockChoice, BlockSpec, NonLocalKnobs, StageSpec, VideoResNetSpec
 from nlbench.ops.knobs import NAMES as KNOB_NAMES
@@ -193,9 +194,11 @@ class ModelConfig:
     stride_on: str | None = None
     inflation: str | None = None
     nl_preset: str | None = None
-    block: str = DEFAULT_BLOCK
-    block_args: dict[str, Any] = field(default_factory=dict, hash=False)  # a dict has no hash; equality still compares it
-    block_position: str = "after_block"
+    # Added: keys that came after run ids existed, at the values every earlier run had (nlbench.identity)
+    block: Annotated[str, Added(DEFAULT_BLOCK)] = DEFAULT_BLOCK
+    # a dict has no hash; equality still compares it
+    block_args: Annotated[dict[str, Any], Added({})] = field(default_factory=dict, hash=False)
+    block_position: Annotated[str, Added("after_block")] = "after_block"
     nonlocal_knobs: NonLocalKnobs = field(default_factory=NonLocalKnobs)
 
     def __post_init__(self) -> None:

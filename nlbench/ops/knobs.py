@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from nlbench.identity import Added
+
 INSTANTIATIONS = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
 MODES = ("spacetime", "space", "time")
 SUBSAMPLE_ORDERS = ("after", "before")
@@ -94,10 +96,7 @@ class Knob:
     parse: Callable[[str], Any] = str  # command-line text -> value
     preset: bool = False  # a model config leaves it None and takes the value from a NonLocalBlock preset
     block: bool = True  # False: the models' knob, resolved into a block argument (inner_ratio)
-    # A knob added after run ids existed: configs written before it ran with this value, and a config that
-    # still has it leaves the knob out of its run id, so those ids stay the same (nlbench.training.config).
-    legacy: Any = None
-    has_legacy: bool = False
+    added: Added | None = None  # a knob added after run ids existed (nlbench.identity)
 
     @property
     def flag(self) -> str:
@@ -153,7 +152,7 @@ KNOBS: tuple[Knob, ...] = (
          preset=True),
     Knob("W_z_bias", bool, True, lambda v: isinstance(v, bool), "true or false",
          "W_z has a bias (mmcv drops it when a norm follows)", parse=_parse_bool, preset=True,
-         legacy=True, has_legacy=True),
+         added=Added(before=True)),
     Knob("impl", str, "auto", _choices(IMPLS), f"one of {IMPLS}",
          "pairwise path: auto, naive (N x N' matrix) or the fast path (sdpa, assoc, sorted)"),
 )

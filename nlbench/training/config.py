@@ -35,6 +35,7 @@ from nlbench.data.analysis import ENSEMBLES
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
 from nlbench.data.synthetic import SyntheticConfig
 from nlbench.data.video import SHORT_CLIP_POLICIES
+from nlbench.identity import Added, drop_added
 from nlbench.io import load_yaml
 from nlbench.models import ModelConfig, make_config
 from nlbench.numerics import LEVELS as ISA_LEVELS
@@ -97,7 +98,7 @@ class _ModelSectionBase(_Section):
 # inflated for I3D) or a trained model of the same backbone (its NL blocks, if it has none, keep their identity
 # init). The values a key allows are checked by ModelConfig, which the section builds (one place for the
 # model's rules, shared with `nlbench profile`).
-_MODEL_HINTS = typing.get_type_hints(ModelConfig)
+_MODEL_HINTS = typing.get_type_hints(ModelConfig, include_extras=True)
 
 
 def _default(f: dataclasses.Field):
@@ -113,7 +114,8 @@ ModelSection = create_model(
     __module__=__name__,
     **{f.name: (_MODEL_HINTS[f.name], RUN_MODEL_DEFAULTS.get(f.name, _default(f))) for f in dataclasses.fields(ModelConfig)
        if f.name not in ("num_classes", "nonlocal_knobs")},  # the data set's; the knobs, one by one below
-    **{name: (Annotated[hint, Expected(knob.expected + (" or null (the preset's)" if knob.preset else ""))], default)
+    **{name: (Annotated[hint, Expected(knob.expected + (" or null (the preset's)" if knob.preset else "")),
+                        *([knob.added] if knob.added else [])], default)
        for (name, hint, default), knob in zip(model_fields(), KNOBS)},
     init_from=(Optional[str], None),
 )
@@ -134,15 +136,20 @@ class DataSection(_Section):
     sampling_rate: PositiveInt = 2
     num_clips: PositiveInt = 10  # test: temporal clips per video
     num_crops: PositiveInt = 3  # test: spatial crops per clip
-    short_clip: Literal[SHORT_CLIP_POLICIES] = "pad_last"  # a video shorter than one clip (README)
+    # Added(): keys added with the configurable transforms, which changed the ids of video runs then; a
+    # synthetic run reads none of them and keeps its id (nlbench.identity)
+    short_clip: Annotated[Literal[SHORT_CLIP_POLICIES], Added()] = "pad_last"  # a video shorter than one clip
     # video: transforms; "auto" is the paper's geometry at `size` (short side [256, 320] and 256 for 224)
-    train_short_side: Annotated[Literal["auto"] | tuple[int, int] | None, Expected("auto, null or [min, max]")] = "auto"
-    flip: bool = True
-    test_short_side: Annotated[Literal["auto"] | int | None, Expected("auto, null or an int >= size")] = "auto"
-    test_crop: Annotated[Literal["auto"] | PositiveInt, Expected("auto or a positive int")] = "auto"
-    ensemble: Literal[ENSEMBLES] = "mean_softmax"  # test views -> one score per video
-    mean: RGB = KINETICS_MEAN  # both sources
-    std: Annotated[tuple[Positive, Positive, Positive], Expected("3 positive numbers (R, G, B)")] = KINETICS_STD
+    train_short_side: Annotated[Literal["auto"] | tuple[int, int] | None, Expected("auto, null or [min, max]"),
+                                Added()] = "auto"
+    flip: Annotated[bool, Added()] = True
+    test_short_side: Annotated[Literal["auto"] | int | None, Expected("auto, null or an int >= size"), Added()] = "auto"
+    test_crop: Annotated[Literal["auto"] | PositiveInt, Expected("auto or a positive int"), Added()] = "auto"
+    ensemble: Annotated[Literal[ENSEMBLES], Added()] = "mean_softmax"  # test views -> one score per video
+    # both sources; the normalisation every run had before the keys existed
+    mean: Annotated[RGB, Added(KINETICS_MEAN)] = KINETICS_MEAN
+    std: Annotated[tuple[Positive, Positive, Positive], Expected("3 positive numbers (R, G, B)"),
+                   Added(KINETICS_STD)] = KINETICS_STD
     # video: where the probe of every file is cached (auto: $NLBENCH_CACHE_DIR or ~/.cache/nlbench; null: off)
     index_cache: str | None = "auto"
     # loaders
@@ -193,25 +200,16 @@ class DataSection(_Section):
         data = self.to_dict()
         defaults = DataSection().to_dict()
         data.pop("index_cache")  # where probes are cached never changes a result
-        if self.source == "synthetic":
-            data.update({k: defaults[k] for k in _VIDEO_KEYS})
-        # Keys added after the first recorded runs count only where they differ from the old behaviour.
-        for key in _ADDED_KEYS:
-            if data[key] == defaults[key] and (self.source == "synthetic" or key in ("mean", "std")):
-                data.pop(key)
-        return data
+        unread = _VIDEO_KEYS if self.source == "synthetic" else ()
+        data.update({k: defaults[k] for k in unread})
+        return drop_added(data, type(self).model_fields, unread)
 
 
-# The video-only keys, and the keys added with the configurable transforms and short-clip policy.
+# The model keys only a model with placed blocks reads.
+_BLOCK_KEYS = ("block", "block_args", "block_position")
+# The keys only the video source reads.
 _VIDEO_KEYS = ("root", "sampling_rate", "num_clips", "num_crops", "short_clip", "train_short_side", "flip",
                "test_short_side", "test_crop", "ensemble")
-_ADDED_KEYS = ("short_clip", "train_short_side", "flip", "test_short_side", "test_crop", "ensemble", "mean", "std")
-
-
-# Recipe keys added after the first recorded runs, with the value that behaves as before they existed.
-_ADDED_RECIPE_KEYS = {"val_points": 0}
-# Model keys added after the first recorded runs, with the value that behaves as before they existed.
-_ADDED_MODEL_KEYS = {"block": DEFAULT_BLOCK, "block_args": {}, "block_position": "after_block"}
 
 
 class RecipeSection(_Section):
@@ -235,7 +233,8 @@ class RecipeSection(_Section):
     val_every_epochs: PositiveInt = 1
     # > 0: validate at this many evenly spaced steps through training (the last at the final step), which
     # the record keeps as its learning curve; 0: every val_every_epochs epochs (the record's curve has those).
-    val_points: Annotated[int, Field(ge=0), Expected("an int >= 0 (0: validate every val_every_epochs epochs)")] = 0
+    val_points: Annotated[int, Field(ge=0), Expected("an int >= 0 (0: validate every val_every_epochs epochs)"),
+                          Added(0)] = 0
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -357,10 +356,7 @@ class RunConfig(_Section):
             data.pop(key)
         data["trainer"].pop("isa")
         data["data"] = self.data.identity()
-        # Recipe keys added after run ids existed count only where they differ from the old behaviour.
-        for key, old in _ADDED_RECIPE_KEYS.items():
-            if data["recipe"][key] == old:
-                data["recipe"].pop(key)
+        drop_added(data["recipe"], RecipeSection.model_fields)
         # One architecture, one id, however it is spelled: "1 block" and "1 block in res4" are the same
         # placement, and a model without non-local blocks has no non-local knobs.
         model = data["model"]
@@ -368,11 +364,7 @@ class RunConfig(_Section):
         model["nl_blocks"] = [[stage, i] for stage, indices in sorted(placement.items()) for i in indices]
         model.pop("nl_stage")
         model.pop("nl_preset")  # what it chooses is in the resolved knobs below
-        # The block: absent from the ids of runs made before it could be chosen (the non-local block after
-        # residual blocks), and for a researcher's class, a hash of its source, so an edited block is a new run.
-        for key, old in _ADDED_MODEL_KEYS.items():
-            if model[key] == old or not placement:
-                model.pop(key)
+        # A researcher's block: a hash of its source, so an edited block is a new run.
         if placement and self.model.block != DEFAULT_BLOCK:
             model["block_source"] = fingerprint(self.model.block)
         if not placement or self.model.block != DEFAULT_BLOCK:
@@ -385,10 +377,8 @@ class RunConfig(_Section):
             if knobs.inner_ratio == 0.5 and knobs.inner_channels is None:
                 knobs = replace(knobs, inner_ratio=None)
             model.update({k: _plain(v) for k, v in asdict(knobs).items() if k in NL_KNOBS})
-            # A knob added after run ids existed is hashed only when it differs from what ran before it.
-            for knob in KNOBS:
-                if knob.has_legacy and model[knob.name] == knob.legacy:
-                    model.pop(knob.name)
+        # A model without placed blocks reads none of the block's keys.
+        drop_added(model, type(self.model).model_fields, unread=() if placement else _BLOCK_KEYS)
         return data
 
     @property
