@@ -374,25 +374,28 @@ def _add_measurement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
-def cmd_train(args) -> int:
-    import json
+def _print_record(record: dict, folder: Path, as_json: bool) -> None:
+    """A run's record after ``nlbench train`` / ``eval``: all of it but the config as JSON, else its summary
+    fields (``nlbench.record.SUMMARY``) that have a value, and where the record is."""
+    from nlbench.record import SUMMARY
 
+    if as_json:
+        print(json.dumps({k: v for k, v in record.items() if k != "config"}, indent=2, default=str))
+        return
+    for key in SUMMARY:
+        value = record.get(key)
+        if value is not None:
+            print(f"{key:>18}  {value:.4g}" if isinstance(value, float) else f"{key:>18}  {value}")
+    print(f"{'record':>18}  {folder / 'record.json'}")
+
+
+def cmd_train(args) -> int:
     from nlbench.training import RunConfig, train_run
 
     config = RunConfig.load(args.config, args.overrides)
     run_dir = Path(args.out) if args.out else Path("results/runs") / config.run_id
     record = train_run(config, run_dir, progress=not args.json)
-    if args.json:
-        print(json.dumps({k: v for k, v in record.items() if k != "config"}, indent=2, default=str))
-    else:
-        keys = ("name", "run_id", "status", "reason", "failed_step", "params", "gflops", "latency_ms",
-                "latency_eval_ms", "train_clips_per_s", "step_ms", "peak_mem_mb", "val_top1", "val_top5",
-                "top1", "top5", "wall_s")
-        for key in keys:
-            value = record.get(key)
-            if value is not None:
-                print(f"{key:>18}  {value:.4g}" if isinstance(value, float) else f"{key:>18}  {value}")
-        print(f"{'record':>18}  {run_dir / 'record.json'}")
+    _print_record(record, run_dir, args.json)
     if record["status"] != "ok":
         print(f"nlbench: error: run {record['run_id']} failed: {record['reason']}", file=sys.stderr)
         return 1
@@ -508,15 +511,7 @@ def cmd_eval(args) -> int:
     overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
     config = RunConfig.load(args.config, overrides)
     record = evaluate_run(config, args.weights, args.out, split=args.split, progress=not args.json)
-    if args.json:
-        print(json.dumps({k: v for k, v in record.items() if k != "config"}, indent=2, default=str))
-    else:
-        for key in ("name", "weights", "split", "status", "params", "gflops", "latency_ms", "latency_eval_ms",
-                    "peak_mem_mb", "top1", "top5", "mean_class_top1", "wall_s"):
-            value = record.get(key)
-            if value is not None:
-                print(f"{key:>18}  {value:.4g}" if isinstance(value, float) else f"{key:>18}  {value}")
-        print(f"{'record':>18}  {Path(record['out']) / 'record.json'}")
+    _print_record(record, Path(record["out"]), args.json)
     return 0 if record["status"] == "ok" else 1
 
 
