@@ -319,24 +319,15 @@ def _model_fields() -> list:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    """One flag per ModelConfig field (the model's one declaration: name, default, and the help its docstring
-    gives); values are read as YAML (5, small, [[res4, 4]], true) and checked by ModelConfig."""
-    import re
+    """One flag per ModelConfig field (the model's one declaration: name, default, and its field's help);
+    values are read as YAML (5, small, [[res4, 4]], true) and checked by ModelConfig."""
+    import dataclasses
 
-    from nlbench.models import ModelConfig
-
-    helps, name = {}, None
-    for line in (ModelConfig.__doc__ or "").split("Args:")[-1].splitlines():
-        entry = re.match(r"^ {8}(\w+): (.*)", line)
-        if entry:
-            name, helps[entry[1]] = entry[1], entry[2]
-        elif name and line.startswith(" " * 12):
-            helps[name] += " " + line.strip()
     group = p.add_argument_group("model (ModelConfig's fields; not given: its default)")
     for f in _model_fields():
-        text = helps.get(f.name, "").replace("``", "")
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar="VALUE",
-                           help=f"{text} (default: {f.default})".strip())
+                           help=f"{f.metadata['help']} (default: {default})")
 
 
 def _model_values(args) -> dict:
