@@ -1,13 +1,15 @@
 """A run's record: ``record.json`` in its run directory, the one account of a run that everything else reads.
 
 ``RunRecord`` declares every field once: its type, what it says, and where else it shows (``csv``: a column of
-a sweep's results file, at that position; ``summary``: printed after ``nlbench train`` / ``nlbench eval``;
-``cost``: a cost column of the ablation report). The writer, the results CSV, the CLI summary, the ablation
-report and the reader of records back from W&B all take their fields from here, so a new field is one line
-below.
+a sweep's results file, at that position, the CSV's own order being older than the record's; ``summary``:
+printed after ``nlbench train`` / ``nlbench eval``; ``cost``: a cost column of the ablation report). The
+writer, the results CSV, the CLI summary, the ablation report and the reader of records back from W&B all take
+their fields from here, so a new field is one line below.
 
-A record holds only the fields its run wrote, in the order declared here: a video run has ``data``, a failed
-one ``traceback``, an evaluation ``weights``; a field that is absent reads as None. Records written before a
+In code a record is the plain dict that JSON gives (every reader of results works on those); the writer checks
+it against ``RunRecord`` (an undeclared field or a value of the wrong type is a bug, refused). A record holds
+only the fields its run wrote, in the order declared here: a video run has ``data``, a failed one
+``traceback``, an evaluation ``weights``; a field that is absent reads as None. Records written before a
 field existed (the committed tiny records have no ``kernels``) stay as they are.
 """
 from __future__ import annotations
