@@ -319,24 +319,15 @@ def _model_fields() -> list:
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
-    """One flag per ModelConfig field (the model's one declaration: name, default, and the help its docstring
-    gives); values are read as YAML (5, small, [[res4, 4]], true) and checked by ModelConfig."""
-    import re
+    """One flag per ModelConfig field (the model's one declaration: name, default, and its field's help);
+    values are read as YAML (5, small, [[res4, 4]], true) and checked by ModelConfig."""
+    import dataclasses
 
-    from nlbench.models import ModelConfig
-
-    helps, name = {}, None
-    for line in (ModelConfig.__doc__ or "").split("Args:")[-1].splitlines():
-        entry = re.match(r"^ {8}(\w+): (.*)", line)
-        if entry:
-            name, helps[entry[1]] = entry[1], entry[2]
-        elif name and line.startswith(" " * 12):
-            helps[name] += " " + line.strip()
     group = p.add_argument_group("model (ModelConfig's fields; not given: its default)")
     for f in _model_fields():
-        text = helps.get(f.name, "").replace("``", "")
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
         group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, default=None, metavar="VALUE",
-                           help=f"{text} (default: {f.default})".strip())
+                           help=f"{f.metadata['help']} (default: {default})")
 
 
 def _model_values(args) -> dict:
@@ -374,25 +365,28 @@ def _add_measurement_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
 
 
-def cmd_train(args) -> int:
-    import json
+def _print_record(record: dict, folder: Path, as_json: bool) -> None:
+    """A run's record after ``nlbench train`` / ``eval``: all of it but the config as JSON, else its summary
+    fields (``nlbench.record.SUMMARY``) that have a value, and where the record is."""
+    from nlbench.record import SUMMARY
 
+    if as_json:
+        print(json.dumps({k: v for k, v in record.items() if k != "config"}, indent=2, default=str))
+        return
+    for key in SUMMARY:
+        value = record.get(key)
+        if value is not None:
+            print(f"{key:>18}  {value:.4g}" if isinstance(value, float) else f"{key:>18}  {value}")
+    print(f"{'record':>18}  {folder / 'record.json'}")
+
+
+def cmd_train(args) -> int:
     from nlbench.training import RunConfig, train_run
 
     config = RunConfig.load(args.config, args.overrides)
     run_dir = Path(args.out) if args.out else Path("results/runs") / config.run_id
     record = train_run(config, run_dir, progress=not args.json)
-    if args.json:
-        print(json.dumps({k: v for k, v in record.items() if k != "config"}, indent=2, default=str))
-    else:
-        keys = ("name", "run_id", "status", "reason", "failed_step", "params", "gflops", "latency_ms",
-                "latency_eval_ms", "train_clips_per_s", "step_ms", "peak_mem_mb", "val_top1", "val_top5",
-                "top1", "top5", "wall_s")
-        for key in keys:
-            value = record.get(key)
-            if value is not None:
-                print(f"{key:>18}  {value:.4g}" if isinstance(value, float) else f"{key:>18}  {value}")
-        print(f"{'record':>18}  {run_dir / 'record.json'}")
+    _print_record(record, run_dir, args.json)
     if record["status"] != "ok":
         print(f"nlbench: error: run {record['run_id']} failed: {record['reason']}", file=sys.stderr)
         return 1
@@ -508,15 +502,7 @@ def cmd_eval(args) -> int:
     overrides = list(args.overrides) + ([f"data.root={args.data}"] if args.data else [])
     config = RunConfig.load(args.config, overrides)
     record = evaluate_run(config, args.weights, args.out, split=args.split, progress=not args.json)
-    if args.json:
-        print(json.dumps({k: v for k, v in record.items() if k != "config"}, indent=2, default=str))
-    else:
-        for key in ("name", "weights", "split", "status", "params", "gflops", "latency_ms", "latency_eval_ms",
-                    "peak_mem_mb", "top1", "top5", "mean_class_top1", "wall_s"):
-            value = record.get(key)
-            if value is not None:
-                print(f"{key:>18}  {value:.4g}" if isinstance(value, float) else f"{key:>18}  {value}")
-        print(f"{'record':>18}  {Path(record['out']) / 'record.json'}")
+    _print_record(record, Path(record["out"]), args.json)
     return 0 if record["status"] == "ok" else 1
 
 

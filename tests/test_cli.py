@@ -65,7 +65,6 @@ def test_profile_bad_input_is_one_line(argv, needle, capsys):
 # ------------------------------------------------------------------------------ knobs, presets, counts
 
 from nlbench.cli import build_parser  # noqa: E402
-from nlbench.ops.knobs import KNOBS  # noqa: E402
 
 
 def _options(command: str) -> set[str]:
@@ -93,10 +92,43 @@ def test_every_model_field_is_a_profile_flag_that_reaches_the_model(capsys):
     assert record["params"] != sum(p.numel() for p in default.build().parameters())  # the overrides took effect
 
 
-@pytest.mark.parametrize("command", ["block", "profile"])
-def test_every_knob_and_the_preset_is_a_flag(command):
-    options = _options(command)
-    assert {k.flag for k in KNOBS} | {"--nl-preset", "--counts-only"} <= options
+# Two command lines that between them give every knob a value other than its default (inner_channels and
+# inner_ratio exclude each other), and what each non-local block of the model built must then hold.
+KNOB_LINES = [
+    (["--instantiation", "dot_product", "--mode", "time", "--inner-ratio", "0.25", "--pool-kernel", "2x2x2",
+      "--subsample-order", "before", "--scale", "0.5", "--norm-by", "positions", "--init", "caffe2",
+      "--w-z-bias", "false", "--impl", "naive"],
+     lambda c: dict(instantiation="dot_product", mode="time", inner_channels=c // 4, subsample=True,
+                    subsample_order="before", pool_kernel=(2, 1, 1), scale=0.5, norm_by="positions", init="caffe2",
+                    W_z_bias=False, impl="naive")),
+    (["--instantiation", "gaussian", "--mode", "space", "--inner-channels", "4", "--no-subsample", "--scale",
+      "--init", "zero_conv", "--impl", "sdpa"],
+     lambda c: dict(instantiation="gaussian", mode="space", inner_channels=4, subsample=False, scale=c**-0.5,
+                    init="zero_conv", impl="sdpa")),
+]
+
+
+@pytest.mark.parametrize("knobs,expected", KNOB_LINES)
+def test_knob_flags_reach_every_block_of_the_profiled_model(knobs, expected, monkeypatch, capsys):
+    import nlbench.measure
+    from nlbench.ops import NonLocalBlock
+
+    measured = []
+    real = nlbench.measure.profile_module
+    monkeypatch.setattr(nlbench.measure, "profile_module", lambda m, *a, **k: measured.append(m) or real(m, *a, **k))
+    model = ["profile", "--width", "small", "--nl-blocks", "5", "--frames", "16", "--size", "32", "--counts-only"]
+    assert main([*model, *knobs]) == 0
+    blocks = [m for m in measured[0].modules() if isinstance(m, NonLocalBlock)]
+    assert len(blocks) == 5
+    for block in blocks:
+        for name, value in expected(block.in_channels).items():
+            assert getattr(block, name) == value, (block.in_channels, name)
+    # A bad value: one line naming the flag, exit 2, and nothing built or measured.
+    measured.clear()
+    capsys.readouterr()
+    assert main([*model, *knobs, "--norm-by", "mean"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--norm-by 'mean' is not allowed" in err and not measured
 
 
 BAD = [

@@ -304,28 +304,29 @@ def test_per_family_and_mean_class_from_the_records(setup):
 
 
 def test_results_csv_carries_family_mean_class_and_code_version():
+    """A sweep's CSV rows from full records (as the optuna trial keeps them): the record's CSV columns, one
+    family column per family the records name (first seen first; empty for a record without families), the
+    code version and the machine in words."""
+    from types import SimpleNamespace
+
     from nlbench.sweep import results
 
-    record = {"run_id": "r", "top1": 70.0, "mean_class_top1": 69.5, "per_family": {"local": 91.0, "space": 80.0},
-              "code_version": {"commit": "abc123", "dirty": False}, "status": "ok"}
-    old = {"run_id": "s", "top1": 60.0, "status": "ok"}
-    assert results.family_columns([old, record]) == ["family_local", "family_space"]
-    compact = results.compact_record(record)
-    assert compact["per_family"] == {"local": 91.0, "space": 80.0} and compact["code_version"]["commit"] == "abc123"
-
-    class Cell:
-        row, seed, knobs, run_id = "NL", 0, {"nl_blocks": 1}, "r"
-
-    class Sweep:
-        knob_columns = ("nl_blocks",)
-
-        class table:
-            name = "t"
-
-    row = results.csv_row(Sweep, Cell, compact)
-    assert row["mean_class_top1"] == 69.5 and row["family_local"] == 91.0
-    assert row["code_commit"] == "abc123" and row["code_dirty"] is False
-    assert results.columns(Sweep, ["family_local"])[-4:] == ["family_local", "code_commit", "code_dirty", "machine"]
+    records = {
+        "old": {"run_id": "s", "name": "C2D", "status": "ok", "top1": 60.0, "config": {"seed": 0}},
+        "new": {"run_id": "r", "name": "NL", "status": "ok", "top1": 70.0, "mean_class_top1": 69.5,
+                "per_family": {"local": 91.0, "space": 80.0}, "code_version": {"commit": "abc123", "dirty": False},
+                "machine": {"cpu": "AMD EPYC", "cores": "2", "torch": "2.13.0"}, "curve": [], "config": {"seed": 0}},
+    }
+    cells = [SimpleNamespace(key=key, row=row, seed=0, knobs={"nl_blocks": n}, run_id=records[key]["run_id"])
+             for key, row, n in (("old", "C2D", 0), ("new", "NL", 1))]
+    sweep = SimpleNamespace(cells=cells, knob_columns=("nl_blocks",), table=SimpleNamespace(name="t"))
+    frame = results.to_frame(sweep, records).set_index("run_id")
+    assert list(frame.columns[-5:]) == ["family_local", "family_space", "code_commit", "code_dirty", "machine"]
+    assert frame.loc["r", "mean_class_top1"] == 69.5 and frame.loc["r", "family_local"] == 91.0
+    assert frame.loc["r", "code_commit"] == "abc123" and frame.loc["r", "code_dirty"] is False
+    assert frame.loc["r", "machine"] == "AMD EPYC, 2 threads, torch 2.13.0"
+    assert pd.isna(frame.loc["s", "family_local"]) and frame.loc["s", "top1"] == 60.0
+    assert "curve" not in frame.columns  # a record field that is not a CSV column
 
 
 def test_block_geometry_flags_small_blocks(setup):

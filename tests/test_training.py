@@ -455,13 +455,6 @@ def test_measure_overhead_times_the_three_loops(tmp_path, monkeypatch):
         measure_overhead(config, steps=7, skip=5)
 
 
-def test_measure_overhead_has_its_docstring():
-    from nlbench.training.overhead import measure_overhead
-
-    assert measure_overhead.__doc__.startswith("Training clips/s")  # it once stood after a statement: None
-
-
-
 def test_topk_correct_agrees_with_torchmetrics():
     from torchmetrics.functional.classification import multiclass_accuracy
 

@@ -189,6 +189,23 @@ def test_offline_reader_joins_records_across_blocks(offline):
     assert read.summary["big"] == big and read.summary["nested"] == {"a": {"b": 2.5}}
 
 
+def test_a_record_from_a_wandb_summary_is_the_records_fields_only():
+    """A run's W&B summary holds its record (less config and nulls), the last value of each logged curve and
+    W&B's own keys; its W&B config holds the run config and nlbench's labels."""
+    from nlbench.report.wandb_source import WandbRun, record_of
+
+    summary = {"_runtime": 12.5, "_step": 40, "train/loss": 0.7, "val/top1": 55.0, "trainer/global_step": 40,
+               "epoch": 1, "lr": 0.01, "run_id": "r1", "name": "C2D", "status": "ok", "top1": 55.0,
+               "per_family": {"local": 90.0}, "reused": True}
+    config = {"seed": 0, "model": {"depth": 50}, "run_id": "r1", "table": "tw", "row": "C2D", "profile": "smoke",
+              "_wandb": {"cli_version": "0.31.0"}}
+    record = record_of(WandbRun(id="abc", config=config, summary=summary, source="folder/offline-run-abc"))
+    assert record == {"run_id": "r1", "name": "C2D", "status": "ok", "top1": 55.0, "per_family": {"local": 90.0},
+                      "reused": True, "config": {"seed": 0, "model": {"depth": 50}},
+                      "wandb_run": "folder/offline-run-abc"}
+    assert record_of(WandbRun(id="rep", config={}, summary={"claims": 1, "rows_with_results": 2})) is None
+
+
 def test_from_wandb_errors_are_one_line(offline, monkeypatch, capsys):
     monkeypatch.chdir(offline)
     (offline / "empty").mkdir()

@@ -151,55 +151,49 @@ def _option(name: str, value, allowed) -> None:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything ``build_model`` needs, validated when made.
+    """Everything ``build_model`` needs, validated when made. Each field's ``help`` says what it sets (the
+    flags of ``nlbench profile`` show it)."""
 
-    Args:
-        depth: 50 or 101.
-        arch: ``c2d``, ``i3d_3x3x3`` or ``i3d_3x1x1``.
-        nl_blocks: a preset count (0, 1, 5 or 10: Table 2c's models), or explicit ``(stage, block index)``
-            pairs, each non-local block following that residual block (0-based).
-        nl_stage: with ``nl_blocks=1`` the stage of the block (res2..res5, Table 2b; default res4). With any
-            other count, puts all of them in that one stage, spaced by ``spread`` (10 in res3 is an error).
-        width: ``paper`` (64), ``small`` (8) or an int: channels of conv1 and of res2's bottleneck.
-        num_classes: fc outputs (Kinetics-400: 400).
-        variant: ``released`` (default), ``paper``, ``mmaction2`` or ``slowfast`` (see ``VARIANTS``); ``pools``,
-            ``stride_on`` and ``inflation`` override one part of it each (None: the variant's), and so do
-            the non-local knobs.
-        pools: the stem's pool kernels and temporal strides: paper, released, mmaction2 or slowfast.
-        stride_on: which conv of a bottleneck strides, 1x1 (the paper) or 3x3 (the released code).
-        inflation: which residual blocks of I3D get a temporal kernel: every_other (the paper) or released.
-        nl_preset: the ``NonLocalBlock`` preset that fills the non-local knobs left None (None: the
-            variant's).
-        dropout: before the fc (paper: 0.5).
-        zero_init_residual: start each residual block's last BN gamma at 0 (Goyal et al.; not the paper's).
-        block: the block every placement gets: ``nonlocal`` (the paper's, default), another registered block
-            (``nlbench blocks``: simplified_nl, global_context, cgnl) or a researcher's ``package.module:Name``.
-        block_args: keyword arguments of ``block`` (the non-local block's are the knobs below instead, and
-            another block ignores them: a profile's base config may set them for every row).
-        block_position: ``after_block`` (the paper: after residual block i) or ``in_residual`` (GCNet: after
-            the branch's last conv and BN, before the shortcut is added).
-        nonlocal_knobs: the keyword arguments of every non-local block.
-    """
-
-    depth: int = 50
-    arch: str = "c2d"
-    nl_blocks: int | tuple[tuple[str, int], ...] = 0
-    nl_stage: str | None = None
-    width: str | int = "paper"
-    num_classes: int = 400
-    variant: str = DEFAULT_VARIANT
-    dropout: float = 0.5
-    zero_init_residual: bool = False
-    pools: str | None = None
-    stride_on: str | None = None
-    inflation: str | None = None
-    nl_preset: str | None = None
+    depth: int = field(default=50, metadata={"help": "50 or 101"})
+    arch: str = field(default="c2d", metadata={"help": "c2d, i3d_3x3x3 or i3d_3x1x1"})
+    nl_blocks: int | tuple[tuple[str, int], ...] = field(default=0, metadata={"help": (
+        "a preset count (0, 1, 5 or 10: Table 2c's models), or explicit (stage, block index) pairs, each "
+        "non-local block following that residual block (0-based)")})
+    nl_stage: str | None = field(default=None, metadata={"help": (
+        "with nl_blocks=1 the stage of the block (res2..res5, Table 2b; default res4); with any other count, "
+        "puts all of them in that one stage, spaced by spread (10 in res3 is an error)")})
+    width: str | int = field(default="paper", metadata={"help": (
+        "paper (64), small (8) or an int: channels of conv1 and of res2's bottleneck")})
+    num_classes: int = field(default=400, metadata={"help": "fc outputs (Kinetics-400: 400)"})
+    variant: str = field(default=DEFAULT_VARIANT, metadata={"help": (
+        "released, paper, mmaction2 or slowfast (see nlbench.models.zoo.VARIANTS); pools, stride_on and "
+        "inflation override one part of it each, and so do the non-local knobs")})
+    dropout: float = field(default=0.5, metadata={"help": "before the fc (paper: 0.5)"})
+    zero_init_residual: bool = field(default=False, metadata={"help": (
+        "start each residual block's last BN gamma at 0 (Goyal et al.; not the paper's)")})
+    pools: str | None = field(default=None, metadata={"help": (
+        "the stem's pool kernels and temporal strides: paper, released, mmaction2 or slowfast; None: the "
+        "variant's")})
+    stride_on: str | None = field(default=None, metadata={"help": (
+        "which conv of a bottleneck strides, 1x1 (the paper) or 3x3 (the released code); None: the variant's")})
+    inflation: str | None = field(default=None, metadata={"help": (
+        "which residual blocks of I3D get a temporal kernel: every_other (the paper) or released; None: the "
+        "variant's")})
+    nl_preset: str | None = field(default=None, metadata={"help": (
+        "the NonLocalBlock preset that fills the non-local knobs left None; None: the variant's")})
     # Added: keys that came after run ids existed, at the values every earlier run had (nlbench.identity)
-    block: Annotated[str, Added(DEFAULT_BLOCK)] = DEFAULT_BLOCK
-    # a dict has no hash; equality still compares it
-    block_args: Annotated[dict[str, Any], Added({})] = field(default_factory=dict, hash=False)
-    block_position: Annotated[str, Added("after_block")] = "after_block"
-    nonlocal_knobs: NonLocalKnobs = field(default_factory=NonLocalKnobs)
+    block: Annotated[str, Added(DEFAULT_BLOCK)] = field(default=DEFAULT_BLOCK, metadata={"help": (
+        "the block every placement gets: nonlocal (the paper's, default), another registered block (nlbench "
+        "blocks: simplified_nl, global_context, cgnl) or a researcher's package.module:Name")})
+    # A dict has no hash; equality still compares it.
+    block_args: Annotated[dict[str, Any], Added({})] = field(default_factory=dict, hash=False, metadata={"help": (
+        "keyword arguments of block (the non-local block's are the knobs instead, and another block ignores "
+        "them: a profile's base config may set them for every row)")})
+    block_position: Annotated[str, Added("after_block")] = field(default="after_block", metadata={"help": (
+        "after_block (the paper: after residual block i) or in_residual (GCNet: after the branch's last conv "
+        "and BN, before the shortcut is added)")})
+    nonlocal_knobs: NonLocalKnobs = field(default_factory=NonLocalKnobs, metadata={"help": (
+        "the keyword arguments of every non-local block")})
 
     def __post_init__(self) -> None:
         _option("depth", self.depth, DEPTHS)

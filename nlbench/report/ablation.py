@@ -11,8 +11,8 @@ BIMODAL_GAP points from the row's median), the mean per-class accuracy and the a
 synthetic benchmark's cue layouts),
 the delta of the means to the table's baseline (ours and the paper's), the paired gain over the row's own
 baseline (``baseline:`` of the row, default the table's; mean of the per-seed differences with its 95% CI),
-and the costs (mean over the runs that measured them). Top-5 is left out when no run has it (a task of at
-most 10 classes, where top-5 cannot move).
+and the costs (the record's cost fields, ``nlbench.record.COSTS``: mean over the runs that measured them).
+Top-5 is left out when no run has it (a task of at most 10 classes, where top-5 cannot move).
 """
 from __future__ import annotations
 
@@ -24,26 +24,20 @@ import pandas as pd
 
 from nlbench.io import atomic_write_text
 from nlbench.numerics import NUMERICS_VERSION, version_of
+from nlbench.record import COSTS
 from nlbench.report.claims import ClaimResult, claim_line, counts
 from nlbench.report.stats import by_seed, mean_ci, paired
-from nlbench.sweep.results import FAMILY_PREFIX
+from nlbench.sweep.results import FAMILY_PREFIX, family_columns
 from nlbench.sweep.spec import Table
 
 STABLE_SD = 3.0  # points: a row whose seed SD of top-1 is larger is flagged unstable
 BIMODAL_GAP = 10.0  # points: a row with a seed this far from its median is flagged bimodal
 GEOMETRY_MIN_SIDE, GEOMETRY_MIN_KEYS = 4, 4  # a block attending over less than 4x4 positions or 4 keys is flagged
-COST_COLUMNS = {  # summary column -> (CSV column, scale)
-    "params_m": ("params", 1e-6),
-    "gflops": ("gflops", 1.0),
-    "latency_ms": ("latency_ms", 1.0),
-    "peak_mem_mb": ("peak_mem_mb", 1.0),
-    "train_clips_per_s": ("train_clips_per_s", 1.0),
-}
 TOP5_COLUMNS = ("paper_top5", "top5_mean", "top5_ci95")
 SUMMARY_COLUMNS = (
     "row", "baseline", "paper_top1", "paper_top5", "top1_mean", "top1_ci95", "top1_sd", "top1_min", "top1_max",
     "flags", "top5_mean", "top5_ci95", "val_top1_mean", "mean_class_top1", "n_ok", "n_failed", "delta_top1",
-    "paper_delta_top1", "gain_top1", "gain_ci95", "gain_n", *COST_COLUMNS,
+    "paper_delta_top1", "gain_top1", "gain_ci95", "gain_n", *(cost.column for cost in COSTS.values()),
 )
 
 
@@ -63,10 +57,6 @@ def _num(frame: pd.DataFrame, column: str) -> pd.Series:
     if column not in frame.columns:
         return pd.Series(dtype=float)
     return pd.to_numeric(frame[column], errors="coerce")
-
-
-def family_columns(frame: pd.DataFrame) -> list[str]:
-    return [c for c in frame.columns if c.startswith(FAMILY_PREFIX)]
 
 
 def enrich(frame: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
@@ -115,7 +105,7 @@ def paired_gain(wide: pd.DataFrame, row: str, baseline: str) -> tuple[float, flo
 def summarise(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
     """One line per row of the table (the file's order), rows without results included (n_ok = 0)."""
     wide = by_seed(frame) if len(frame) else pd.DataFrame()
-    families = family_columns(frame)
+    families = family_columns(frame.columns)
     lines = []
     for row in table.rows:
         runs = frame[frame["row"] == row.label]
@@ -136,9 +126,9 @@ def summarise(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
             "mean_class_top1": mean_ci(_num(ok, "mean_class_top1"))[0],
             "n_ok": n, "n_failed": int(len(runs) - len(ok)), "gain_top1": gain, "gain_ci95": gain_ci, "gain_n": gain_n,
         }
-        for name, (column, scale) in COST_COLUMNS.items():
-            values = _num(runs, column).dropna()
-            line[name] = float(values.mean()) * scale if len(values) else math.nan
+        for field, cost in COSTS.items():
+            values = _num(runs, field).dropna()
+            line[cost.column] = float(values.mean()) * cost.scale if len(values) else math.nan
         for column in families:
             line[column] = mean_ci(_num(ok, column))[0]
         lines.append(line)
@@ -152,10 +142,6 @@ def summarise(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
 
 def has_top5(summary: pd.DataFrame) -> bool:
     return "top5_mean" in summary.columns and bool(summary["top5_mean"].notna().any())
-
-
-def summary_families(summary: pd.DataFrame) -> list[str]:
-    return [c for c in summary.columns if c.startswith(FAMILY_PREFIX)]
 
 
 # ------------------------------------------------------------------------------------------ geometry
@@ -222,17 +208,13 @@ def display_table(summary: pd.DataFrame) -> pd.DataFrame:
             "-" if n == 0 else f"{pm(g, c, n, '+.1f')} vs {b} ({n})"
             for g, c, n, b in zip(s.gain_top1, s.gain_ci95, s.gain_n, s.baseline)
         ],
-        "params (M)": s["params_m"].map(lambda v: fmt(v, ".3f")),
-        "GFLOPs": s["gflops"].map(lambda v: fmt(v, ".3f")),
-        "latency (ms)": s["latency_ms"].map(fmt),
-        "peak mem (MB)": s["peak_mem_mb"].map(fmt),
-        "train clips/s": s["train_clips_per_s"].map(fmt),
     })
+    shown.update({cost.label: s[cost.column].map(lambda v, spec=cost.spec: fmt(v, spec)) for cost in COSTS.values()})
     return pd.DataFrame(shown)
 
 
 def family_table(summary: pd.DataFrame) -> pd.DataFrame | None:
-    families = summary_families(summary)
+    families = family_columns(summary.columns)
     if not families or not summary[families].notna().any().any():
         return None
     shown = summary[["row", *families]].rename(columns={c: c[len(FAMILY_PREFIX):] for c in families})
@@ -345,7 +327,7 @@ def write_csv(summary: pd.DataFrame, path: str | Path) -> None:
 
 
 __all__ = [
-    "BIMODAL_GAP", "COST_COLUMNS", "STABLE_SD", "SUMMARY_COLUMNS", "block_geometry", "display_table", "enrich",
+    "BIMODAL_GAP", "STABLE_SD", "SUMMARY_COLUMNS", "block_geometry", "display_table", "enrich",
     "failed_runs", "family_table", "fmt", "has_top5", "latex", "markdown", "paired_gain", "read_results",
     "other_numerics", "pm", "render_markdown", "stability_flags", "summarise", "write_csv",
 ]

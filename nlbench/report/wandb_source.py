@@ -21,15 +21,12 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nlbench.io import atomic_write_text
+from nlbench.record import NAMES as RECORD_FIELDS, write_record
 from nlbench.sweep.results import to_frame, write_csv
 from nlbench.sweep.spec import build_sweep
 
 # Keys of a run's W&B config that are not its run config: nlbench's own labels and W&B's.
 LABEL_KEYS = ("run_id", "table", "row", "profile", "_wandb")
-# Summary keys that are the last value of a logged curve, not the record (W&B's own start with "_", the
-# curves' have a "/": train/loss, val/top1, trainer/global_step).
-CURVE_KEYS = ("epoch", "lr")
 
 
 @dataclass
@@ -186,7 +183,8 @@ def record_of(run: WandbRun) -> dict | None:
     s = run.summary
     if not isinstance(s.get("run_id"), str) or s.get("status") not in ("ok", "failed"):
         return None
-    record = {k: v for k, v in s.items() if not k.startswith("_") and "/" not in k and k not in CURVE_KEYS}
+    # The summary also holds the last value of each logged curve (train/loss, lr, epoch) and W&B's own keys.
+    record = {k: v for k, v in s.items() if k in RECORD_FIELDS}
     record["config"] = {k: v for k, v in run.config.items() if k not in LABEL_KEYS}
     record["wandb_run"] = run.source
     return record
@@ -225,8 +223,7 @@ def materialise(source: str | Path, profile: str, dest: str | Path, ablations: s
             continue
         for cell in sweep.cells:
             if cell.key in found:
-                atomic_write_text(out / "runs" / cell.run_id / "record.json",
-                                  json.dumps(found[cell.key], indent=2) + "\n")
+                write_record(out / "runs" / cell.run_id, found[cell.key])
         write_csv(to_frame(sweep, found), out / f"{sweep.table.name}.csv")
         used += len(found)
     if not used:

@@ -1,10 +1,11 @@
 """A sweep's results file: ``results/<profile>/<table>.csv``, one row per finished (row, seed), written atomically.
 
-Columns: table, row, the knobs (named by their YAML keys), seed, run_id, the run's costs and accuracies
-(``mean_class_top1``: the mean of the per-class test accuracies; ``family_<family>``: the test accuracy within
-one family, a cue layout of the synthetic benchmark, one column per family the records name, in the order they
-first appear), status, reason, wall_s, code_commit and code_dirty (the code version that trained the run),
-machine. A row comes from the run's record as the cell's trial in the optuna storage keeps it (the same on every machine that shares the storage); a row, once written, never changes.
+Columns: table, row, the knobs (named by their YAML keys), seed, run_id, the record's CSV columns
+(``nlbench.record.CSV_COLUMNS``: the run's costs, accuracies, status, reason, wall_s), ``family_<family>``
+(the test accuracy within one family, a cue layout of the synthetic benchmark, one column per family the
+records name, in the order they first appear), code_commit and code_dirty (the code version that trained the
+run), machine. A row comes from the run's record as the cell's trial in the optuna storage keeps it (the same
+on every machine that shares the storage); a row, once written, never changes.
 """
 from __future__ import annotations
 
@@ -14,15 +15,10 @@ from pathlib import Path
 import pandas as pd
 
 from nlbench.io import atomic_write_text
+from nlbench.record import CSV_COLUMNS
 from nlbench.sweep.spec import Cell, Sweep
 
-RECORD_COLUMNS = (
-    "params", "gflops", "latency_ms", "latency_eval_ms", "train_clips_per_s", "step_ms", "peak_mem_mb",
-    "top1", "top5", "val_top1", "val_top5", "mean_class_top1", "status", "reason", "failed_step", "wall_s",
-)
-FAMILY_PREFIX = "family_"  # + family name: the per-family test top-1 columns
-# What a compact record keeps besides RECORD_COLUMNS (the CSV's family and code-version columns come from these).
-COMPACT_EXTRA = ("per_family", "code_version")
+FAMILY_PREFIX = "family_"  # + family name: the per-family test top-1 columns (from the record's per_family)
 
 
 def machine_summary(machine: dict | str | None) -> str:
@@ -43,24 +39,14 @@ def machine_summary(machine: dict | str | None) -> str:
     return ", ".join(parts)
 
 
-def compact_record(record: dict) -> dict:
-    """What the CSV needs of a record (kept in the optuna trial for machines that do not have the run dir)."""
-    out = {k: record.get(k) for k in ("run_id", *RECORD_COLUMNS, *COMPACT_EXTRA)}
-    out["machine"] = machine_summary(record.get("machine"))
-    return out
-
-
-def family_columns(records) -> list[str]:
-    """``family_<family>`` for every family the records' ``per_family`` name, in the order they first appear."""
-    names: dict[str, None] = {}
-    for record in records:
-        names.update(dict.fromkeys(record.get("per_family") or {}))
-    return [FAMILY_PREFIX + name for name in names]
+def family_columns(columns) -> list[str]:
+    """The ``family_<family>`` names among ``columns`` (of a frame, or of rows), each once, in first-seen order."""
+    return [c for c in dict.fromkeys(columns) if c.startswith(FAMILY_PREFIX)]
 
 
 def csv_row(sweep: Sweep, cell: Cell, record: dict) -> dict:
     row = {"table": sweep.table.name, "row": cell.row, **cell.knobs, "seed": cell.seed, "run_id": cell.run_id}
-    row.update({k: record.get(k) for k in RECORD_COLUMNS})
+    row.update({k: record.get(k) for k in CSV_COLUMNS})
     row.update({FAMILY_PREFIX + k: v for k, v in (record.get("per_family") or {}).items()})
     version = record.get("code_version") or {}
     row["code_commit"], row["code_dirty"] = version.get("commit"), version.get("dirty")
@@ -69,7 +55,7 @@ def csv_row(sweep: Sweep, cell: Cell, record: dict) -> dict:
 
 
 def columns(sweep: Sweep, families: list[str] = ()) -> list[str]:
-    return ["table", "row", *sweep.knob_columns, "seed", "run_id", *RECORD_COLUMNS, *families, "code_commit",
+    return ["table", "row", *sweep.knob_columns, "seed", "run_id", *CSV_COLUMNS, *families, "code_commit",
             "code_dirty", "machine"]
 
 
@@ -77,9 +63,10 @@ def to_frame(sweep: Sweep, records: dict[str, dict]) -> pd.DataFrame:
     """``records``: cell key -> record; cells without one are left out. Rows in the table's order, then seed."""
     found = [(c, records[c.key]) for c in sweep.cells if c.key in records]
     rows = [csv_row(sweep, c, r) for c, r in found]
+    families = family_columns(column for row in rows for column in row)
     # Values kept as they are (object columns): a row's text must not change when another row appears (a
     # float64 column would print an int count as 1000.0 once some row lacks it).
-    frame = pd.DataFrame(rows, columns=columns(sweep, family_columns(r for _, r in found)), dtype=object)
+    frame = pd.DataFrame(rows, columns=columns(sweep, families), dtype=object)
     for column in sweep.knob_columns:  # a list knob (explicit NL placements) as text
         frame[column] = frame[column].map(lambda v: str(v) if isinstance(v, list) else v)
     return frame
@@ -91,5 +78,4 @@ def write_csv(frame: pd.DataFrame, path: str | Path) -> None:
     atomic_write_text(path, buffer.getvalue())
 
 
-__all__ = ["FAMILY_PREFIX", "RECORD_COLUMNS", "columns", "compact_record", "csv_row", "family_columns",
-           "machine_summary", "to_frame", "write_csv"]
+__all__ = ["FAMILY_PREFIX", "columns", "csv_row", "family_columns", "machine_summary", "to_frame", "write_csv"]

@@ -1,8 +1,8 @@
 """One run: build the model and data from a RunConfig, measure the model's cost, train, evaluate, write the record.
 
 The run directory holds ``config.yaml`` (written first), ``model.pt`` (the trained weights), the W&B offline
-folder, and ``record.json``, written atomically and last: a directory with a record is a finished run (ok or
-failed), one without is a run that was interrupted and must be redone.
+folder, and ``record.json`` (its fields: ``nlbench.record``), written atomically and last: a directory with a
+record is a finished run (ok or failed), one without is a run that was interrupted and must be redone.
 """
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import copy
 import hashlib
 import json
 import logging
-import math
 import statistics
 import sys
 import time
@@ -28,6 +27,7 @@ from nlbench.io import atomic_write_text
 from nlbench.measure import machine_info, measure_latency, nonlocal_geometry, profile_module
 from nlbench.models import load_pretrained
 from nlbench.numerics import NUMERICS_VERSION, pin
+from nlbench.record import finite, read_record, write_record
 from nlbench.seeds import derive_seed
 from nlbench.training.callbacks import TrainThroughput, ValidationCurve
 from nlbench.training.config import ConfigError, RunConfig
@@ -255,7 +255,7 @@ def _measure_once(model: torch.nn.Module, config: RunConfig, device: torch.devic
     if path.is_file():
         return json.loads(path.read_text())
     costs = _measure(model, config, device)
-    atomic_write_text(path, json.dumps(_finite(costs)) + "\n")  # two workers measuring one model: the last wins
+    atomic_write_text(path, json.dumps(finite(costs)) + "\n")  # two workers measuring one model: the last wins
     return costs
 
 
@@ -427,7 +427,7 @@ def evaluate_run(config: RunConfig, weights: str | Path, out_dir: str | Path | N
         out=str(out_dir),
     )
     if trainer.is_global_zero:
-        atomic_write_text(out_dir / "record.json", json.dumps(_finite(record), indent=2) + "\n")
+        write_record(out_dir, record)
     return record
 
 
@@ -443,7 +443,7 @@ def _write(run_dir: Path, module: VideoClassifier, record: dict) -> None:
     """The weights, then the record: written last, atomically (a run dir with a record is a finished run)."""
     if record["status"] == "ok":
         torch.save(module.model.state_dict(), run_dir / "model.pt")
-    atomic_write_text(run_dir / "record.json", json.dumps(_finite(record), indent=2) + "\n")
+    write_record(run_dir, record)
 
 
 def _devices(config: RunConfig) -> dict:
@@ -465,22 +465,6 @@ def _per_family(scores: torch.Tensor, labels: torch.Tensor, families) -> dict[st
 def _round(value: float | None) -> float | None:
     # Lightning logs metrics as float32: 31.4 comes back as 31.399999618530273.
     return None if value is None else round(float(value), 4)
-
-
-def _finite(value):
-    """NaN/inf are not JSON: write them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
-def read_record(run_dir: str | Path) -> dict | None:
-    path = Path(run_dir) / "record.json"
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 __all__ = ["build_datamodule", "build_model", "evaluate_run", "load_weights", "read_record", "train_run"]
