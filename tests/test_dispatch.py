@@ -6,8 +6,9 @@ import dataclasses
 import pytest
 import torch
 
-from nlbench.ops import NonLocalBlock, dispatch, pairwise
-from nlbench.ops.nonlocal_block import FAST_IMPL, INSTANTIATIONS
+from nlbench.ops import NonLocalBlock, dispatch
+from nlbench.ops.instantiations import BY_NAME
+from nlbench.ops.nonlocal_block import INSTANTIATIONS
 
 CPU = torch.device("cpu")
 
@@ -42,7 +43,7 @@ def test_tiny_groups_run_naive(instantiation, grad):
 def test_large_maps_run_fast(instantiation, grad):
     # res3 of a 128-frame clip, subsampled, d = 256: the N x N' matrices are what costs.
     p = problem(instantiation, groups=2, n=12544, n_keys=3136, d_k=256, d_v=256, grad=grad)
-    assert dispatch.choose_path(p) == FAST_IMPL[instantiation]
+    assert dispatch.choose_path(p) == BY_NAME[instantiation].fast
 
 
 @pytest.mark.parametrize("grad", [True, False])
@@ -67,7 +68,7 @@ def test_above_the_budget_runs_fast(instantiation, budget):
     budget(p.naive_bytes())  # naive just fits: the cost model decides
     assert dispatch.choose_path(p) == "naive"
     budget(p.naive_bytes() - 1)  # one byte short: the fast path, whatever it costs
-    assert dispatch.choose_path(p) == FAST_IMPL[instantiation]
+    assert dispatch.choose_path(p) == BY_NAME[instantiation].fast
 
 
 def test_budget_from_environment(monkeypatch):
@@ -114,11 +115,6 @@ def _blocks(instantiation, c, **kwargs):
     return naive, auto
 
 
-KERNELS = {
-    "softmax_naive": "naive", "dot_product_naive": "naive", "concatenation_naive": "naive",
-    "softmax_sdpa": "sdpa", "dot_product_assoc": "assoc", "concatenation_sorted": "sorted",
-}
-
 # (C, T, H, W, block knobs): a res4-like map, a time-only block (tiny groups), a space-only block.
 SHAPES = [
     (12, 2, 6, 5, dict(subsample=True)),
@@ -135,12 +131,13 @@ def test_auto_equals_naive_float64(instantiation, shape, forced, budget, monkeyp
     naive, auto = _blocks(instantiation, c, **knobs)
     if forced == "fast":
         budget(0)  # nothing fits: auto must take the fast path
-    ran, called = [], []  # what dispatch chose, and which kernels of nlbench.ops.pairwise the blocks called
+    ran, called = [], []  # what dispatch chose, and which path of the instantiation the blocks ran
     original = dispatch.choose
     monkeypatch.setattr(dispatch, "choose", lambda *a: ran.append(original(*a)) or ran[-1])
-    for name in KERNELS:
-        kernel = getattr(pairwise, name)
-        monkeypatch.setattr(pairwise, name, lambda *a, _k=kernel, _n=name: called.append(_n) or _k(*a))
+    entry = BY_NAME[instantiation]
+    monkeypatch.setitem(BY_NAME, instantiation, dataclasses.replace(
+        entry, naive_fn=lambda *a: called.append("naive") or entry.naive_fn(*a),
+        fast_fn=lambda *a: called.append(entry.fast) or entry.fast_fn(*a)))
     torch.manual_seed(1)
     x = torch.randn(2, c, t, h, w, dtype=torch.float64, requires_grad=True)
     grad_out = torch.randn_like(x)
@@ -157,9 +154,9 @@ def test_auto_equals_naive_float64(instantiation, shape, forced, budget, monkeyp
             outs[name] += (block(x),)
     # The auto block ran the kernel dispatch chose, in train and eval mode alike.
     assert len(ran) == 2 and len(called) == 2
-    assert [KERNELS[k] for k in called] == ran
+    assert called == ran
     if forced == "fast":
-        assert set(ran) == {FAST_IMPL[instantiation]}
+        assert set(ran) == {BY_NAME[instantiation].fast}
     (y_n, gx_n, gp_n, e_n), (y_a, gx_a, gp_a, e_a) = outs["naive"], outs["auto"]
     torch.testing.assert_close(y_a, y_n, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(e_a, e_n, rtol=1e-10, atol=1e-12)

@@ -9,7 +9,7 @@ import torch
 
 from nlbench import NonLocalBlock
 from nlbench.ops import INSTANTIATIONS, PRESETS
-from nlbench.ops.nonlocal_block import FAST_IMPL
+from nlbench.ops.instantiations import BY_NAME
 from tests.reference import reference_forward
 
 MODES = ("spacetime", "space", "time", 2)
@@ -32,7 +32,7 @@ def make(inst, mode, order, sub, scale, impl="auto", **kw):
     # "fast": the instantiation's fast path by name; "auto" may run either path (nlbench.ops.dispatch).
     return NonLocalBlock(
         C, instantiation=inst, mode=mode, subsample=sub, subsample_order=order, scale=scale,
-        inner_channels=4, impl=FAST_IMPL[inst] if impl == "fast" else impl, **kw,
+        inner_channels=4, impl=BY_NAME[inst].fast if impl == "fast" else impl, **kw,
     )
 
 
@@ -134,7 +134,7 @@ def test_fast_path_gradients_match_naive(inst, mode):
 def test_gradcheck_every_path(inst, order):
     torch.manual_seed(3)
     x = torch.randn(1, 4, 2, 3, 5, dtype=torch.float64, requires_grad=True)
-    for impl in ("naive", FAST_IMPL[inst], "auto"):
+    for impl in ("naive", BY_NAME[inst].fast, "auto"):
         block = randomise(
             NonLocalBlock(4, instantiation=inst, inner_channels=3, subsample_order=order, impl=impl)
         ).double().eval()
