@@ -121,8 +121,7 @@ def _pairwise_handle(inst: Instantiation):
 
     def handle(inputs: list[Any], outputs: list[Any]) -> int:
         q, v, y = (_shape(t, inst.fast_op) for t in (inputs[0], inputs[2], outputs[0]))
-        d_k = q[-1] if len(q) == len(y) else 1
-        return math.prod(y[:-1]) * v[-2] * inst.macs_per_pair(d_k, v[-1])
+        return math.prod(y[:-1]) * v[-2] * inst.macs_per_pair(1 if inst.w_f else q[-1], v[-1])
 
     return handle
 

@@ -21,8 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from nlbench.io import atomic_write_text
-from nlbench.ops.knobs import BY_NAME as KNOBS
-from nlbench.ops.knobs import INSTANTIATIONS
+from nlbench.ops import knobs
 
 # The acceptance targets of the fast paths (fwd+bwd, res3 8x28x28, no subsampling, batch 8).
 TARGET_SHAPE = "res3_8x28x28"
@@ -37,7 +36,8 @@ FWD_BWD_MAC_FACTOR = 3
 AUTO_TOLERANCE = 0.05
 
 # The default block's instantiation first, then the paper's order.
-INSTANTIATION_ORDER = tuple(sorted(INSTANTIATIONS, key=lambda name: name != KNOBS["instantiation"].default))
+_DEFAULT_INSTANTIATION = knobs.BY_NAME["instantiation"].default
+INSTANTIATION_ORDER = tuple(sorted(knobs.INSTANTIATIONS, key=lambda name: name != _DEFAULT_INSTANTIATION))
 SHAPE_ORDER = ("res4_4x14x14", "res3_4x28x28", "res3_8x28x28")
 
 
