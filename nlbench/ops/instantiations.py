@@ -4,7 +4,8 @@ An entry is everything the project knows about one instantiation: its exact path
 which cost-model family ``impl="auto"`` prices it with (``nlbench.ops.dispatch``), and the multiply-adds its
 pairwise term is charged (``nlbench.measure.flops``). The block, the knobs, the dispatcher, the FLOP counter,
 the benchmarks and the performance report all read this table, so a new instantiation is one entry here plus
-its reference in ``tests/reference.py``.
+its reference in ``tests/reference.py`` (and, where its fast path is a new kernel, a family of coefficients in
+``dispatch.CPU_COEFFICIENTS``, fitted by ``python -m benchmarks.calibrate_dispatch``).
 
 Both paths of an entry take the same operands: queries (B, N, d_k), keys (B, N', d_k), values (B, N', d_v) and
 one number ``c``, the logits' scale for a softmax and the normaliser C otherwise. ``naive_fn`` returns
