@@ -42,6 +42,8 @@ def _rounds(call_seconds: float) -> int:
     return max(5, min(25, round(2.0 / max(call_seconds, 1e-3))))
 
 
+# The ids are "<label>-<pass>": the report reads the cases a run selected from them (nlbench.report.performance.
+# selected_zoo_cases), to name those that wrote no benchmark.
 @pytest.mark.parametrize("shape,pass_", CASES, ids=[f"{s.label}-{p}" for s, p in CASES])
 def test_zoo_block(benchmark, shape, pass_):
     torch.manual_seed(0)
