@@ -25,9 +25,14 @@ import torch
 
 from benchmarks.zoo_shapes import zoo_shapes
 from nlbench.io import atomic_write_text
-from nlbench.ops import NonLocalBlock, dispatch, pairwise
+from nlbench.ops import NonLocalBlock, dispatch
+from nlbench.ops.instantiations import BY_NAME, REGISTRY
 
-FAMILY_INSTANTIATION = {"softmax": "embedded_gaussian", "dot": "dot_product", "concat": "concatenation"}
+# The instantiation each cost-model family is timed as: its first with theta and phi (d_k = d_v is then natural).
+FAMILY_INSTANTIATION = {}
+for _inst in REGISTRY:
+    if _inst.embedded:
+        FAMILY_INSTANTIATION.setdefault(_inst.family, _inst)
 
 
 def zoo_problems(batch: int | None = None) -> list[dispatch.Problem]:
@@ -58,25 +63,22 @@ def zoo_problems(batch: int | None = None) -> list[dispatch.Problem]:
     return sorted(distinct.values(), key=lambda p: p.pairs * (p.d_k + p.d_v))
 
 
-def _runner(family: str, path: str, p: dispatch.Problem, grad: bool):
+def _runner(path: str, p: dispatch.Problem, grad: bool):
+    inst = BY_NAME[p.instantiation]
     g = torch.Generator().manual_seed(0)
     q = torch.randn(p.groups, p.n, p.d_k, generator=g)
     k = torch.randn(p.groups, p.n_keys, p.d_k, generator=g)
     v = torch.randn(p.groups, p.n_keys, p.d_v, generator=g)
     gy = torch.randn(p.groups, p.n, p.d_v, generator=g)
-    if family == "concat":
+    if inst.w_f:
         q, k = q[..., 0].contiguous(), k[..., 0].contiguous()  # a_i and b_j: the block projects first
     for t in (q, k, v):
         t.requires_grad_(grad)
-    scale = p.d_k**-0.5
-    fn = {
-        ("softmax", "naive"): lambda: pairwise.softmax_naive(q, k, v, scale)[0],
-        ("softmax", "sdpa"): lambda: pairwise.softmax_sdpa(q, k, v, scale),
-        ("dot", "naive"): lambda: pairwise.dot_product_naive(q, k, v, float(p.n_keys))[0],
-        ("dot", "assoc"): lambda: pairwise.dot_product_assoc(q, k, v, float(p.n_keys)),
-        ("concat", "naive"): lambda: pairwise.concatenation_naive(q, k, v, float(p.n_keys))[0],
-        ("concat", "sorted"): lambda: pairwise.concatenation_sorted(q, k, v, float(p.n_keys)),
-    }[(family, path)]
+    c = p.d_k**-0.5 if inst.softmax else float(p.n_keys)  # the softmax's scale, or C = N'
+
+    def fn():
+        return inst.naive_fn(q, k, v, c)[0] if path == "naive" else inst.fast_fn(q, k, v, c)
+
     if grad:
         return lambda: fn().backward(gy)
 
@@ -90,18 +92,18 @@ def _runner(family: str, path: str, p: dispatch.Problem, grad: bool):
 def measure(problems: list[dispatch.Problem], rounds: int, log=print) -> list[dict]:
     records = []
     for base in problems:
-        families = ["softmax"] if base.d_k != base.d_v else list(dispatch.PATHS)
+        # d_k != d_v only arises in the Gaussian: timed as itself; otherwise every family at this size.
+        timed_as = [BY_NAME[base.instantiation]] if base.d_k != base.d_v else list(FAMILY_INSTANTIATION.values())
         for grad in (True, False):
             cases = {}
-            for family in families:
-                p = dispatch.Problem(FAMILY_INSTANTIATION[family] if base.d_k == base.d_v else base.instantiation,
-                                     base.groups, base.n, base.n_keys, base.d_k, base.d_v, base.dtype, base.device,
-                                     grad)
+            for inst in timed_as:
+                p = dispatch.Problem(inst.name, base.groups, base.n, base.n_keys, base.d_k, base.d_v, base.dtype,
+                                     base.device, grad)
                 over = p.naive_bytes() > dispatch.memory_budget(p.device)
-                for path in dispatch.PATHS[family]:
+                for path in ("naive", inst.fast):
                     if path == "naive" and over:
                         continue
-                    cases[(family, path)] = (p, _runner(family, path, p, grad))
+                    cases[(inst.family, path)] = (p, _runner(path, p, grad))
             times: dict = {key: [] for key in cases}
             for fn_p in cases.values():
                 fn_p[1]()  # warm-up

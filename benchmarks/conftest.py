@@ -67,6 +67,19 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     }
 
 
+_SELECTED = pytest.StashKey[list]()
+
+
+def pytest_collection_finish(session):
+    session.config.stash[_SELECTED] = [item.name for item in session.items]
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    # The tests this run set out to measure (pytest's names, "test_zoo_block[<label>-<pass>]"): a case that
+    # wrote no benchmark (it failed, or the run was cut short) is one the report can name as not measured.
+    output_json["selected"] = config.stash.get(_SELECTED, [])
+
+
 @pytest.fixture(params=DEVICES)
 def device(request) -> torch.device:
     return torch.device(request.param)

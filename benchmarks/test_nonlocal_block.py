@@ -13,14 +13,9 @@ import time
 import pytest
 import torch
 
+from nlbench.measure.flops import nonlocal_block_macs
 from nlbench.measure.timing import peak_memory_mb
-from nlbench.ops import NonLocalBlock
-from nlbench.ops.nonlocal_block import FAST_IMPL
-
-try:
-    from nlbench.measure.flops import nonlocal_block_macs
-except ImportError:  # the suite must run on its own; the inline formula below covers these shapes
-    nonlocal_block_macs = None
+from nlbench.ops import NonLocalBlock, instantiations
 
 BATCH = 8
 DTYPE = torch.float32
@@ -31,7 +26,7 @@ SHAPES = {
     "res3_4x28x28": (512, 4, 28, 28),
     "res3_8x28x28": (512, 8, 28, 28),
 }
-INSTANTIATIONS = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
+INSTANTIATIONS = instantiations.NAMES
 IMPLS = ("naive", "fast")  # impl="auto" is measured at the zoo shapes: test_zoo_dispatch.py
 PASSES = ("fwd", "fwd_bwd")
 MATMUL_N = 4096
@@ -54,33 +49,6 @@ def _rounds(call_seconds: float) -> tuple[int, int]:
     if call_seconds < 3.0:
         return 3, 1
     return 2, 0
-
-
-def _formula_macs(instantiation: str, c: int, t: int, h: int, w: int, subsample: bool) -> int:
-    """MACs of one forward of the default block (spacetime, pool 1x2x2 after phi/g), batch BATCH.
-
-    The pairwise term is charged as eq. (1) reads, with the N x N' matrix (the paper's convention),
-    whichever path runs; the BN after W_z as fvcore charges it in eval mode (2 per element), so the
-    number matches nlbench.measure.flops.nonlocal_block_macs.
-    """
-    d = c // 2
-    n = t * h * w
-    n_keys = t * (h // 2) * (w // 2) if subsample else n
-    embedded = instantiation != "gaussian"
-    d_k = d if embedded else c
-    macs = n * c * d * (3 if embedded else 1)  # theta, phi, g on every position
-    if instantiation == "concatenation":
-        macs += n * n_keys * d + (n + n_keys) * d  # ReLU(a_i + b_j) @ g, and a, b = w_f projections
-    else:
-        macs += n * n_keys * (d_k + d)  # q k^T and (.) v
-    macs += n * d * c + 2 * c * n  # W_z, BN
-    return BATCH * macs
-
-
-def _macs(block: NonLocalBlock, shape: tuple[int, ...], instantiation: str, subsample: bool) -> tuple[int, str]:
-    if nonlocal_block_macs is not None:
-        return int(nonlocal_block_macs(block, shape)), "nlbench.measure.flops.nonlocal_block_macs"
-    return _formula_macs(instantiation, *shape[1:], subsample), "benchmarks formula"
 
 
 def _synced(fn, device: torch.device):
@@ -116,7 +84,7 @@ def test_matmul(benchmark, device):
 def test_block(benchmark, device, shape, subsample, pass_, instantiation, impl):
     torch.manual_seed(0)
     c, t, h, w = SHAPES[shape]
-    path = "naive" if impl == "naive" else FAST_IMPL[instantiation]
+    path = "naive" if impl == "naive" else instantiations.BY_NAME[instantiation].fast
     block = NonLocalBlock(c, instantiation=instantiation, subsample=subsample, impl=path)
     # A fresh block has BN gamma = 0 and so is the identity; gamma = 1 stands for a trained block, so
     # no gradient is all zeros (same work for the dense kernels, but nothing degenerate to exploit).
@@ -142,7 +110,8 @@ def test_block(benchmark, device, shape, subsample, pass_, instantiation, impl):
     benchmark.group = f"{device.type} {shape} {'sub' if subsample else 'nosub'} {pass_}"
     benchmark.pedantic(fn, rounds=rounds, warmup_rounds=warmup)
 
-    macs, macs_source = _macs(block, tuple(x.shape), instantiation, subsample)
+    # eq. (1) as written, with the N x N' matrix (the paper's convention), whichever path runs.
+    macs = nonlocal_block_macs(block, tuple(x.shape))
     benchmark.extra_info["pass"] = pass_
     benchmark.extra_info.update(
         kind="nonlocal_block",
@@ -158,5 +127,4 @@ def test_block(benchmark, device, shape, subsample, pass_, instantiation, impl):
         path=path,
         peak_mb=peak_mb,
         macs_fwd=macs,
-        macs_source=macs_source,
     )

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from nlbench.measure import NO_MAC_OPS, count_flops, nonlocal_block_macs
-from nlbench.ops.nonlocal_block import FAST_IMPL, INSTANTIATIONS, NonLocalBlock
+from nlbench.ops.instantiations import BY_NAME
+from nlbench.ops.nonlocal_block import INSTANTIATIONS, NonLocalBlock
 
 C = 16
 # Odd H and W: the 2x2 max pool drops a row and a column (floor mode), which the formula must follow.
@@ -40,7 +41,7 @@ def test_block_count_matches_formula_on_every_path(instantiation, mode, subsampl
     kwargs = dict(instantiation=instantiation, mode=mode, subsample=subsample, subsample_order=order)
     # "auto" may run either path (nlbench.ops.dispatch): force the fast path by name too, so that its op
     # handler is exercised in every mode.
-    impls = ["naive", "auto", FAST_IMPL[instantiation]]
+    impls = ["naive", "auto", BY_NAME[instantiation].fast]
     totals = {impl: _counted(NonLocalBlock(C, impl=impl, **kwargs), X5) for impl in impls}
     expected = nonlocal_block_macs(NonLocalBlock(C, **kwargs), X5.shape)
     assert totals == {impl: expected for impl in totals}
@@ -60,7 +61,7 @@ def test_block_count_on_3d_and_4d_inputs(instantiation, shape, mode, pool_kernel
     x = torch.randn(shape)
     kwargs = dict(instantiation=instantiation, mode=mode, pool_kernel=pool_kernel)
     expected = nonlocal_block_macs(NonLocalBlock(C, **kwargs), x.shape)
-    for impl in ("naive", FAST_IMPL[instantiation]):
+    for impl in ("naive", BY_NAME[instantiation].fast):
         assert _counted(NonLocalBlock(C, impl=impl, **kwargs), x) == expected
 
 

@@ -588,17 +588,49 @@ def test_nl_preset_overrides_the_variants_preset():
         make_config(nl_preset="caffe3")
 
 
-def test_model_config_and_run_config_take_every_knob_once():
-    from dataclasses import fields
+# A value other than the default for every key of a run config's model section (ModelConfig's fields, one per
+# non-local knob, init_from), on a model with one non-local block so that the knobs act; with the keys it needs
+# beside it where it acts only with them. Defaults the variant's preset fills are the released code's (pool x
+# before phi and g, scaled softmax, Caffe2 init).
+NON_DEFAULT = {
+    "depth": 101, "arch": "i3d_3x3x3", "nl_blocks": 5, "nl_stage": "res3", "width": 16, "variant": "paper",
+    "dropout": 0.2, "zero_init_residual": True, "pools": "paper", "stride_on": "1x1",
+    "inflation": dict(arch="i3d_3x1x1", inflation="every_other"), "nl_preset": "paper",
+    "block": "simplified_nl", "block_args": dict(block="global_context", block_args={"ratio": 0.25}),
+    "block_position": "in_residual", "instantiation": "dot_product", "mode": "space", "inner_channels": 8,
+    "inner_ratio": 0.25, "subsample": False, "subsample_order": "after", "pool_kernel": (1, 1, 2), "scale": False,
+    "norm_by": "positions", "init": "paper", "W_z_bias": False, "impl": "naive", "init_from": "checkpoint.pt",
+}
 
-    from nlbench.ops.knobs import KNOBS
-    from nlbench.training.config import ModelSection
 
-    knobs = {f.name: f.default for f in fields(NonLocalKnobs)}
-    section = {name: f.default for name, f in ModelSection.model_fields.items()}
-    for knob in KNOBS:
-        expected = None if knob.preset else knob.default
-        assert knobs[knob.name] == expected and section[knob.name] == expected
+def _built(model: dict):
+    """The run id of a run config with this model section, and the model it builds (seeded): its modules' reprs
+    and its weights."""
+    from nlbench.training import RunConfig
+
+    config = RunConfig.from_dict({"model": {"nl_blocks": 1, **model}})
+    built = config.model.as_model_config(num_classes=10).build(seed=0)
+    return config.run_id, repr(built), built.state_dict()
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(a[k].shape == b[k].shape and torch.equal(a[k], b[k]) for k in a)
+
+
+def test_every_model_key_changes_the_run_id_and_the_model():
+    from nlbench.training import RunConfig
+
+    keys = RunConfig.model_fields["model"].annotation.model_fields  # the keys a run config's model section takes
+    assert set(NON_DEFAULT) == set(keys), "a model key without a non-default value here"
+    plain = _built({})
+    for key, value in NON_DEFAULT.items():
+        changed = value if isinstance(value, dict) else {key: value}
+        base = {k: v for k, v in changed.items() if k != key}  # the companion keys alone
+        (run_id, text, weights), (base_id, base_text, base_weights) = _built(changed), _built(base) if base else plain
+        assert run_id != base_id, f"{key}={value!r} leaves the run id as it was"
+        if key != "init_from":  # a checkpoint is loaded when training starts, after the model is built
+            same = text == base_text and _same_weights(weights, base_weights)
+            assert not same, f"{key}={value!r} builds the same model"
 
 
 def test_committed_run_ids_are_unchanged():

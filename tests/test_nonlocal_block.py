@@ -9,7 +9,7 @@ import torch
 
 from nlbench import NonLocalBlock
 from nlbench.ops import INSTANTIATIONS, PRESETS
-from nlbench.ops.nonlocal_block import FAST_IMPL
+from nlbench.ops.instantiations import BY_NAME
 from tests.reference import reference_forward
 
 MODES = ("spacetime", "space", "time", 2)
@@ -32,7 +32,7 @@ def make(inst, mode, order, sub, scale, impl="auto", **kw):
     # "fast": the instantiation's fast path by name; "auto" may run either path (nlbench.ops.dispatch).
     return NonLocalBlock(
         C, instantiation=inst, mode=mode, subsample=sub, subsample_order=order, scale=scale,
-        inner_channels=4, impl=FAST_IMPL[inst] if impl == "fast" else impl, **kw,
+        inner_channels=4, impl=BY_NAME[inst].fast if impl == "fast" else impl, **kw,
     )
 
 
@@ -134,7 +134,7 @@ def test_fast_path_gradients_match_naive(inst, mode):
 def test_gradcheck_every_path(inst, order):
     torch.manual_seed(3)
     x = torch.randn(1, 4, 2, 3, 5, dtype=torch.float64, requires_grad=True)
-    for impl in ("naive", FAST_IMPL[inst], "auto"):
+    for impl in ("naive", BY_NAME[inst].fast, "auto"):
         block = randomise(
             NonLocalBlock(4, instantiation=inst, inner_channels=3, subsample_order=order, impl=impl)
         ).double().eval()
@@ -180,20 +180,19 @@ def test_init_presets_differ_as_documented():
     assert torch.count_nonzero(NonLocalBlock(8, init="zero_conv").W_z.weight) == 0
 
 
-def _perturbed_output(block, x, where):
-    y0 = block(x)
+def _poked(inst, mode, x, where):
+    """z of a block with random weights (float64, pooled after phi/g) at x, and at x with 5 added at ``where``."""
+    block = randomise(make(inst, mode, "after", True, False)).double().eval()
     x2 = x.clone()
     x2[where] += 5.0
-    return y0, block(x2)
+    with torch.no_grad():
+        return block(x), block(x2)
 
 
 @pytest.mark.parametrize("inst", INSTANTIATIONS)
 def test_space_only_does_not_mix_frames(inst):
     torch.manual_seed(0)  # concatenation's ReLU may silence a pair for unlucky weights
-    x = torch.randn(1, C, 4, 5, 7, dtype=torch.float64)
-    block = randomise(make(inst, "space", "after", True, False)).double().eval()
-    with torch.no_grad():
-        y0, y1 = _perturbed_output(block, x, (0, slice(None), 3))
+    y0, y1 = _poked(inst, "space", torch.randn(1, C, 4, 5, 7, dtype=torch.float64), (0, slice(None), 3))
     assert torch.equal(y0[:, :, :3], y1[:, :, :3])
     assert not torch.allclose(y0[:, :, 3], y1[:, :, 3])
 
@@ -201,10 +200,7 @@ def test_space_only_does_not_mix_frames(inst):
 @pytest.mark.parametrize("inst", INSTANTIATIONS)
 def test_time_only_does_not_mix_locations(inst):
     torch.manual_seed(0)  # concatenation's ReLU may silence a pair for unlucky weights
-    x = torch.randn(1, C, 4, 5, 7, dtype=torch.float64)
-    block = randomise(make(inst, "time", "after", True, False)).double().eval()
-    with torch.no_grad():
-        y0, y1 = _perturbed_output(block, x, (0, slice(None), 0, 2, 3))
+    y0, y1 = _poked(inst, "time", torch.randn(1, C, 4, 5, 7, dtype=torch.float64), (0, slice(None), 0, 2, 3))
     changed = (y0 != y1).any(dim=1)[0]  # (T, H, W)
     assert changed[:, 2, 3].all()  # every frame at the same location hears it
     changed[:, 2, 3] = False
@@ -213,21 +209,15 @@ def test_time_only_does_not_mix_locations(inst):
 
 @pytest.mark.parametrize("inst", INSTANTIATIONS)
 def test_spacetime_reaches_far_positions(inst):
-    torch.manual_seed(0)  # concatenation's ReLU may silence a pair for unlucky weights
     x = torch.randn(1, C, 4, 6, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    block = randomise(make(inst, "spacetime", "after", True, False)).double().eval()
-    with torch.no_grad():
-        y0, y1 = _perturbed_output(block, x, (0, slice(None), 0, 0, 0))
+    y0, y1 = _poked(inst, "spacetime", x, (0, slice(None), 0, 0, 0))
     # The last frame hears the first frame's corner (for concatenation, at the positions whose
     # ReLU lets that key through).
     assert (y0[0, :, -1] - y1[0, :, -1]).abs().max() > 1e-4
 
 
 def test_temporal_groups_stay_inside_their_group():
-    x = torch.randn(1, C, 4, 4, 4, dtype=torch.float64)
-    block = randomise(make("embedded_gaussian", 2, "after", True, False)).double().eval()
-    with torch.no_grad():
-        y0, y1 = _perturbed_output(block, x, (0, slice(None), 0, 0, 0))
+    y0, y1 = _poked("embedded_gaussian", 2, torch.randn(1, C, 4, 4, 4, dtype=torch.float64), (0, slice(None), 0, 0, 0))
     assert torch.equal(y0[:, :, 2:], y1[:, :, 2:])
     assert not torch.allclose(y0[:, :, 1], y1[:, :, 1])
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from nlbench.ops import NonLocalBlock
-from nlbench.ops.knobs import FAST_IMPL
+from nlbench.ops.instantiations import BY_NAME
 
 C, SHAPE = 10, (2, 10, 3, 5, 7)  # d = 5 inner channels; odd T, H, W (floor-mode pooling drops a row)
 TOL = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -130,7 +130,7 @@ def rel(a: Tensor, b: Tensor) -> float:
 @pytest.mark.parametrize("preset,overrides,build,peer_kwargs,inst", CASES, ids=IDS)
 def test_preset_equals_peer(preset, overrides, build, peer_kwargs, inst, ours_to_peer, path, dtype):
     subsample = True
-    impl = "naive" if path == "naive" else FAST_IMPL[inst]
+    impl = "naive" if path == "naive" else BY_NAME[inst].fast
     peer, pairs = build(inst, subsample, **peer_kwargs)
     ours = NonLocalBlock.from_preset(preset, C, instantiation=inst, impl=impl, **overrides)
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in peer.parameters())

@@ -78,3 +78,15 @@ def test_auto_ratio_pairs_the_rounds_when_they_are_kept():
     assert round(table["auto_ratio"].iloc[0], 4) == 1.0
     case.update(auto_rounds=[0.11, 0.22, 0.132])  # auto 10 % slower than sdpa in every round
     assert round(zoo_table(pd.DataFrame([case]))["auto_ratio"].iloc[0], 4) == 1.1
+
+
+def test_missing_cases_come_from_the_tests_the_run_selected():
+    from nlbench.report.performance import selected_zoo_cases
+
+    label = "embedded_gaussian-C512-d256-4x28x28-spacetime-sub1x2x2-before-b8"
+    data = {
+        "benchmarks": [{"name": f"test_zoo_block[{label}-train]", "extra_info": {"kind": "zoo_dispatch"}}],
+        "selected": [f"test_zoo_block[{label}-train]", f"test_zoo_block[{label}-infer]", "test_matmul[cpu]"],
+    }
+    assert selected_zoo_cases(data) == [(label, "train"), (label, "infer")]
+    assert selected_zoo_cases({"benchmarks": data["benchmarks"]}) is None  # a JSON from before `selected`

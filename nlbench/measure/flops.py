@@ -2,7 +2,8 @@
 
 ``count_flops`` traces a module with fvcore's ``FlopCountAnalysis`` and adds what fvcore lacks, so that
 every path of the non-local block is charged the same as the naive one, which materialises the N x N'
-pairwise matrix with two matrix products:
+pairwise matrix with two matrix products. Each instantiation's fast op (``Instantiation.fast_op``) is charged
+B * N * N' times its ``macs_per_pair`` (``nlbench.ops.instantiations``):
 
 - ``aten::scaled_dot_product_attention`` (fvcore counts it as zero): q k^T and (.) v, i.e.
   prod(batch) * L * S * (E + Ev). A causal mask or dropout does not change the charge.
@@ -41,6 +42,8 @@ from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
+
+from nlbench.ops.instantiations import BY_NAME, REGISTRY, Instantiation
 
 with warnings.catch_warnings():
     # Importing fvcore.nn runs torch.jit.script on its loss functions, which torch now deprecates.
@@ -110,39 +113,24 @@ def _matmul_handle(inputs: list[Any], outputs: list[Any]) -> int:
     return math.prod(batch) * n * k * m
 
 
-def _sdpa_handle(inputs: list[Any], outputs: list[Any]) -> int:
-    """q (..., L, E), k (..., S, E), v (..., S, Ev): q k^T then (.) v, as the unfused path computes it."""
-    q, k, v = (_shape(t, "aten::scaled_dot_product_attention") for t in inputs[:3])
-    length, e = q[-2], q[-1]
-    source, e_v = k[-2], v[-1]
-    # The output carries the broadcast batch dims (heads of q under grouped-query attention).
-    batch = _shape(outputs[0], "aten::scaled_dot_product_attention")[:-2]
-    return math.prod(batch) * length * source * (e + e_v)
+def _pairwise_handle(inst: Instantiation):
+    """The handler of ``inst.fast_op``: queries (..., N, d_k), keys (..., N', .), values (..., N', d_v) and the
+    output (..., N, d_v) give B * N * N' pairs, each charged ``inst.macs_per_pair``. The output carries the
+    broadcast batch dims (heads of q under grouped-query attention in SDPA). Concatenation's queries are one
+    number each (a_i = w_f^T theta_i, shape (B, N)): d_k = 1 there."""
 
+    def handle(inputs: list[Any], outputs: list[Any]) -> int:
+        q, v, y = (_shape(t, inst.fast_op) for t in (inputs[0], inputs[2], outputs[0]))
+        return math.prod(y[:-1]) * v[-2] * inst.macs_per_pair(1 if inst.w_f else q[-1], v[-1])
 
-def _dot_product_pairwise_handle(inputs: list[Any], outputs: list[Any]) -> int:
-    """q (B, N, d_k), k (B, N', d_k), v (B, N', d_v): the naive (q k^T) v."""
-    q, k, v = (_shape(t, "nlbench::dot_product_pairwise") for t in inputs[:3])
-    return math.prod(q[:-2]) * q[-2] * k[-2] * (q[-1] + v[-1])
-
-
-def _concatenation_pairwise_handle(inputs: list[Any], outputs: list[Any]) -> int:
-    """a (B, N), b (B, N'), v (B, N', d_v): the naive ReLU(a_i + b_j) @ v; the matrix itself is adds."""
-    a, b, v = (_shape(t, "nlbench::concatenation_pairwise") for t in inputs[:3])
-    return math.prod(a[:-1]) * a[-1] * b[-1] * v[-1]
+    return handle
 
 
 def mac_handles() -> dict[str, Any]:
     """The handlers ``count_flops`` adds to fvcore's defaults (usable with ``set_op_handle(**...)``)."""
     handles: dict[str, Any] = {name: _zero_handle for name in NO_MAC_OPS}
-    handles.update(
-        {
-            "aten::matmul": _matmul_handle,
-            "aten::scaled_dot_product_attention": _sdpa_handle,
-            "nlbench::dot_product_pairwise": _dot_product_pairwise_handle,
-            "nlbench::concatenation_pairwise": _concatenation_pairwise_handle,
-        }
-    )
+    handles["aten::matmul"] = _matmul_handle
+    handles.update({inst.fast_op: _pairwise_handle(inst) for inst in REGISTRY})
     return handles
 
 
@@ -231,8 +219,9 @@ def nonlocal_block_macs(block: nn.Module, input_shape: Sequence[int]) -> int:
       is pooled first.
     - pairwise term, over G groups of n queries and n' keys per clip (spacetime: 1 x P vs P';
       space: T x H*W vs H'*W'; time: H*W x T vs T'; k frames: T/k x k*H*W vs (k/k_t)*H'*W'):
-      softmax and dot product B*G*n*n'*(d_k + d_v); concatenation B*G*n*n'*d_v plus its projections
-      a = theta . w_f[:d] (B*P*d) and b = phi . w_f[d:] (B*G*n'*d).
+      B*G*n*n' times the instantiation's ``macs_per_pair`` (softmax and dot product d_k + d_v,
+      concatenation d_v), plus for concatenation its projections a = theta . w_f[:d] (B*P*d) and
+      b = phi . w_f[d:] (B*G*n'*d).
     - W_z: B*P*d*C.
     - the BN after W_z (if any) as fvcore charges it in eval mode: B*C*P*2 (affine) or *1, or with
       no running statistics (it then normalises by batch statistics) *5 / *4.
@@ -247,23 +236,21 @@ def nonlocal_block_macs(block: nn.Module, input_shape: Sequence[int]) -> int:
     tk, hk, wk = t // kt, h // kh, w // kw  # keys' (T', H', W')
 
     d = block.inner_channels
-    embedded = block.instantiation != "gaussian"
-    d_k = d if embedded else c
+    inst = BY_NAME[block.instantiation]
+    d_k = d if inst.embedded else c
     positions, key_positions = t * h * w, tk * hk * wk
 
     macs = 0
-    if embedded:
+    if inst.embedded:
         macs += b * positions * c * d  # theta
     pool_first = block.subsample and block.subsample_order == "before"
     embedded_positions = key_positions if pool_first else positions
-    macs += b * embedded_positions * c * d * (2 if embedded else 1)  # phi (embedded only) and g
+    macs += b * embedded_positions * c * d * (2 if inst.embedded else 1)  # phi (embedded only) and g
 
     groups, n, n_keys = block.pairs((t, h, w))
-    pairs = b * groups * n * n_keys
-    if block.instantiation == "concatenation":
-        macs += pairs * d + b * groups * (n + n_keys) * d
-    else:
-        macs += pairs * (d_k + d)
+    macs += b * groups * n * n_keys * inst.macs_per_pair(d_k, d)
+    if inst.w_f:
+        macs += b * groups * (n + n_keys) * d  # a = theta . w_f[:d], b = phi . w_f[d:]
 
     macs += b * positions * d * c  # W_z
     bn = block.bn

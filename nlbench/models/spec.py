@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, make_dataclass, replace
 import torch
 from torch import nn
 
-from nlbench.ops.knobs import BLOCK_KNOBS, KNOBS, PRESET_KNOBS, model_fields
+from nlbench.ops.knobs import BLOCK_KNOBS, KNOBS, PRESET_KNOBS, model_fields, triple
 from nlbench.ops.nonlocal_block import PRESETS, NonLocalBlock
 from nlbench.ops.registry import DEFAULT_BLOCK, build_block, check_block
 
@@ -24,15 +24,6 @@ STRIDE_ON = ("1x1", "3x3")
 # Where a placed block goes in residual block i: after it (the paper: z = NL(x) on the block's output), or
 # inside it, after the branch's last conv and BN and before the shortcut is added (GCNet's placement).
 BLOCK_POSITIONS = ("after_block", "in_residual")
-
-
-def _triple(name: str, value, owner: str) -> tuple[int, int, int]:
-    v = (value,) * 3 if isinstance(value, int) else tuple(value)
-    if len(v) != 3 or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in v):
-        raise ValueError(
-            f"{owner}: {name}={value!r} is not allowed; expected a positive int or 3 positive ints (t, h, w)"
-        )
-    return v  # type: ignore[return-value]
 
 
 def _odd_kernel(name: str, value, owner: str) -> None:
@@ -209,7 +200,7 @@ class VideoResNetSpec:
                 raise ValueError(f"{owner}: {name}={value!r} is not allowed; expected a positive int")
         _odd_kernel("conv1_t", self.conv1_t, owner)
         for name in ("conv1_stride", "pool1_kernel", "pool1_stride", "pool2_kernel", "pool2_stride"):
-            object.__setattr__(self, name, _triple(name, getattr(self, name), owner))
+            object.__setattr__(self, name, triple(getattr(self, name), name, owner))
         if self.stride_on not in STRIDE_ON:
             raise ValueError(f"{owner}: stride_on={self.stride_on!r} is not allowed; expected one of {STRIDE_ON}")
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:

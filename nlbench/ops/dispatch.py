@@ -28,13 +28,14 @@ bound broadcast over N x N'.
 """
 from __future__ import annotations
 
-import math
 import os
 import re
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from nlbench.ops.instantiations import BY_NAME
 
 # ---------------------------------------------------------------------------------------------- budget
 
@@ -105,34 +106,22 @@ class Problem:
 # passes stream from memory; the fused kernels never build the matrices (see ``features``).
 CACHE_BYTES = 16 * 2**20
 
-FAST = {"gaussian": "sdpa", "embedded_gaussian": "sdpa", "dot_product": "assoc", "concatenation": "sorted"}
-FAMILY = {"gaussian": "softmax", "embedded_gaussian": "softmax", "dot_product": "dot", "concatenation": "concat"}
-PATHS = {"softmax": ("naive", "sdpa"), "dot": ("naive", "assoc"), "concat": ("naive", "sorted")}
-
 
 def features(p: Problem, path: str) -> tuple[float, ...]:
-    """What the time of ``path`` on ``p`` is linear in (the coefficients' order). The last feature of every
-    path is the number of groups B: a per-group cost, which dominates the time-only mode's B = H*W groups of
-    N = T positions."""
-    b, n, m, dk, dv = p.groups, p.n, p.n_keys, p.d_k, p.d_v
-    family = FAMILY[p.instantiation]
+    """What the time of ``path`` on ``p`` is linear in (the coefficients' order): the naive path's here, the fast
+    path's its instantiation's (``Instantiation.fast_features``). The last feature of every path is the number
+    of groups B: a per-group cost, which dominates the time-only mode's B = H*W groups of N = T positions."""
+    inst = BY_NAME[p.instantiation]
     if path == "naive":
-        # q k^T and W v (concatenation: only W v; a_i + b_j is elementwise), the N x N' passes, and the pairs
+        # The multiply-adds of eq. (1) as written (Instantiation.macs_per_pair), the N x N' passes, and the pairs
         # beyond the cache (CACHE_BYTES), whose passes stream from memory: on a quiet machine the naive
         # fwd+bwd of one clip at 25088 x 6272 took 1.7x SDPA's, at 3136 x 3136 1.2x, at 3136 x 784 0.85x.
-        macs = b * n * m * (dv if family == "concat" else dk + dv)
+        macs = p.pairs * inst.macs_per_pair(p.d_k, p.d_v)
         spill = max(0.0, p.pairs - CACHE_BYTES / p.dtype.itemsize)
-        return (macs, p.pairs, b, spill)
-    if path == "sdpa":
-        # softmax_sdpa pads v to d_k (the CPU flash kernel needs d_v == d_k): the Gaussian pays 2 d_k.
-        return (b * n * m * (dk + max(dk, dv)), p.pairs, b)
-    if path == "assoc":
-        # the products, and the d_k x d_v matrix k^T v of every group (and its gradient) written out.
-        return (b * (n + m) * dk * dv, b * dk * dv, b)
-    if path == "sorted":
-        # prefix sums and gathers of v, and the sort of the keys plus a binary search per query.
-        return (b * (n + m) * dv, b * (n + m) * math.log2(m + 1), b)
-    raise ValueError(f"dispatch: unknown path {path!r}")
+        return (macs, p.pairs, p.groups, spill)
+    if path == inst.fast:
+        return inst.fast_features(p.groups, p.n, p.n_keys, p.d_k, p.d_v)
+    raise ValueError(f"dispatch: {path!r} is not a path of instantiation {p.instantiation!r}")
 
 
 # Seconds per feature unit, fitted by benchmarks/calibrate_dispatch.py (results/bench/dispatch_calibration.json)
@@ -193,7 +182,7 @@ def flash_forward_balance(p: Problem, threads: int) -> float:
 
 
 def predicted_seconds(p: Problem, path: str) -> float:
-    key = (FAMILY[p.instantiation], path, p.grad)
+    key = (BY_NAME[p.instantiation].family, path, p.grad)
     seconds = sum(c * f for c, f in zip(CPU_COEFFICIENTS[key], features(p, path)))
     threads = torch.get_num_threads()
     if key in PARALLEL_OVER_GROUPS:
@@ -204,15 +193,16 @@ def predicted_seconds(p: Problem, path: str) -> float:
 
 
 def _cuda_choice(p: Problem) -> str:
-    if FAMILY[p.instantiation] == "dot":
+    inst = BY_NAME[p.instantiation]
+    if inst.family == "dot":
         naive, assoc = features(p, "naive")[0], features(p, "assoc")[0]
         return "assoc" if assoc < naive else "naive"
-    return FAST[p.instantiation]
+    return inst.fast
 
 
 def choose_path(p: Problem) -> str:
-    """``"naive"`` or the instantiation's fast path (``FAST``) for problem ``p``."""
-    fast = FAST[p.instantiation]
+    """``"naive"`` or the instantiation's fast path (``Instantiation.fast``) for problem ``p``."""
+    fast = BY_NAME[p.instantiation].fast
     if p.device.type == "meta":
         return fast  # shape propagation only: nothing runs
     if p.naive_bytes() > memory_budget(p.device):
@@ -236,6 +226,6 @@ def choose(instantiation: str, q: Tensor, k: Tensor, v: Tensor) -> str:
 
 
 __all__ = [
-    "CPU_COEFFICIENTS", "DEFAULT_BUDGET_FRACTION", "FAST", "LIVE_MATRICES", "Problem", "choose", "choose_path",
+    "CPU_COEFFICIENTS", "DEFAULT_BUDGET_FRACTION", "LIVE_MATRICES", "Problem", "choose", "choose_path",
     "features", "memory_budget", "parse_bytes", "predicted_seconds", "problem", "set_memory_budget",
 ]

@@ -15,20 +15,15 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from nlbench.identity import Added
+from nlbench.ops.instantiations import FAST_PATHS
+from nlbench.ops.instantiations import NAMES as INSTANTIATIONS
 
-INSTANTIATIONS = ("gaussian", "embedded_gaussian", "dot_product", "concatenation")
 MODES = ("spacetime", "space", "time")
 SUBSAMPLE_ORDERS = ("after", "before")
 INITS = ("paper", "caffe2", "zero_conv", "pytorch")
 NORMS = ("keys", "positions")
-# The fast exact path of each instantiation; "auto" picks between it and the naive path.
-FAST_IMPL = {
-    "gaussian": "sdpa",
-    "embedded_gaussian": "sdpa",
-    "dot_product": "assoc",
-    "concatenation": "sorted",
-}
-IMPLS = ("auto", "naive", "sdpa", "assoc", "sorted")
+# "auto" picks between the naive path and the instantiation's fast one (nlbench.ops.instantiations).
+IMPLS = ("auto", "naive", *FAST_PATHS)
 
 
 def _is_int(v, low: int = 1) -> bool:
@@ -42,6 +37,22 @@ def _is_mode(v) -> bool:
 def _is_pool_kernel(v) -> bool:
     k = (v,) if isinstance(v, int) and not isinstance(v, bool) else v
     return isinstance(k, (tuple, list)) and 1 <= len(k) <= 3 and all(_is_int(s) for s in k)
+
+
+def triple(value, name: str, owner: str, *, leading: int | None = None) -> tuple[int, int, int]:
+    """(t, h, w) from a positive int or a tuple of positive ints; a one-line ValueError naming ``owner: name``
+    otherwise. An int is every axis, unless ``leading`` is given: then an int or a shorter tuple names the
+    trailing axes and the others are ``leading`` (a pool kernel 2 on an (N, C, L) input pools L alone)."""
+    if leading is None:
+        v = (value,) * 3 if isinstance(value, int) else tuple(value)
+    else:
+        v = (value,) if isinstance(value, int) else tuple(value)
+        v = (leading,) * (3 - len(v)) + v
+    if len(v) != 3 or not all(_is_int(k) for k in v):
+        raise ValueError(
+            f"{owner}: {name}={value!r} is not allowed; expected a positive int or 3 positive ints (t, h, w)"
+        )
+    return v  # type: ignore[return-value]
 
 
 def _is_scale(v) -> bool:
@@ -168,6 +179,6 @@ def model_fields() -> list[tuple[str, Any, Any]]:
 
 
 __all__ = [
-    "BLOCK_KNOBS", "BY_NAME", "FAST_IMPL", "IMPLS", "INITS", "INSTANTIATIONS", "KNOBS", "Knob", "MODES", "NAMES",
-    "NORMS", "PRESET_KNOBS", "SUBSAMPLE_ORDERS", "model_fields",
+    "BLOCK_KNOBS", "BY_NAME", "IMPLS", "INITS", "INSTANTIATIONS", "KNOBS", "Knob", "MODES", "NAMES",
+    "NORMS", "PRESET_KNOBS", "SUBSAMPLE_ORDERS", "model_fields", "triple",
 ]

@@ -15,17 +15,20 @@ are declared once in ``nlbench.ops.knobs``; ``NonLocalBlock.from_preset`` reprod
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nlbench.ops import dispatch, pairwise
-from nlbench.ops.knobs import BY_NAME, FAST_IMPL, INSTANTIATIONS, MODES
+from nlbench.ops import dispatch, instantiations
+from nlbench.ops.knobs import BLOCK_KNOBS, BY_NAME, INSTANTIATIONS, MODES, triple
 from nlbench.ops.registry import register_block
 
-SOFTMAX = ("gaussian", "embedded_gaussian")
+# The instantiations whose C(x) is a softmax: the peers scale theta^T phi inside their softmax branch only.
+SOFTMAX = tuple(i.name for i in instantiations.REGISTRY if i.softmax)
+DEFAULT_INSTANTIATION = BY_NAME["instantiation"].default
 
 
 @dataclass(frozen=True)
@@ -43,7 +46,7 @@ class Preset:
     W_z_bias: bool
     doc: str
 
-    def knobs(self, instantiation: str = "embedded_gaussian") -> dict:
+    def knobs(self, instantiation: str = DEFAULT_INSTANTIATION) -> dict:
         """The preset's value of every preset knob (``nlbench.ops.knobs.PRESET_KNOBS``) for ``instantiation``."""
         return dict(
             scale=instantiation in self.scaled, subsample_order=self.subsample_order, init=self.init,
@@ -73,17 +76,11 @@ def _bad(arg: str, value, allowed) -> ValueError:
     return ValueError(f"NonLocalBlock: {arg}={value!r} is not allowed; expected {allowed}")
 
 
-def _triple(pool_kernel) -> tuple[int, int, int]:
-    """(kt, kh, kw) from an int or a 1-3 tuple (checked by its knob); shorter tuples name the trailing axes."""
-    k = (pool_kernel,) if isinstance(pool_kernel, int) else tuple(pool_kernel)
-    return (1,) * (3 - len(k)) + k
-
-
 @register_block("nonlocal")
 class NonLocalBlock(nn.Module):
     """Non-local block for 3-D (N, C, L), 4-D (N, C, H, W) and 5-D (N, C, T, H, W) inputs.
 
-    Args:
+    Args (the keyword arguments are the block knobs of ``nlbench.ops.knobs``, which declares their defaults):
         in_channels: C of the input.
         instantiation: ``gaussian``, ``embedded_gaussian``, ``dot_product`` or ``concatenation``.
         mode: which j each i sees: ``spacetime`` (all T*H*W), ``space`` (same frame), ``time`` (same
@@ -108,75 +105,55 @@ class NonLocalBlock(nn.Module):
             (concatenation).
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        *,
-        instantiation: str = "embedded_gaussian",
-        mode: str | int = "spacetime",
-        inner_channels: int | None = None,
-        subsample: bool = True,
-        subsample_order: str = "after",
-        pool_kernel: int | tuple[int, ...] = (1, 2, 2),
-        scale: bool | float = False,
-        norm_by: str = "keys",
-        init: str = "paper",
-        W_z_bias: bool = True,
-        impl: str = "auto",
-    ) -> None:
+    def __init__(self, in_channels: int, **knobs) -> None:
         super().__init__()
         if not isinstance(in_channels, int) or in_channels < 1:
             raise _bad("in_channels", in_channels, "a positive int")
-        given = dict(instantiation=instantiation, mode=mode, inner_channels=inner_channels, subsample=subsample,
-                     subsample_order=subsample_order, pool_kernel=pool_kernel, scale=scale, norm_by=norm_by,
-                     init=init, W_z_bias=W_z_bias, impl=impl)
-        for name, value in given.items():
+        for name in knobs:
+            if name not in BLOCK_KNOBS:
+                raise TypeError(f"NonLocalBlock() got an unexpected keyword argument {name!r}")
+        # Each knob becomes the attribute of its name; one not given takes its declared default (knobs.KNOBS).
+        # inner_channels, subsample, pool_kernel and scale are resolved below.
+        for name in BLOCK_KNOBS:
+            value = knobs.get(name, BY_NAME[name].default)
             BY_NAME[name].validate(value, "NonLocalBlock")
-        inner_channels = in_channels // 2 if inner_channels is None else inner_channels
-        if impl not in ("auto", "naive") and impl != FAST_IMPL[instantiation]:
-            allowed = ("auto", "naive", FAST_IMPL[instantiation])
-            raise _bad("impl", impl, f"one of {allowed} for instantiation={instantiation!r}")
-        if isinstance(scale, bool):
-            scale_value = None if scale else 1.0  # None: d_k^-0.5, resolved below
-        else:
-            scale_value = float(scale)
-        if instantiation == "concatenation" and scale is not False:
-            raise _bad("scale", scale, "False for instantiation='concatenation' (it has no logits to scale)")
+            setattr(self, name, value)
+        inst = instantiations.BY_NAME[self.instantiation]
+        named = f"instantiation={inst.name!r}"
+        if self.impl not in ("auto", "naive", inst.fast):
+            raise _bad("impl", self.impl, f"one of {('auto', 'naive', inst.fast)} for {named}")
+        if inst.w_f and self.scale is not False:
+            raise _bad("scale", self.scale, f"False for {named} (it has no logits to scale)")
 
-        kernel = _triple(pool_kernel)
+        kernel = triple(self.pool_kernel, "pool_kernel", "NonLocalBlock", leading=1)
         # Pool only along the axes this mode attends over: pooling across frames in a space-only
         # block (or across locations in a time-only one) would mix positions the mode keeps apart.
-        if mode == "space":
+        if self.mode == "space":
             kernel = (1, kernel[1], kernel[2])
-        elif mode == "time":
+        elif self.mode == "time":
             kernel = (kernel[0], 1, 1)
-        elif isinstance(mode, int) and mode % kernel[0]:
-            raise _bad("pool_kernel", pool_kernel, f"a temporal size that divides the group size mode={mode}")
+        elif isinstance(self.mode, int) and self.mode % kernel[0]:
+            raise _bad("pool_kernel", self.pool_kernel,
+                       f"a temporal size that divides the group size mode={self.mode}")
 
         self.in_channels = in_channels
-        self.inner_channels = inner_channels
-        self.instantiation = instantiation
-        self.mode = mode
-        self.subsample = subsample and kernel != (1, 1, 1)
-        self.subsample_order = subsample_order
+        self.inner_channels = d = in_channels // 2 if self.inner_channels is None else self.inner_channels
+        self.subsample = self.subsample and kernel != (1, 1, 1)
         self.pool_kernel = kernel
-        self.norm_by = norm_by
-        self.init = init
-        self.W_z_bias = W_z_bias
-        self.impl = impl
-        embedded = instantiation != "gaussian"
-        key_channels = inner_channels if embedded else in_channels
-        self.scale = scale_value if scale_value is not None else key_channels**-0.5
+        key_channels = d if inst.embedded else in_channels
+        # False: the paper's unscaled logits; True: d_k^-0.5, as the released code; a number: itself.
+        scale = self.scale
+        self.scale = (key_channels**-0.5 if scale else 1.0) if isinstance(scale, bool) else float(scale)
 
         def conv(c_in: int, c_out: int, bias: bool = True) -> nn.Conv3d:
             return nn.Conv3d(c_in, c_out, kernel_size=1, bias=bias)
 
-        self.theta = conv(in_channels, inner_channels) if embedded else None
-        self.phi = conv(in_channels, inner_channels) if embedded else None
-        self.g = conv(in_channels, inner_channels)
-        self.W_z = conv(inner_channels, in_channels, bias=W_z_bias)
-        self.bn = None if init == "zero_conv" else nn.BatchNorm3d(in_channels)
-        self.w_f = nn.Linear(2 * inner_channels, 1, bias=False) if instantiation == "concatenation" else None
+        self.theta = conv(in_channels, d) if inst.embedded else None
+        self.phi = conv(in_channels, d) if inst.embedded else None
+        self.g = conv(in_channels, d)
+        self.W_z = conv(d, in_channels, bias=self.W_z_bias)
+        self.bn = None if self.init == "zero_conv" else nn.BatchNorm3d(in_channels)
+        self.w_f = nn.Linear(2 * d, 1, bias=False) if inst.w_f else None
         self.record_attention = False  # set True to keep the last pairwise weights in .attention
         self.attention: Tensor | None = None
         self.reset_parameters()
@@ -186,7 +163,7 @@ class NonLocalBlock(nn.Module):
         """A block that computes what a named peer computes; keyword overrides win."""
         if preset not in PRESETS:
             raise _bad("preset", preset, f"one of {tuple(PRESETS)}")
-        kwargs = PRESETS[preset].knobs(overrides.get("instantiation", "embedded_gaussian"))
+        kwargs = PRESETS[preset].knobs(overrides.get("instantiation", DEFAULT_INSTANTIATION))
         kwargs.update(overrides)
         return cls(in_channels, **kwargs)
 
@@ -343,23 +320,25 @@ class NonLocalBlock(nn.Module):
         return (out, weights) if return_attention else out
 
     def _pairwise(self, q: Tensor, k: Tensor, v: Tensor, norm: float, naive: bool):
-        inst = self.instantiation
-        naive = naive or (self.impl == "auto" and dispatch.choose(inst, q, k, v) == "naive")
-        if inst in SOFTMAX:
-            if naive:
-                return pairwise.softmax_naive(q, k, v, self.scale)
-            return pairwise.softmax_sdpa(q, k, v, self.scale), None
-        if inst == "dot_product":
-            norm = norm / self.scale
-            if naive:
-                return pairwise.dot_product_naive(q, k, v, norm)
-            return pairwise.dot_product_assoc(q, k, v, norm), None
-        d = self.inner_channels
-        a = torch.matmul(q, self.w_f.weight[0, :d])
-        b = torch.matmul(k, self.w_f.weight[0, d:])
+        inst = instantiations.BY_NAME[self.instantiation]
+        naive = naive or (self.impl == "auto" and dispatch.choose(inst.name, q, k, v) == "naive")
+        if inst.w_f:  # ReLU(w_f^T [theta_i, phi_j]) = ReLU(a_i + b_j): one number per query and per key
+            d = self.inner_channels
+            q, k = torch.matmul(q, self.w_f.weight[0, :d]), torch.matmul(k, self.w_f.weight[0, d:])
+        # A softmax takes the logits' scale; otherwise the scale (1 unless asked for) divides C.
+        c = self.scale if inst.softmax else norm / self.scale
         if naive:
-            return pairwise.concatenation_naive(a, b, v, norm)
-        return pairwise.concatenation_sorted(a, b, v, norm), None
+            return inst.naive_fn(q, k, v, c)
+        return inst.fast_fn(q, k, v, c), None
 
+
+# The signature the knobs' declarations give __init__ (help(), inspect.signature, `nlbench blocks`).
+NonLocalBlock.__init__.__signature__ = inspect.Signature(
+    [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+     inspect.Parameter("in_channels", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=int)]
+    + [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=BY_NAME[name].default,
+                         annotation=BY_NAME[name].type) for name in BLOCK_KNOBS],
+    return_annotation=None,
+)
 
 __all__ = ["NonLocalBlock", "PRESETS", "Preset", "INSTANTIATIONS", "MODES", "SOFTMAX"]

@@ -6,8 +6,9 @@ The JSON comes from ``make bench``: ``zoo.json`` (benchmarks/test_zoo_dispatch.p
 against both exact paths at every non-local block of the model zoo; ``bench.json``
 (benchmarks/test_nonlocal_block.py) the fast paths against the naive one at three paper shapes, each block
 case with its shape, path, pass, peak memory and MACs in ``extra_info``, the matmul case the machine's rate.
-``machine_info["nlbench"]`` names the machine and the code that ran. Every number below is read or derived
-from those files.
+``machine_info["nlbench"]`` names the machine and the code that ran, and ``selected`` the tests the run set out
+to measure (benchmarks/conftest.py). Every number below is read or derived from those files; the report imports
+nothing from benchmarks/.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from nlbench.io import atomic_write_text
+from nlbench.ops import knobs
 
 # The acceptance targets of the fast paths (fwd+bwd, res3 8x28x28, no subsampling, batch 8).
 TARGET_SHAPE = "res3_8x28x28"
@@ -33,7 +35,9 @@ FWD_BWD_MAC_FACTOR = 3
 # impl="auto" may be at most this much slower than the faster exact path at a zoo shape.
 AUTO_TOLERANCE = 0.05
 
-INSTANTIATION_ORDER = ("embedded_gaussian", "gaussian", "dot_product", "concatenation")
+# The default block's instantiation first, then the paper's order.
+_DEFAULT_INSTANTIATION = knobs.BY_NAME["instantiation"].default
+INSTANTIATION_ORDER = tuple(sorted(knobs.INSTANTIATIONS, key=lambda name: name != _DEFAULT_INSTANTIATION))
 SHAPE_ORDER = ("res4_4x14x14", "res3_4x28x28", "res3_8x28x28")
 
 
@@ -289,14 +293,17 @@ def zoo_table(zoo: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def expected_zoo_cases() -> list[tuple[str, str]] | None:
-    """The zoo cases (block label, pass) the suite defines. Its enumeration lives beside it in benchmarks/ (not
-    part of the installed package); without it (None) the report cannot say what is missing."""
-    try:
-        from benchmarks.test_zoo_dispatch import CASES
-    except ImportError:
+def selected_zoo_cases(data: dict) -> list[tuple[str, str]] | None:
+    """The zoo cases (block label, pass) a run of benchmarks/test_zoo_dispatch.py set out to measure: the JSON's
+    ``selected`` (benchmarks/conftest.py) names every test the run selected, and those of the test that wrote
+    the zoo cases are ``test_zoo_block[<label>-<pass>]`` (the suite's ids). None for a JSON written before
+    ``selected`` was: the report then cannot say what is missing."""
+    if "selected" not in data:
         return None
-    return [(shape.label, pass_) for shape, pass_ in CASES]
+    zoo_tests = {bench["name"].partition("[")[0] for bench in data["benchmarks"]
+                 if bench.get("extra_info", {}).get("kind") == "zoo_dispatch"}
+    ids = [param for test, _, param in (name.partition("[") for name in data["selected"]) if test in zoo_tests]
+    return [tuple(param.removesuffix("]").rsplit("-", 1)) for param in ids]
 
 
 def zoo_section(zoo: pd.DataFrame, expected: list[tuple[str, str]] | None = None) -> tuple[list[str], bool]:
@@ -412,7 +419,9 @@ def render(bench_jsons: list[Path]) -> str:
         lines += machine_section(data, file_matmuls, path if len(loaded) > 1 else None)
     all_met = True
     if not zoo.empty:
-        zoo_lines, all_met = zoo_section(zoo, expected_zoo_cases())
+        selected = [selected_zoo_cases(data) for _, data, _, _, file_zoo in loaded if not file_zoo.empty]
+        expected = None if None in selected else [case for cases in selected for case in cases]
+        zoo_lines, all_met = zoo_section(zoo, expected)
         lines += zoo_lines
     if not blocks.empty:
         table = case_table(blocks, matmul_rates)
