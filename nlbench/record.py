@@ -89,6 +89,10 @@ class RunRecord:
     mean_class_top1: float | None = _field("the mean of per_class", csv=12, summary=True)
     per_family: dict[str, float] | None = _field("synthetic data: test top-1 (%) within each family of cue layouts "
                                                  "(the results CSV's family_<family> columns)")
+    group_top1: float | None = _field("synthetic design 3: the % of test quadruples (one layout, four cue "
+                                      "colourings) with all four clips right; an additive model gets none of "
+                                      "a temporal family's", summary=True)
+    per_family_group: dict[str, float] | None = _field("group_top1 within each family of cue layouts")
     # nlbench eval: the weights tested.
     weights: str | None = _field("nlbench eval: the weights file or folder given", summary=True)
     weights_sha256: str | None = _field("nlbench eval: the weights file's sha256")

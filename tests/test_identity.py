@@ -36,13 +36,14 @@ def test_every_section_can_declare_added_keys():
 
 # A value other than the old one for each added key, valid for the key.
 OTHER = {"val_points": 3, "W_z_bias": False, "block": "global_context", "block_args": {"ratio": 0.25},
-         "block_position": "in_residual", "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}
+         "block_position": "in_residual", "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2], "design": 3}
 
 
 @pytest.mark.parametrize("section, key, before", ADDED, ids=[f"{s}.{k}" for s, k, _ in ADDED])
 def test_an_added_key_counts_only_away_from_its_old_value(section, key, before):
     # a placed block reads the model's block keys; block_args are another block's
-    base = {"model": {"nl_blocks": 1, **({"block": "global_context"} if key == "block_args" else {})}}
+    base = {"model": {"nl_blocks": 1, **({"block": "global_context"} if key == "block_args" else {})},
+            "data": {"split_sizes": [10000, 1024, 1024]}}  # whole quadruples (data.design 3)
     old = RunConfig.from_dict(base)
     explicit = RunConfig.from_dict({**base, section: {**base.get(section, {}), key: before}})
     assert key not in explicit.result_dict()[section]

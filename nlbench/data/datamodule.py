@@ -89,6 +89,11 @@ class _ClipDataModule(pl.LightningDataModule):
         benchmark's cue layouts), else None."""
         return None
 
+    def test_groups(self):
+        """The group of every test video, by video index, where the data set's test clips come in groups
+        that a model must get right together (the synthetic benchmark's quadruples), else None."""
+        return None
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
@@ -157,6 +162,9 @@ class SyntheticDataModule(_ClipDataModule):
 
     def test_families(self):
         return self.config.families_of(self.test_split)
+
+    def test_groups(self):
+        return self.config.groups_of(self.test_split)
 
     def _make(self, split: str) -> Dataset:
         source = self.test_split if split == "test" else split

@@ -23,7 +23,7 @@ from torch.utils.data import Dataset, default_collate
 from nlbench.data.analysis import per_class_accuracy
 from nlbench.data.index import UnreadableVideoWarning, VideoIndex
 from nlbench.data.splits import SPLITS
-from nlbench.data.synthetic import DESIGN, Clip, SyntheticConfig, generate
+from nlbench.data.synthetic import Clip, SyntheticConfig, generate
 from nlbench.data.transforms import (
     KINETICS_MEAN,
     KINETICS_STD,
@@ -139,7 +139,7 @@ class SyntheticClips(Dataset):
 def cached_frames(config: SyntheticConfig, split: str, cache_dir: Path) -> np.ndarray:
     """The uint8 frames (N, T, H, W, 3) of a whole split, generated once into ``cache_dir`` (a file named
     by a hash of the config and the numpy version, written atomically) and memory-mapped."""
-    key = hashlib.sha256(repr((config, split, DESIGN, np.__version__)).encode()).hexdigest()[:16]
+    key = hashlib.sha256(repr((config, split, np.__version__)).encode()).hexdigest()[:16]  # config: its design too
     path = cache_dir / f"synthetic-{split}-{key}.npy"
     if not path.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ def export_synthetic(
         for name in config.classes:
             (root / split / name).mkdir(parents=True)
     (root / "classes.txt").write_text("".join(f"{c}\n" for c in config.classes))
-    rows = [f"{_video_path(config, split, i).as_posix()},{config.family(i)}\n"
+    rows = [f"{_video_path(config, split, i).as_posix()},{config.family(i, split)}\n"
             for split in SPLITS for i in range(config.split_size(split))]
     atomic_write_text(root / FAMILIES_CSV, "path,family\n" + "".join(rows))
     jobs = [(root, config, split, i, fps, codec, options) for split in SPLITS for i in range(config.split_size(split))]

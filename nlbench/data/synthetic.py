@@ -17,10 +17,19 @@ A C2D (per-frame convs, disjoint temporal pools, average pool, linear classifier
 clip as a sum of one term per cue, and no such sum tells "same" from "different" better than 3/4 with two
 colours (2/3 with three); a non-local block that attends over time does.
 
-Item ``index`` of ``split`` is drawn from ``numpy.random.default_rng([seed, split, index])``, so any clip is
-generated on its own, in any order, by any DataLoader worker, bit for bit the same (for a given numpy version:
-numpy may change its Generator streams across releases). ``label = index % 2`` and ``family = families[index //
-2 % len(families)]`` make the balance exact.
+A C2D's score of a time or spacetime clip is additive over the two halves, and some additive rule is right
+on at least 5/8 of any "same or not" relation (3/4 here: "same when both are green"). So from design 3 on,
+the validation and test clips come in *quadruples*: one layout, one timing, one noise, and the four colour
+assignments (c, c), (c, c'), (c', c'), (c', c). Scores that add up over the halves sum to the same total on
+the two "same" clips as on the two "different" ones, so no additive model gets all four right: the group
+accuracy (a quadruple counts when all four are right) is exactly 0 for a C2D on a temporal family, where a
+network that relates the halves reaches 100 % (docs/synthetic_data.md).
+
+Item ``index`` of a training split is drawn from ``numpy.random.default_rng([seed, split, index])``, a
+quadruple ``g`` of val or test from ``default_rng([seed, split, g])``, so any clip is generated on its own,
+in any order, by any DataLoader worker, bit for bit the same (for a given numpy version: numpy may change its
+Generator streams across releases). ``label = index % 2`` and the family cycling over pairs (train) or
+quadruples (val, test) make the balance exact.
 """
 from __future__ import annotations
 
@@ -31,8 +40,12 @@ import numpy as np
 
 from nlbench.data.splits import SPLITS
 
-# Bumped whenever generate() draws different clips for the same config (caches are keyed by it).
-DESIGN = 2
+# A new design draws different clips for the same config; a config names the design it was made with
+# (``SyntheticConfig.design``, which caches are keyed by too), and every design stays reproducible.
+DESIGNS = (2, 3)
+# Design 3: val and test clips in quadruples, one per colour assignment (c, c), (c, c'), (c', c'), (c', c).
+GROUP = 4
+GROUPED_SPLITS = ("val", "test")
 
 # Saturated and far apart in RGB and in chroma, so that H.264's 4:2:0 chroma subsampling and the
 # background noise never turn one into another. Cues use the first ``colours`` of them.
@@ -68,7 +81,7 @@ class SyntheticConfig:
 
     ``families`` picks a subset of the layouts; ``distractors`` is the (min, max) number of distracting
     rings per clip; ``noise`` the std of the per-pixel Gaussian noise; ``colours`` how many palette colours
-    the cues take.
+    the cues take; ``design`` 3 draws val and test in quadruples (the module's docstring), 2 clip by clip.
     """
 
     frames: int = 16
@@ -82,6 +95,7 @@ class SyntheticConfig:
     # nets learn in a few hundred steps; a readout without interactions still cannot pass 3/4 within a family,
     # and C2D stays near 1/2 (docs/synthetic_data.md).
     colours: int = 2
+    design: int = 2  # what every config written before design 3 means; the profiles set 3
 
     def __post_init__(self) -> None:
         for name in ("split_sizes", "families", "distractors"):
@@ -96,13 +110,17 @@ class SyntheticConfig:
             raise ValueError(
                 f"SyntheticConfig: families={self.families!r} is not allowed; expected distinct names from {FAMILIES}"
             )
-        n = len(CLASS_NAMES) * len(self.families)
-        if len(self.split_sizes) != 3 or any(not isinstance(s, int) or s < n or s % n for s in self.split_sizes):
-            raise ValueError(
-                f"SyntheticConfig: split_sizes={self.split_sizes!r} is not allowed; expected three positive "
-                f"multiples of {n} (2 classes x {len(self.families)} families: train, val, test), so that every "
-                f"class of every family has the same count"
-            )
+        if self.design not in DESIGNS:
+            raise ValueError(f"SyntheticConfig: design={self.design!r} is not allowed; expected one of {DESIGNS}")
+        units = [self._unit(split) * len(self.families) for split in SPLITS]
+        if len(self.split_sizes) != 3 or any(not isinstance(s, int) or s < n or s % n
+                                             for s, n in zip(self.split_sizes, units)):
+            expected = (f"three positive multiples of {units[0]} (2 classes x {len(self.families)} families: train, "
+                        f"val, test)" if len(set(units)) == 1 else
+                        f"positive multiples of {units[0]}, {units[1]} and {units[2]} (train: 2 classes, val and "
+                        f"test: quadruples of 4 clips, x {len(self.families)} families)")
+            raise ValueError(f"SyntheticConfig: split_sizes={self.split_sizes!r} is not allowed; expected "
+                             f"{expected}, so that every class of every family has the same count")
         lo, hi = self.distractors
         if len(self.distractors) != 2 or not 0 <= lo <= hi:
             raise ValueError(f"SyntheticConfig: distractors={self.distractors!r} is not allowed; expected (min, max)")
@@ -130,15 +148,27 @@ class SyntheticConfig:
     def split_size(self, split: str) -> int:
         return self.split_sizes[_split_id(split)]
 
+    def grouped(self, split: str) -> bool:
+        """Whether ``split``'s clips come in quadruples (design 3: val and test)."""
+        return self.design >= 3 and split in GROUPED_SPLITS
+
+    def _unit(self, split: str) -> int:
+        """Consecutive clips that share a family: a pair (one per class) or a quadruple."""
+        return GROUP if self.grouped(split) else len(CLASS_NAMES)
+
     def label(self, index: int) -> int:
         return index % len(CLASS_NAMES)
 
-    def family(self, index: int) -> str:
-        return self.families[index // len(CLASS_NAMES) % len(self.families)]
+    def family(self, index: int, split: str = "train") -> str:
+        return self.families[index // self._unit(split) % len(self.families)]
 
     def families_of(self, split: str) -> np.ndarray:
         """The family of every clip of ``split``, in index order."""
-        return np.array([self.family(i) for i in range(self.split_size(split))])
+        return np.array([self.family(i, split) for i in range(self.split_size(split))])
+
+    def groups_of(self, split: str) -> np.ndarray | None:
+        """The quadruple of every clip of ``split`` (None: its clips are drawn one by one)."""
+        return np.arange(self.split_size(split)) // GROUP if self.grouped(split) else None
 
 
 @dataclass(frozen=True)
@@ -205,11 +235,18 @@ def _opposite_corners(rng: np.random.Generator, size: int, s: int) -> tuple[tupl
     return pair if rng.integers(2) else pair[::-1]
 
 
-def _cues(config: SyntheticConfig, family: str, relation: str, rng: np.random.Generator) -> list[Sprite]:
+def _quadruple_colours(rng: np.random.Generator, member: int, k: int) -> tuple[int, int]:
+    """Member 0-3 of a quadruple: (c, c), (c, c'), (c', c'), (c', c), labels same, different, same, different."""
+    c = int(rng.integers(k))
+    d = (c + int(rng.integers(1, k))) % k
+    return ((c, c), (c, d), (d, d), (d, c))[member]
+
+
+def _cues(config: SyntheticConfig, family: str, colours: tuple[int, int], rng: np.random.Generator) -> list[Sprite]:
     T, size, s = config.frames, config.size, config.sprite_size
     always = lambda top: (top,) * T  # noqa: E731
     during = lambda span, top: tuple(top if i in span else None for i in range(T))  # noqa: E731
-    ca, cb = _colours(rng, relation, config.colours)
+    ca, cb = colours
     first, second = config.cue_spans
     if family == "local":
         gap = int(rng.integers(1, 3))
@@ -278,8 +315,14 @@ def generate(config: SyntheticConfig, split: str, index: int) -> Clip:
     n = config.split_size(split)
     if not 0 <= index < n:
         raise IndexError(f"synthetic {split} index {index} is out of range 0..{n - 1}")
-    rng = np.random.default_rng([config.seed, _split_id(split), index])
-    label, family = config.label(index), config.family(index)
-    cues = _cues(config, family, CLASS_NAMES[label], rng)
+    label, family = config.label(index), config.family(index, split)
+    if config.grouped(split):  # the quadruple's stream: its members differ in the cue colours only
+        group, member = divmod(index, GROUP)
+        rng = np.random.default_rng([config.seed, _split_id(split), group])
+        colours = _quadruple_colours(rng, member, config.colours)
+    else:
+        rng = np.random.default_rng([config.seed, _split_id(split), index])
+        colours = _colours(rng, CLASS_NAMES[label], config.colours)
+    cues = _cues(config, family, colours, rng)
     sprites = tuple(cues + _distractors(config, cues, rng))
     return Clip(render(config, sprites, rng), label, family, sprites)

@@ -60,7 +60,7 @@ def pick_clip(ds: SyntheticClips, families=FAMILIES) -> int:
     """The first validation clip of the first family present (spacetime, time, space)."""
     for family in families:
         for index in range(min(len(ds), 2 * len(ds.config.families))):
-            if ds.config.family(index) == family:
+            if ds.config.family(index, ds.split) == family:
                 return index
     return 0
 

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from nlbench.data.analysis import ENSEMBLES
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
+from nlbench.data.synthetic import DESIGNS as SYNTHETIC_DESIGNS
 from nlbench.data.synthetic import SyntheticConfig
 from nlbench.data.video import SHORT_CLIP_POLICIES
 from nlbench.identity import Added, drop_added
@@ -132,6 +133,9 @@ class DataSection(_Section):
     distractors: tuple[int, int] = (0, 0)
     noise: float = 4.0
     colours: int = 2  # cue colours (the first of the palette); a new key: it also marks the second design
+    # 3: val and test in quadruples that differ only in the cue colours (nlbench.data.synthetic); 2: clip by
+    # clip, what every run made before the key had (so a config that omits it is one of those)
+    design: Annotated[Literal[SYNTHETIC_DESIGNS], Added(SyntheticConfig.design)] = SyntheticConfig.design
     # video: clip sampling
     sampling_rate: PositiveInt = 2
     num_clips: PositiveInt = 10  # test: temporal clips per video
@@ -183,7 +187,7 @@ class DataSection(_Section):
         """The embedded benchmark this section describes (source: synthetic)."""
         return SyntheticConfig(frames=self.frames, size=self.size, split_sizes=tuple(self.split_sizes),
                                seed=self.data_seed, distractors=tuple(self.distractors), noise=self.noise,
-                               colours=self.colours)
+                               colours=self.colours, design=self.design)
 
     def transform(self) -> ClipTransformConfig:
         """The resolved spatial transform of a video run (ValueError on a bad combination)."""

@@ -18,6 +18,7 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 
@@ -360,6 +361,10 @@ def _test(datamodule, module: VideoClassifier, trainer: pl.Trainer) -> dict:
         families = datamodule.test_families()
         if families is not None:
             out["per_family"] = _per_family(scores, labels, families[videos.numpy()])
+        groups = datamodule.test_groups()
+        if groups is not None:
+            out |= _group_accuracy(scores, labels, groups[videos.numpy()],
+                                   None if families is None else families[videos.numpy()])
     return out
 
 
@@ -460,6 +465,22 @@ def _per_family(scores: torch.Tensor, labels: torch.Tensor, families) -> dict[st
     """Test top-1 within each family (the synthetic benchmark's cue layouts), families in first-seen order."""
     hit = scores.argmax(1).eq(labels).double().numpy()
     return {f: round(float(hit[families == f].mean() * 100), 4) for f in dict.fromkeys(families.tolist())}
+
+
+def _group_accuracy(scores: torch.Tensor, labels: torch.Tensor, groups, families) -> dict:
+    """The share of groups whose every clip is right (the synthetic quadruples: an additive model gets none
+    of a temporal family's), overall and within each family (a group's clips share one)."""
+    hit = scores.argmax(1).eq(labels).numpy()
+    ids, index = np.unique(groups, return_inverse=True)
+    right = np.ones(len(ids), bool)
+    np.logical_and.at(right, index, hit)
+    out = {"group_top1": round(float(right.mean() * 100), 4)}
+    if families is not None:
+        family = np.empty(len(ids), dtype=object)
+        family[index] = families
+        out["per_family_group"] = {f: round(float(right[family == f].mean() * 100), 4)
+                                   for f in dict.fromkeys(family.tolist())}
+    return out
 
 
 def _round(value: float | None) -> float | None:
