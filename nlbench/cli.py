@@ -226,7 +226,7 @@ def cmd_data_bench(args) -> None:
 
     sampling = transform = None
     if args.config:
-        from nlbench.data.video import ClipSampling
+        from nlbench.data.sampling import ClipSampling
         from nlbench.training.config import RunConfig
 
         d = RunConfig.load(args.config).data

@@ -18,8 +18,8 @@ import yaml
 
 from nlbench.data import LoaderConfig, VideoDataModule, write_video
 from nlbench.data.datamodule import SeededShuffle
+from nlbench.data.sampling import ClipSampling
 from nlbench.data.transforms import ClipTransformConfig
-from nlbench.data.video import ClipSampling
 from nlbench.models import make_config
 from nlbench.training import RunConfig, train_run
 

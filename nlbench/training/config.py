@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from nlbench.data.analysis import ENSEMBLES
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
 from nlbench.data.synthetic import SyntheticConfig
-from nlbench.data.video import SHORT_CLIP_POLICIES
+from nlbench.data.sampling import SHORT_CLIP_POLICIES
 from nlbench.io import load_yaml
 from nlbench.models import ModelConfig, make_config
 from nlbench.numerics import LEVELS as ISA_LEVELS
