@@ -1,8 +1,13 @@
 """Sweeps: the ablation tables of the paper (``ablations/*.yaml``) run as optuna studies, results as CSV.
 
     spec      a table file + a profile -> the grid of (row, seed) run configs, validated
-    runner    run_sweeps / run_sweep: cells claimed in an RDB storage (SQLite, PostgreSQL across machines), one
-              worker pool over all tables, dedup by run_id, resume after a kill at any moment
+    runner    run_sweeps / run_sweep: one worker pool over all tables, dedup by run_id, resume after a kill
+              at any moment; made of
+      ledger      cells claimed and completed in an RDB storage (SQLite, PostgreSQL across machines)
+      heartbeat   a dead process told from a live one (the grace period)
+      runs        a run's folder and lock; its record reused or trained
+      pool        the workers' loop, in this process or spawned ones
+      progress    the results CSVs and the progress bar, written while the sweep goes
     results   the results CSV: one row per finished run, written atomically
     search    random / TPE search over the recipe (lr, weight decay) of one row, with pruning
 

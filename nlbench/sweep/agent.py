@@ -24,7 +24,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from nlbench.sweep.runner import local_record, run_lock
+from nlbench.sweep.runs import local_record, run_lock
 from nlbench.sweep.spec import DEFAULT_PROFILES, Cell, Sweep, build_sweep
 from nlbench.training import ConfigError, train_run
 from nlbench.training.tracking import describe, run_summary, wandb_init_kwargs
