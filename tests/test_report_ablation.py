@@ -20,10 +20,11 @@ import yaml
 from nlbench.cli import main
 from nlbench.report import ablation, attention, build
 from nlbench.report.ablation import stability_flags, summarise
-from nlbench.report.claims import CONTRADICTED, HOLDS, NOT_EVALUATED, UNRESOLVED, evaluate_claims, judge_part
+from nlbench.report.claims import (COMPARISONS, CONTRADICTED, HOLDS, NOT_EVALUATED, UNRESOLVED, Comparison,
+                                   evaluate_claims, judge_part)
 from nlbench.report.plots import curve_bands
 from nlbench.report.stats import mean_ci, t_critical
-from nlbench.sweep.spec import Comparison, load_table
+from nlbench.sweep.spec import CLAIM_KINDS, load_table
 from nlbench.training.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -231,6 +232,11 @@ def test_pairs_are_the_seeds_both_rows_finished():
 def test_one_comparison_verdict(diffs, test, margin, verdict):
     part = judge_part(pd.Series(diffs, dtype=float), Comparison("a", "b", test, margin))
     assert part.verdict == verdict and part.n == len(diffs)
+
+
+def test_every_claim_kind_a_table_may_name_is_judged_by_the_report():
+    # The kinds' keys are the table file's (sweep/spec.py), their comparisons the report's (report/claims.py).
+    assert set(COMPARISONS) == set(CLAIM_KINDS)
 
 
 def test_claim_kinds_are_validated_per_kind(tmp_path):
