@@ -536,11 +536,10 @@ def test_busy_minutes_is_the_union_of_run_spans():
 
 def test_completeness_counts_the_profiles_distinct_runs_with_a_record(tmp_path):
     from nlbench.report.build import completeness
-    from nlbench.sweep.spec import build_sweep
+    from nlbench.sweep.spec import build_sweep, table_files
 
     ablations = Path(__file__).resolve().parents[1] / "ablations"
-    ids = {c.run_id for p in ablations.glob("*.yaml") if p.name != "profiles.yaml"
-           for c in build_sweep(p, "smoke").cells}
+    ids = {c.run_id for p in table_files(ablations) for c in build_sweep(p, "smoke").cells}
     assert completeness(ablations, "smoke", tmp_path) == (0, len(ids))
     first = sorted(ids)[0]
     (tmp_path / first).mkdir()

@@ -20,14 +20,14 @@ from nlbench.cli import main
 from nlbench.sweep import runner, runs
 from nlbench.sweep.heartbeat import Heartbeat, Timing
 from nlbench.sweep.ledger import Ledger, cell_of, default_storage, open_storage
-from nlbench.sweep.spec import build_sweep, load_profiles
+from nlbench.sweep.spec import build_sweep, load_profiles, table_files
 from nlbench.training import ConfigError, train_run
 
 pytestmark = pytest.mark.integration  # real sweeps: every test here trains or runs the sweep machinery
 
 REPO = Path(__file__).resolve().parents[1]
 ABLATIONS = REPO / "ablations"
-TABLES = sorted(p for p in ABLATIONS.glob("*.yaml") if p.name != "profiles.yaml")
+TABLES = table_files(ABLATIONS)
 # The smallest run that goes through every step of train_run: 2 training steps, validation, test, record.
 FAST = {
     "model": {"width": "small", "dropout": 0.0},

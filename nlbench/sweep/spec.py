@@ -43,7 +43,9 @@ ROW_SECTIONS = ("model", "data", "recipe")
 ROW_KEYS = ("row", *ROW_SECTIONS, "clip", "baseline", "paper")
 PAPER_KEYS = ("top1", "top5", "params_ratio", "gflops_ratio")
 PROFILE_KEYS = ("config", "seeds", "clips", "needs_data", "isa")
-DEFAULT_PROFILES = Path(__file__).resolve().parents[2] / "ablations" / "profiles.yaml"
+ABLATIONS = Path(__file__).resolve().parents[2] / "ablations"  # the repository's table files
+PROFILES_FILE = "profiles.yaml"  # beside the table files, and not one of them
+DEFAULT_PROFILES = ABLATIONS / PROFILES_FILE
 
 
 @dataclass(frozen=True)
@@ -120,6 +122,16 @@ class Sweep:
 
 
 # ----------------------------------------------------------------------------------------------- files
+
+
+def without_profiles(paths) -> list:
+    """``paths`` but the profiles file, which a shell's ``ablations/*.yaml`` matches too and is no table."""
+    return [p for p in paths if Path(p).name != PROFILES_FILE]
+
+
+def table_files(folder: str | Path = ABLATIONS) -> list[Path]:
+    """The table files of ``folder``, sorted: its ``*.yaml`` files but the profiles file."""
+    return sorted(without_profiles(Path(folder).glob("*.yaml")))
 
 
 def _read_yaml(path: Path) -> Any:
@@ -381,7 +393,7 @@ def build_sweep(
     """
     table = load_table(table_path)
     if profiles_path is None:
-        beside = table.path.parent / "profiles.yaml"
+        beside = table.path.parent / PROFILES_FILE
         profiles_path = beside if beside.is_file() else DEFAULT_PROFILES
     profiles = load_profiles(profiles_path)
     if profile not in profiles:
@@ -427,6 +439,6 @@ def build_sweep(
 
 
 __all__ = [
-    "CLAIM_KINDS", "Cell", "ClaimKind", "Profile", "Row", "Sweep", "Table", "build_sweep",
-    "check_data_root", "load_profiles", "load_table",
+    "ABLATIONS", "CLAIM_KINDS", "Cell", "ClaimKind", "DEFAULT_PROFILES", "PROFILES_FILE", "Profile", "Row", "Sweep",
+    "Table", "build_sweep", "check_data_root", "load_profiles", "load_table", "table_files", "without_profiles",
 ]
