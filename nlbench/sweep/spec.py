@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from nlbench.io import load_yaml
+from nlbench.io import load_yaml, yaml_error
 from nlbench.numerics import LEVELS as ISA_LEVELS
 from nlbench.training.config import ConfigError, RunConfig
 
@@ -140,9 +140,7 @@ def _read_yaml(path: Path) -> Any:
     try:
         return load_yaml(path.read_text())
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+        raise ConfigError(yaml_error(path, e)) from None
 
 
 def _mapping(value: Any, where: str) -> dict:
