@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from nlbench.ops import NonLocalBlock
-from nlbench.sweep.spec import _merge, _read_yaml, load_profiles, load_table  # noqa: PLC2701 (same project)
+from nlbench.sweep.spec import _merge, _read_yaml, load_profiles, load_table, table_files  # noqa: PLC2701 (same project)
 from nlbench.training.config import RunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,9 +74,7 @@ def zoo_shapes(profile: str = PROFILE) -> dict[BlockShape, list[str]]:
     prof = load_profiles(ROOT / "ablations" / "profiles.yaml")[profile]
     base = _read_yaml(prof.config)
     out: dict[BlockShape, list[str]] = {}
-    for path in sorted((ROOT / "ablations").glob("*.yaml")):
-        if path.name == "profiles.yaml":
-            continue
+    for path in table_files(ROOT / "ablations"):
         table = load_table(path)
         for row in table.rows:
             merged = _merge(base, table.defaults, prof.clips[row.clip or "default"], row.overrides)

@@ -226,7 +226,7 @@ def cmd_data_bench(args) -> None:
 
     sampling = transform = None
     if args.config:
-        from nlbench.data.video import ClipSampling
+        from nlbench.data.sampling import ClipSampling
         from nlbench.training.config import RunConfig
 
         d = RunConfig.load(args.config).data
@@ -547,9 +547,9 @@ def cmd_sweep(args) -> int:
             print(f"wrote {path}: wandb sweep {path}; then on each node: wandb agent ENTITY/PROJECT/SWEEP_ID")
         return 0
     from nlbench.sweep.runner import open_storage, prepare, run_sweeps, timing
+    from nlbench.sweep.spec import without_profiles
 
-    # `ablations/*.yaml` also matches the profiles file, which is not a table.
-    args.tables = [t for t in args.tables if Path(t).name != "profiles.yaml"]
+    args.tables = without_profiles(args.tables)
     if not args.tables:
         raise ValueError("no table files given (e.g. ablations/2a_instantiation.yaml)")
     # Every table, the profile, the data, --grace and the storage are checked before anything is written.

@@ -55,3 +55,10 @@ _Loader.add_implicit_resolver(
 def load_yaml(text: str):
     """``yaml.safe_load`` that also reads 1e-3 as a number."""
     return yaml.load(text, Loader=_Loader)
+
+
+def yaml_error(path: str | os.PathLike, error: yaml.YAMLError) -> str:
+    """The one-line message of a file that ``load_yaml`` refused: ``{path}: line N is not valid YAML (why)``."""
+    mark = getattr(error, "problem_mark", None)
+    where = f" line {mark.line + 1}" if mark else ""
+    return f"{path}:{where} is not valid YAML ({getattr(error, 'problem', error)})"

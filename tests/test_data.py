@@ -701,45 +701,64 @@ def test_cli_export_then_scan_json(tmp_path, capsys):
 
 
 @pytest.mark.filterwarnings("ignore:.*treespec:")  # Lightning's own use of a torch deprecation
-def test_lightning_trainer_runs_on_both_sources(exported):
+@pytest.mark.parametrize("source", ["synthetic", "video"])
+def test_lightning_loops_see_each_split_as_the_datamodule_promises(exported, source):
+    """One epoch of a real Trainer on each source: training batches are full (the partial last batch is
+    dropped: a batch of one clip breaks BatchNorm), validation sees every val clip once, in order, with its
+    label, and the test loop sees every view of every test video, each with the video's index and label."""
     import pytorch_lightning as pl
+
+    root, _ = exported
+    loader = LoaderConfig(batch_size=5, num_workers=0)
+    if source == "synthetic":
+        dm = SyntheticDataModule(SMALL, loader)
+        views = 1
+        label_of = {split: SMALL.label for split in ("train", "val", "test")}  # the generator's own labels
+    else:
+        dm = VideoDataModule(root, ClipSampling(8, 1, num_clips=2),
+                             ClipTransformConfig.scaled(32, jitter=False, num_crops=3), loader)
+        views = 2 * 3
+
+        def from_folder(split):  # the label a video's class folder gives, not the one the index stored
+            return lambda video: dm.class_names.index(dm.datasets[split].records[video].path.parent.name)
+
+        label_of = {split: from_folder(split) for split in ("val", "test")}
 
     class Probe(pl.LightningModule):
         def __init__(self, num_classes):
             super().__init__()
             self.fc = torch.nn.Linear(3, num_classes)
-            self.seen = []
+            self.train_batches, self.val_labels, self.test_items = [], [], []
 
         def forward(self, x):
             return self.fc(x.mean((2, 3, 4)))
 
         def training_step(self, batch, _):
             x, y = batch
+            self.train_batches.append(len(y))
             return torch.nn.functional.cross_entropy(self(x), y)
 
         def validation_step(self, batch, _):
-            x, y = batch
-            self.seen.append(("val", x.shape[0]))
+            self.val_labels += batch[1].tolist()
 
         def test_step(self, batch, _):
-            x, y, video = batch
-            self.seen.append(("test", video.shape[0]))
+            _, y, video = batch
+            self.test_items += zip(video.tolist(), y.tolist())
 
         def configure_optimizers(self):
             return torch.optim.SGD(self.parameters(), lr=0.1)
 
-    root, config = exported
-    for dm in (
-        SyntheticDataModule(SMALL, LoaderConfig(batch_size=4, num_workers=0)),
-        VideoDataModule(root, ClipSampling(8, 1, 1), ClipTransformConfig.scaled(32, jitter=False, num_crops=1),
-                        LoaderConfig(batch_size=4, num_workers=0)),
-    ):
-        model = Probe(dm.num_classes)
-        trainer = pl.Trainer(fast_dev_run=2, accelerator="cpu", logger=False, enable_progress_bar=False,
-                             enable_model_summary=False, enable_checkpointing=False)
-        trainer.fit(model, datamodule=dm)
-        trainer.test(model, datamodule=dm, verbose=False)
-        assert ("val", 4) in model.seen and ("test", 4) in model.seen
+    model = Probe(dm.num_classes)
+    trainer = pl.Trainer(max_epochs=1, num_sanity_val_steps=0, accelerator="cpu", logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule=dm)
+    trainer.test(model, datamodule=dm, verbose=False)
+
+    sizes = {split: len(dm.datasets[split]) for split in ("train", "val", "test")}
+    assert model.train_batches == [5] * (sizes["train"] // 5) and sizes["train"] % 5  # a partial batch was left
+    assert model.val_labels == [label_of["val"](i) for i in range(sizes["val"])]
+    videos = sizes["test"] // views
+    assert sorted(model.test_items) == sorted((v, label_of["test"](v)) for v in range(videos) for _ in range(views))
 
 
 def test_cached_synthetic_split_matches_generated(tmp_path):

@@ -16,8 +16,10 @@ import torch
 
 from nlbench.measure import count_flops
 from nlbench.models import (
+    BlockSpec,
     NonLocalKnobs,
     ModelConfig,
+    StageSpec,
     VideoResNet,
     build_model,
     inflate_weight,
@@ -289,6 +291,10 @@ def test_impossible_placements_name_the_option_and_the_allowed_range():
     one_line_error("nl_stage='res6' is not allowed", make_config, nl_blocks=1, nl_stage="res6")
     one_line_error(r"nl_blocks=3 is not allowed.*\(0, 1, 5, 10\)", make_config, nl_blocks=3)
     one_line_error("listed twice", make_config, nl_blocks=[("res4", 1), ("res4", 1)])
+    # A hand-written spec is checked by the same function, with the same messages.
+    res4 = dict(name="res4", planes=8, stride=2, blocks=(BlockSpec(),) * 6)
+    assert "allowed 0..5" in one_line_error("block index 6 is past the end of res4", StageSpec, **res4, nonlocal_after=(6,))
+    one_line_error("listed twice", StageSpec, **res4, nonlocal_after=(1, 1))
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from nlbench import numerics
-from nlbench.training import RunConfig, train_run
+from nlbench.training import RunConfig, read_record, train_run
 from tests.test_reproducibility import weights_hash
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,7 @@ def test_a_profiles_pin_reaches_the_process_that_trains(tmp_path, monkeypatch, w
     outcome = runner.run_sweeps([table], "pinned", workers=workers, progress=False, results_dir=tmp_path / "results",
                                 profiles_path=profiles)
     (run_id,) = outcome.frames["pinned/tp"]["run_id"]
-    record = runner.read_record(tmp_path / "results" / "pinned" / "runs" / run_id)
+    record = read_record(tmp_path / "results" / "pinned" / "runs" / run_id)
     assert record["status"] == "ok" and record["numerics"] == numerics.NUMERICS_VERSION
     assert record["kernels"] | {"threads": None} == {"cpu_capability": "DEFAULT", "onednn_isa": "Intel SSE4.1",
                                                       "threads": None, "pin": "sse41"}

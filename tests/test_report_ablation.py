@@ -20,10 +20,11 @@ import yaml
 from nlbench.cli import main
 from nlbench.report import ablation, attention, build
 from nlbench.report.ablation import stability_flags, summarise
-from nlbench.report.claims import CONTRADICTED, HOLDS, NOT_EVALUATED, UNRESOLVED, evaluate_claims, judge_part
+from nlbench.report.claims import (COMPARISONS, CONTRADICTED, HOLDS, NOT_EVALUATED, UNRESOLVED, Comparison,
+                                   evaluate_claims, judge_part)
 from nlbench.report.plots import curve_bands
 from nlbench.report.stats import mean_ci, t_critical
-from nlbench.sweep.spec import Comparison, load_table
+from nlbench.sweep.spec import CLAIM_KINDS, load_table
 from nlbench.training.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -233,6 +234,11 @@ def test_one_comparison_verdict(diffs, test, margin, verdict):
     assert part.verdict == verdict and part.n == len(diffs)
 
 
+def test_every_claim_kind_a_table_may_name_is_judged_by_the_report():
+    # The kinds' keys are the table file's (sweep/spec.py), their comparisons the report's (report/claims.py).
+    assert set(COMPARISONS) == set(CLAIM_KINDS)
+
+
 def test_claim_kinds_are_validated_per_kind(tmp_path):
     def load(claims, rows=TABLE["rows"]):
         path = tmp_path / "t_fixture.yaml"
@@ -403,7 +409,7 @@ def test_report_writes_tables_plots_and_readme_atomically(setup, monkeypatch, ca
     assert gains.loc["Deep NL", "baseline"] == "Deep" and gains.loc["Deep NL", "added_gflops"] == pytest.approx(0.02)
     info = json.loads((out / "attention.json").read_text())
     # the first spacetime clip of the validation split (families cycle every 2 clips: index 6), its class
-    assert (info["clip_index"], info["family"]) == (6, "spacetime") and info["class"] in ("same", "different")
+    assert (info["clip_index"], info["family"]) == (12, "spacetime") and info["class"] in ("same", "different")  # the first clip of the fourth val quadruple (design 3)
     assert 0 <= info["weight_on_other_cue"] <= 1 and 0 < info["uniform_on_other_cue"] <= 1
 
     text = readme.read_text()
@@ -531,11 +537,10 @@ def test_busy_minutes_is_the_union_of_run_spans():
 
 def test_completeness_counts_the_profiles_distinct_runs_with_a_record(tmp_path):
     from nlbench.report.build import completeness
-    from nlbench.sweep.spec import build_sweep
+    from nlbench.sweep.spec import build_sweep, table_files
 
     ablations = Path(__file__).resolve().parents[1] / "ablations"
-    ids = {c.run_id for p in ablations.glob("*.yaml") if p.name != "profiles.yaml"
-           for c in build_sweep(p, "smoke").cells}
+    ids = {c.run_id for p in table_files(ablations) for c in build_sweep(p, "smoke").cells}
     assert completeness(ablations, "smoke", tmp_path) == (0, len(ids))
     first = sorted(ids)[0]
     (tmp_path / first).mkdir()

@@ -18,10 +18,10 @@ import yaml
 
 from nlbench.data import LoaderConfig, VideoDataModule, write_video
 from nlbench.data.datamodule import SeededShuffle
+from nlbench.data.sampling import ClipSampling
 from nlbench.data.transforms import ClipTransformConfig
-from nlbench.data.video import ClipSampling
 from nlbench.models import make_config
-from nlbench.training import RunConfig, train_run
+from nlbench.training import RunConfig, read_record, train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("status", "top1", "top5", "val_top1", "val_top5", "per_class", "per_family", "mean_class_top1",
@@ -121,7 +121,7 @@ def test_sweep_runner_with_two_workers_gives_the_same_records(tmp_path, monkeypa
         cfg = base.replace(model={"nl_blocks": nl_blocks})
         swept = tmp_path / "results" / "repro" / "runs" / cfg.run_id
         single = train_run(cfg, tmp_path / f"single{nl_blocks}", progress=False)
-        assert outcome(runner.read_record(swept), swept) == outcome(single, tmp_path / f"single{nl_blocks}")
+        assert outcome(read_record(swept), swept) == outcome(single, tmp_path / f"single{nl_blocks}")
 
 
 def test_making_a_config_draws_nothing_from_the_global_generator(tmp_path):

@@ -17,15 +17,17 @@ import pytorch_lightning as pl
 import yaml
 
 from nlbench.cli import main
-from nlbench.sweep import runner
-from nlbench.sweep.spec import build_sweep, load_profiles
+from nlbench.sweep import runner, runs
+from nlbench.sweep.heartbeat import Heartbeat, Timing
+from nlbench.sweep.ledger import Ledger, cell_of, default_storage, open_storage
+from nlbench.sweep.spec import build_sweep, load_profiles, table_files
 from nlbench.training import ConfigError, train_run
 
 pytestmark = pytest.mark.integration  # real sweeps: every test here trains or runs the sweep machinery
 
 REPO = Path(__file__).resolve().parents[1]
 ABLATIONS = REPO / "ablations"
-TABLES = sorted(p for p in ABLATIONS.glob("*.yaml") if p.name != "profiles.yaml")
+TABLES = table_files(ABLATIONS)
 # The smallest run that goes through every step of train_run: 2 training steps, validation, test, record.
 FAST = {
     "model": {"width": "small", "dropout": 0.0},
@@ -93,7 +95,7 @@ def tables(tmp_path, monkeypatch):
 
 def _spy(monkeypatch, **kwargs) -> Spy:
     spy = Spy(**kwargs)
-    monkeypatch.setattr(runner, "train_run", spy)
+    monkeypatch.setattr(runs, "train_run", spy)
     return spy
 
 
@@ -192,8 +194,8 @@ def _dead_claims(sweep, grace_s: int) -> None:
     """What kill -9 leaves in the storage, three ways: a claim that beat once, a claim killed before its first
     beat, and (older nlbench) a stale trial with the WAITING copy optuna's retry callback queued for it."""
     Path("results/test").mkdir(parents=True)
-    storage = runner.open_storage(runner.default_storage("results", "test"), grace_s)
-    ledger = runner.Ledger(storage, [sweep], runner.Timing(grace_s), session="dead")
+    storage = open_storage(default_storage("results", "test"), grace_s)
+    ledger = Ledger(storage, [sweep], Timing(grace_s), session="dead")
     assert ledger.claim(sweep, sweep.cells[0]) is not None  # beat once, then died
     study_id = storage.get_study_id_from_name(sweep.name)
     template = optuna.trial.create_trial(state=optuna.trial.TrialState.RUNNING,
@@ -213,7 +215,7 @@ def test_trials_of_killed_processes_are_redone(tables, monkeypatch):
     assert sorted(c[0] for c in spy.calls) == sorted(c.run_id for c in sweep.cells)
     assert len(frame) == 6
     study = optuna.load_study(study_name=sweep.name, storage="sqlite:///results/test/sweeps.db")
-    complete = [runner._cell_of(t) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    complete = [cell_of(t) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(complete) == sorted(c.key for c in sweep.cells)  # every cell done once
     assert sum(t.state == optuna.trial.TrialState.FAIL for t in study.trials) == 3
 
@@ -222,12 +224,12 @@ def test_a_live_claim_is_not_taken_for_dead(tables, monkeypatch):
     folder, a, _ = tables
     sweep = build_sweep(a, "test")
     Path("results/test").mkdir(parents=True)
-    storage = runner.open_storage(runner.default_storage("results", "test"), 3)
-    other = runner.Ledger(storage, [sweep], runner.Timing(3), session="other")
+    storage = open_storage(default_storage("results", "test"), 3)
+    other = Ledger(storage, [sweep], Timing(3), session="other")
     trial_id = other.claim(sweep, sweep.cells[0])
     assert other.claim(sweep, sweep.cells[0]) is None  # the first claim of a cell wins
     spy = _spy(monkeypatch)
-    with runner._Heartbeat(storage, trial_id, 1):  # the other process lives on
+    with Heartbeat(storage, trial_id, 1):  # the other process lives on
         import threading
 
         finish = threading.Timer(5.0, lambda: other.complete(sweep, sweep.cells[0], trial_id,

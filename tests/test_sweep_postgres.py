@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from nlbench.sweep import runner
+from nlbench.sweep.heartbeat import Timing
+from nlbench.sweep.ledger import Ledger, cell_states, open_storage, stored_record
+from nlbench.sweep.runs import run_dir_of
 from nlbench.sweep.spec import build_sweep
 from tests.test_sweep_crash import REPO, TABLES, _env, completions, start_sweep, sweeps, trainings, wait
 
@@ -53,10 +55,10 @@ def test_two_machines_one_postgres(tmp_path, postgres_url):
         assert len(csv_a.splitlines()) == 1 + len(sweep.cells)
     elsewhere = 0
     for run_id in runs:  # the records of runs trained elsewhere are kept on each machine, whole
-        rec_a = json.loads((runner.run_dir_of(a / "results", "smoke", run_id) / "record.json").read_text())
-        rec_b = json.loads((runner.run_dir_of(b / "results", "smoke", run_id) / "record.json").read_text())
+        rec_a = json.loads((run_dir_of(a / "results", "smoke", run_id) / "record.json").read_text())
+        rec_b = json.loads((run_dir_of(b / "results", "smoke", run_id) / "record.json").read_text())
         assert rec_a == rec_b and rec_a["status"] == "ok"
-        local = [m for m in (a, b) if (runner.run_dir_of(m / "results", "smoke", run_id) / "model.pt").exists()]
+        local = [m for m in (a, b) if (run_dir_of(m / "results", "smoke", run_id) / "model.pt").exists()]
         assert len(local) == 1  # the weights stay where the run was trained
         elsewhere += local == [b]
     assert elsewhere > 0  # A, killed in its first run, holds records of runs only B trained (how many: timing)
@@ -75,18 +77,18 @@ def test_claims_on_postgres(postgres_url):
     grace period, a completed cell is not completed again, a record is found from another "machine"."""
     sweep = build_sweep(TABLES[0], "smoke")
     cell = sweep.cells[0]
-    storage = runner.open_storage(postgres_url, 2)
-    a = runner.Ledger(storage, [sweep], runner.Timing(2), session="a")
-    b = runner.Ledger(runner.open_storage(postgres_url, 2), [sweep], runner.Timing(2), session="b")
+    storage = open_storage(postgres_url, 2)
+    a = Ledger(storage, [sweep], Timing(2), session="a")
+    b = Ledger(open_storage(postgres_url, 2), [sweep], Timing(2), session="b")
     first = a.claim(sweep, cell)
     assert first is not None and b.claim(sweep, cell) is None
     time.sleep(3.5)  # a dies: no beat
     b.reap()
-    assert runner._states(sweep, b.trials(sweep))[cell.key] == "todo"
+    assert cell_states(sweep, b.trials(sweep))[cell.key] == "todo"
     again = b.claim(sweep, cell)
     record = {"run_id": cell.run_id, "status": "ok", "top1": 12.5, "config": {}}
     assert b.complete(sweep, cell, again, record, False)
     late = a.claim(sweep, sweep.cells[1])
     assert late is not None and b.claim(sweep, cell) is None  # done: not claimed again
-    assert runner.stored_record(storage, "smoke", cell.run_id) == record
+    assert stored_record(storage, "smoke", cell.run_id) == record
     assert not a.complete(sweep, cell, first, record, False)  # the dead claim cannot complete it

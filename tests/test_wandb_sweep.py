@@ -17,11 +17,11 @@ from wandb.sdk.launch.sweeps.utils import create_sweep_command_args  # noqa: E40
 
 from nlbench.cli import build_parser, main  # noqa: E402
 from nlbench.sweep.agent import find_cell, table_path  # noqa: E402
-from nlbench.sweep.spec import build_sweep  # noqa: E402
+from nlbench.sweep.spec import build_sweep, table_files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ABLATIONS = ROOT / "ablations"
-TABLES = sorted(p for p in ABLATIONS.glob("*.yaml") if p.name != "profiles.yaml")
+TABLES = table_files(ABLATIONS)
 
 
 def grid(config: dict) -> list:

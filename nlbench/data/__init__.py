@@ -2,7 +2,8 @@
 
     synthetic   the procedural benchmark: classes, config, generator (docs/synthetic_data.md)
     export      the synthetic benchmark written as H.264 files in the Kinetics layout
-    video       PyAV reading (seek, time-based sampling) and writing; ClipSampling, short-clip policies
+    sampling    ClipSampling: where a clip's frames are in time; short-clip policies
+    video       PyAV reading (seek, time-based sampling) and writing
     probes      every file probed once (duration, fps, frames, size, codec, readable), cached per root
     index       split folders / CSV manifests -> labelled records, unreadable files left out
     scan        what a video root holds, per split
@@ -11,16 +12,11 @@
     datamodule  LightningDataModules over both sources, one interface
     analysis    per-class accuracy tables, test-view averaging
     bench       loader throughput
+
+The names below are imported from their submodule on first use (nlbench.lazy): a run config (which uses the
+synthetic data's and the transforms' settings) can be read without loading Lightning or PyAV.
 """
-from nlbench.data.analysis import accuracy_by_group, average_views, per_class_accuracy
-from nlbench.data.datamodule import LoaderConfig, SyntheticDataModule, VideoDataModule
-from nlbench.data.datasets import SyntheticClips, VideoClips, collate_clips
-from nlbench.data.export import export_synthetic
-from nlbench.data.index import UnreadableVideoWarning, VideoIndex, build_index, class_names
-from nlbench.data.scan import scan_root
-from nlbench.data.synthetic import CLASS_NAMES, FAMILIES, SyntheticConfig, generate
-from nlbench.data.transforms import ClipTransformConfig
-from nlbench.data.video import ClipSampling, VideoMeta, VideoReader, VideoReadError, probe, write_video
+from nlbench.lazy import lazy_names
 
 __all__ = [
     "FAMILIES",
@@ -50,3 +46,16 @@ __all__ = [
     "scan_root",
     "write_video",
 ]
+__getattr__, __dir__ = lazy_names(__name__, {
+    "accuracy_by_group": "analysis", "average_views": "analysis", "per_class_accuracy": "analysis",
+    "LoaderConfig": "datamodule", "SyntheticDataModule": "datamodule", "VideoDataModule": "datamodule",
+    "SyntheticClips": "datasets", "VideoClips": "datasets", "collate_clips": "datasets",
+    "export_synthetic": "export",
+    "UnreadableVideoWarning": "index", "VideoIndex": "index", "build_index": "index", "class_names": "index",
+    "ClipSampling": "sampling",
+    "scan_root": "scan",
+    "CLASS_NAMES": "synthetic", "FAMILIES": "synthetic", "SyntheticConfig": "synthetic", "generate": "synthetic",
+    "ClipTransformConfig": "transforms",
+    "VideoMeta": "video", "VideoReader": "video", "VideoReadError": "video", "probe": "video",
+    "write_video": "video",
+})

@@ -17,9 +17,9 @@ from nlbench.data.datamodule import LoaderConfig, SyntheticDataModule, VideoData
 from nlbench.data.datasets import VideoClips
 from nlbench.data.index import build_index
 from nlbench.data.export import read_export_config
+from nlbench.data.sampling import ClipSampling
 from nlbench.data.synthetic import SyntheticConfig
 from nlbench.data.transforms import ClipTransformConfig
-from nlbench.data.video import ClipSampling
 
 
 def loader_throughput(loader, batches: int = 20, warmup: int = 2) -> dict:

@@ -17,9 +17,9 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from nlbench.data.datasets import SyntheticClips, VideoClips, collate_clips
 from nlbench.data.index import VideoIndex, build_index, class_names, split_source
 from nlbench.data.kinetics import resolve_root
+from nlbench.data.sampling import ClipSampling
 from nlbench.data.synthetic import SyntheticConfig
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
-from nlbench.data.video import ClipSampling
 from nlbench.seeds import generator
 
 

@@ -33,7 +33,8 @@ from nlbench.data.transforms import (
     frames_to_tensor,
     normalize,
 )
-from nlbench.data.video import STAGES, ClipSampling, VideoReader, VideoReadError
+from nlbench.data.sampling import ClipSampling
+from nlbench.data.video import STAGES, VideoReader, VideoReadError
 from nlbench.io import atomic_file
 from nlbench.seeds import generator
 

@@ -1,10 +1,9 @@
-"""Reading and writing video files with PyAV, and where in a video a clip's frames come from.
+"""Reading and writing video files with PyAV.
 
-Clips are sampled on a time grid, not by counting frames: frame k of a clip starting at ``start``
-seconds is the frame on screen at ``start + k * sampling_rate / fps`` (the frame with the largest
-presentation time at or before it). A variable-frame-rate video is therefore sampled by its
-timestamps, and a clip that starts late in a long video costs one seek to the keyframe before it
-plus the frames from there, not a decode from the start.
+A clip's frames are read at the presentation times ``ClipSampling`` (nlbench.data.sampling) gives: frame k
+is the frame on screen at that time (the frame with the largest presentation time at or before it). A
+variable-frame-rate video is therefore sampled by its timestamps, and a clip that starts late in a long
+video costs one seek to the keyframe before it plus the frames from there, not a decode from the start.
 """
 from __future__ import annotations
 
@@ -31,62 +30,6 @@ class VideoReadError(Exception):
     def __init__(self, path: Path | str, reason: str):
         super().__init__(f"{path}: {reason}")
         self.path, self.reason = Path(path), reason
-
-
-# What to do with a video shorter than one clip (README "Short clips"): hold its last frame, wrap around
-# to its start, leave it out of its split, or refuse the run.
-SHORT_CLIP_POLICIES = ("pad_last", "loop", "skip", "error")
-
-
-@dataclass(frozen=True)
-class ClipSampling:
-    """``num_frames`` frames taken every ``sampling_rate`` frames (the paper's 32x2: 32 of 64
-    consecutive frames); the test split is read as ``num_clips`` evenly spaced clips per video.
-    ``short_clip`` is the policy for videos shorter than one clip (``SHORT_CLIP_POLICIES``)."""
-
-    num_frames: int = 32
-    sampling_rate: int = 2
-    num_clips: int = 10
-    short_clip: str = "pad_last"
-
-    def __post_init__(self) -> None:
-        for name in ("num_frames", "sampling_rate", "num_clips"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"ClipSampling: {name}={value!r} is not allowed; expected a positive int")
-        if self.short_clip not in SHORT_CLIP_POLICIES:
-            raise ValueError(f"ClipSampling: short_clip={self.short_clip!r} is not allowed; expected one of "
-                             f"{', '.join(SHORT_CLIP_POLICIES)}")
-
-    def span(self, fps: float) -> float:
-        """Seconds of video one clip covers."""
-        return self.num_frames * self.sampling_rate / fps
-
-    def loops(self, fps: float, duration: float) -> bool:
-        """True when the video is shorter than one clip (by more than half a frame)."""
-        return self.span(fps) > duration + 0.5 / fps
-
-    def times(self, start: float, fps: float, duration: float) -> np.ndarray:
-        """Presentation times (s, from the video's start) of the clip's frames. In a video shorter than
-        the clip, ``loop`` wraps the times around its duration; otherwise times past the end are read as
-        the last frame (``VideoReader.read`` holds it), which keeps the frames in time order."""
-        times = start + np.arange(self.num_frames) * (self.sampling_rate / fps)
-        return np.mod(times, duration) if self.short_clip == "loop" and self.loops(fps, duration) else times
-
-    def max_start(self, fps: float, duration: float) -> float:
-        return max(0.0, duration - self.span(fps))
-
-    def test_starts(self, fps: float, duration: float) -> np.ndarray:
-        """``num_clips`` clip starts evenly spaced from the first frame to the last possible start
-        (one clip: the middle one)."""
-        last = self.max_start(fps, duration)
-        return np.array([last / 2]) if self.num_clips == 1 else np.linspace(0.0, last, self.num_clips)
-
-    def __str__(self) -> str:
-        return f"{self.num_frames}x{self.sampling_rate}"
-
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,25 @@ STRIDE_ON = ("1x1", "3x3")
 BLOCK_POSITIONS = ("after_block", "in_residual")
 
 
+def placed_after(stage: str, indices, num_blocks: int, depth: int | None = None) -> tuple[int, ...]:
+    """The sorted indices of the residual blocks of ``stage`` (``num_blocks`` of them, in R``depth``) that a
+    non-local block follows, checked: each an int in 0..num_blocks-1, none twice. The one check of a placement,
+    whether it comes from a model config's ``nl_blocks`` pairs or a hand-written ``StageSpec``."""
+    last = num_blocks - 1
+    seen: list[int] = []
+    for index in indices:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= last:
+            in_depth = f" in R{depth}" if depth is not None else ""
+            raise ValueError(
+                f"nl_blocks: block index {index!r} is past the end of {stage}, which has {num_blocks} "
+                f"residual blocks{in_depth} (allowed 0..{last})"
+            )
+        if index in seen:
+            raise ValueError(f"nl_blocks: ({stage!r}, {index}) is listed twice")
+        seen.append(index)
+    return tuple(sorted(seen))
+
+
 def _odd_kernel(name: str, value, owner: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1 or value % 2 == 0:
         # An even temporal kernel cannot be centred with symmetric padding, so T would drift.
@@ -67,17 +86,7 @@ class StageSpec:
         object.__setattr__(self, "blocks", tuple(self.blocks))
         if not self.blocks or not all(isinstance(b, BlockSpec) for b in self.blocks):
             raise ValueError(f"StageSpec {self.name}: blocks must be a non-empty tuple of BlockSpec")
-        after = tuple(sorted(self.nonlocal_after))
-        last = len(self.blocks) - 1
-        for idx in after:
-            if not isinstance(idx, int) or not 0 <= idx <= last:
-                raise ValueError(
-                    f"non-local placement: block index {idx!r} is past the end of {self.name}, "
-                    f"which has {len(self.blocks)} residual blocks (allowed 0..{last})"
-                )
-        if len(set(after)) != len(after):
-            raise ValueError(f"non-local placement: {self.name} lists a block index twice: {after}")
-        object.__setattr__(self, "nonlocal_after", after)
+        object.__setattr__(self, "nonlocal_after", placed_after(self.name, self.nonlocal_after, len(self.blocks)))
 
 
 class _NonLocalKnobsMethods:

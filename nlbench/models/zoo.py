@@ -25,7 +25,8 @@ from typing import Annotated, Any
 
 from nlbench.identity import Added
 from nlbench.models.resnet import VideoResNet
-from nlbench.models.spec import STAGES, STRIDE_ON, BlockChoice, BlockSpec, NonLocalKnobs, StageSpec, VideoResNetSpec
+from nlbench.models.spec import (STAGES, STRIDE_ON, BlockChoice, BlockSpec, NonLocalKnobs, StageSpec, VideoResNetSpec,
+                                 placed_after)
 from nlbench.ops.knobs import NAMES as KNOB_NAMES
 from nlbench.ops.nonlocal_block import PRESETS
 from nlbench.ops.registry import DEFAULT_BLOCK
@@ -247,22 +248,14 @@ class ModelConfig:
                     f"any count with nl_stage, or (stage, block index) pairs"
                 )
             return {s: spread(s, counts[s], n) for s, n in NL_PRESETS[nl].items()}
-        out: dict[str, list[int]] = {}
+        by_stage: dict[str, list] = {}
         for pair in nl:
             if len(pair) != 2:
                 raise ValueError(f"nl_blocks: {pair!r} is not allowed; expected a (stage, block index) pair")
             stage, index = pair
             _option("nl_blocks: stage", stage, STAGES)
-            last = counts[stage] - 1
-            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= last:
-                raise ValueError(
-                    f"nl_blocks: block index {index!r} is past the end of {stage}, which has {counts[stage]} "
-                    f"residual blocks in R{self.depth} (allowed 0..{last})"
-                )
-            if index in out.get(stage, []):
-                raise ValueError(f"nl_blocks: ({stage!r}, {index}) is listed twice")
-            out.setdefault(stage, []).append(index)
-        return {s: tuple(sorted(v)) for s, v in out.items()}
+            by_stage.setdefault(stage, []).append(index)
+        return {s: placed_after(s, indices, counts[s], self.depth) for s, indices in by_stage.items()}
 
     def spec(self) -> VideoResNetSpec:
         arch, variant = ARCHS[self.arch], self._variant()
@@ -335,7 +328,6 @@ class ModelConfig:
         return VideoResNet(self.spec(), seed=seed)
 
 
-_KNOBS = KNOB_NAMES
 _CONFIG = tuple(f.name for f in fields(ModelConfig) if f.name != "nonlocal_knobs")
 
 
@@ -343,10 +335,10 @@ def make_config(**kwargs) -> ModelConfig:
     """``ModelConfig`` from flat keyword arguments: the non-local block's knobs (``nlbench.ops.knobs.NAMES``:
     ``instantiation``, ``mode``, ``inner_channels``, ``inner_ratio``, ``subsample``, ``subsample_order``,
     ``pool_kernel``, ``scale``, ``norm_by``, ``init``, ``W_z_bias``, ``impl``) go to its ``nonlocal_knobs``."""
-    unknown = sorted(set(kwargs) - set(_KNOBS) - set(_CONFIG))
+    unknown = sorted(set(kwargs) - set(KNOB_NAMES) - set(_CONFIG))
     if unknown:
-        raise TypeError(f"build_model: unexpected keyword argument(s) {unknown}; expected {_CONFIG + _KNOBS}")
-    knobs = NonLocalKnobs(**{k: v for k, v in kwargs.items() if k in _KNOBS})
+        raise TypeError(f"build_model: unexpected keyword argument(s) {unknown}; expected {_CONFIG + KNOB_NAMES}")
+    knobs = NonLocalKnobs(**{k: v for k, v in kwargs.items() if k in KNOB_NAMES})
     return ModelConfig(**{k: v for k, v in kwargs.items() if k in _CONFIG}, nonlocal_knobs=knobs)
 
 

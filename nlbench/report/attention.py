@@ -58,10 +58,11 @@ def synthetic_val(config) -> SyntheticClips:
 
 def pick_clip(ds: SyntheticClips, families=FAMILIES) -> int:
     """The first validation clip of the first family present (spacetime, time, space)."""
+    present = ds.families
     for family in families:
-        for index in range(min(len(ds), 2 * len(ds.config.families))):
-            if ds.config.family(index, ds.split) == family:
-                return index
+        hits = np.flatnonzero(present == family)
+        if len(hits):
+            return int(hits[0])
     return 0
 
 

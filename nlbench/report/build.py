@@ -23,7 +23,7 @@ from nlbench.report import ablation
 from nlbench.report.claims import claim_line, counts, evaluate_claims
 from nlbench.report.plots import accuracy_vs_gflops, gain_vs_cost, learning_curves
 from nlbench.sweep.results import machine_summary
-from nlbench.sweep.spec import Table, load_table
+from nlbench.sweep.spec import Table, load_table, table_files
 
 # Where Figure 3's model comes from, in order of preference: (table, row); then any non-local row.
 ATTENTION_ROWS = (
@@ -283,8 +283,7 @@ def completeness(ablations: Path, profile: str, runs_dir: Path) -> tuple[int, in
     from nlbench.training.config import ConfigError
 
     try:
-        ids = {c.run_id for p in sorted(ablations.glob("*.yaml")) if p.name != "profiles.yaml"
-               for c in build_sweep(p, profile).cells}
+        ids = {c.run_id for p in table_files(ablations) for c in build_sweep(p, profile).cells}
     except ConfigError:
         return None
     return sum((runs_dir / i / "record.json").is_file() for i in ids), len(ids)
@@ -435,7 +434,7 @@ def build_reports(
         reports.append(rep)
         _say(f"{out_dir / (rep.table.name + '.md')}: claims {counts(rep.claims)}", quiet)
     done = {t.stem for t, _ in pairs}
-    not_run = sorted(p.stem for p in ablations.glob("*.yaml") if p.name != "profiles.yaml" and p.stem not in done)
+    not_run = [p.stem for p in table_files(ablations) if p.stem not in done]
 
     extra = ["- Accuracy vs GFLOPs, one per table: "
              + ", ".join(f"[{r.table.name}]({r.table.name}_acc_vs_gflops.png)" for r in reports

@@ -1,6 +1,7 @@
-"""The paper's claims judged on paired seeds: each comparison a claim stands for (its kind's ``comparisons``,
-``nlbench.sweep.spec.CLAIM_KINDS``) is the per-seed difference of two rows' top-1 (seed s of every row
-shares the data order and the initial backbone weights), over the seeds where both finished.
+"""The paper's claims judged on paired seeds: each comparison a claim stands for (``COMPARISONS``, per kind;
+a table file's claims and their keys are checked by ``nlbench.sweep.spec.CLAIM_KINDS``) is the per-seed
+difference of two rows' top-1 (seed s of every row shares the data order and the initial backbone
+weights), over the seeds where both finished.
 
 One comparison, n paired differences with mean d and Student-t interval (scipy.stats):
 - superiority (``above``, ``smaller_gain``, ``cheaper_and_better``): 95% CI; holds if it lies above 0,
@@ -19,18 +20,78 @@ correction: with k parts the chance of a false "contradicted" is up to k times a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 
 from nlbench.report.stats import by_seed, mean_ci, paired
-from nlbench.sweep.spec import CLAIM_KINDS, Comparison, Table
+from nlbench.sweep.spec import Table
 
 HOLDS, CONTRADICTED, UNRESOLVED, NOT_EVALUATED = "holds", "contradicted", "unresolved", "not evaluated"
 VERDICTS = (HOLDS, CONTRADICTED, UNRESOLVED, NOT_EVALUATED)
 LEVEL = {"superiority": 0.95, "noninferiority": 0.95, "equivalence": 0.90}
 # The order in which a part decides the claim's headline numbers: the part that is worst for the claim.
 _RANK = {CONTRADICTED: 0, NOT_EVALUATED: 1, UNRESOLVED: 2, HOLDS: 3}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One paired test: top-1 of ``better`` minus top-1 of ``worse``, seed by seed, over the seeds where both
+    (and every row of ``requires``) finished.
+
+    test: ``superiority`` (difference > 0), ``noninferiority`` (difference > -margin) or ``equivalence``
+    (|difference| < margin, two one-sided tests).
+    """
+
+    better: str
+    worse: str
+    test: str
+    margin: float = 0.0
+    requires: tuple[str, ...] = ()  # rows the comparison is conditioned on (smaller_gain: the baseline)
+
+
+# What each kind of claim stands for: (claim, the table's baseline) -> its paired comparisons. The comparisons
+# are data (a test and a margin), so a new kind is its keys in nlbench.sweep.spec.CLAIM_KINDS and one entry here.
+
+
+def _above(claim: dict, baseline: str) -> list[Comparison]:
+    """Every row of rows has a higher top-1 than `than` (paired superiority, each row)."""
+    return [Comparison(r, claim["than"], "superiority") for r in claim["rows"]]
+
+
+def _order(claim: dict, baseline: str) -> list[Comparison]:
+    """Each row at least as good as the one before it (non-inferiority, margin `within`, default 0)."""
+    rows = claim["rows"]
+    return [Comparison(b, a, "noninferiority", float(claim.get("within", 0.0))) for a, b in zip(rows, rows[1:])]
+
+
+def _similar(claim: dict, baseline: str) -> list[Comparison]:
+    """Every two rows within +-`within` top-1 points of each other (equivalence, TOST)."""
+    rows = claim["rows"]
+    return [Comparison(a, b, "equivalence", float(claim["within"])) for i, a in enumerate(rows) for b in rows[i + 1:]]
+
+
+def _smaller_gain(claim: dict, baseline: str) -> list[Comparison]:
+    """Row's paired gain over the table's baseline smaller than each of `than`'s."""
+    # gain(t) - gain(row) = (t - base) - (row - base) = t - row, seed by seed, on the seeds base ran too
+    return [Comparison(t, claim["row"], "superiority", requires=(baseline,)) for t in claim["than"]]
+
+
+def _cheaper_and_better(claim: dict, baseline: str) -> list[Comparison]:
+    """Row has a higher top-1 (paired superiority) at fewer GFLOPs than `than` (the GFLOPs: ``cheaper_pairs``)."""
+    return [Comparison(claim["row"], claim["than"], "superiority")]
+
+
+COMPARISONS: dict[str, Callable[[dict, str], list[Comparison]]] = {
+    "above": _above, "order": _order, "similar": _similar, "smaller_gain": _smaller_gain,
+    "cheaper_and_better": _cheaper_and_better,
+}
+
+
+def cheaper_pairs(claim: dict) -> list[tuple[str, str]]:
+    """(row, than) pairs whose GFLOPs must be lower (deterministic: no seeds involved)."""
+    return [(claim["row"], claim["than"])] if claim["kind"] == "cheaper_and_better" else []
 
 
 @dataclass(frozen=True)
@@ -125,15 +186,14 @@ def combine(verdicts: list[str]) -> str:
 
 
 def judge(claim: dict, table: Table, wide: pd.DataFrame, gflops: dict[str, float]) -> ClaimResult:
-    kind = CLAIM_KINDS[claim["kind"]]
     paper = {r.label: (r.paper or {}).get("top1", math.nan) for r in table.rows}
     parts = tuple(
         judge_part(paired(wide, c.better, c.worse, c.requires), c, paper[c.better] - paper[c.worse])
-        for c in kind.comparisons(claim, table.baseline)
+        for c in COMPARISONS[claim["kind"]](claim, table.baseline)
     )
     verdicts = [p.verdict for p in parts]
     cost, cost_ok = [], None
-    for row, than in kind.cheaper(claim):
+    for row, than in cheaper_pairs(claim):
         g, h = gflops.get(row, math.nan), gflops.get(than, math.nan)
         if not (math.isfinite(g) and math.isfinite(h)):
             cost.append(f"no GFLOPs for {row} or {than}")
@@ -188,5 +248,6 @@ def counts(claims: list[ClaimResult]) -> str:
     return f"{', '.join(parts)} ({resolved} of {len(claims)} resolved{share})"
 
 
-__all__ = ["CONTRADICTED", "ClaimResult", "HOLDS", "NOT_EVALUATED", "Part", "UNRESOLVED", "VERDICTS", "claim_line",
-           "claims_frame", "combine", "counts", "evaluate_claims", "judge", "judge_part"]
+__all__ = ["COMPARISONS", "CONTRADICTED", "ClaimResult", "Comparison", "HOLDS", "NOT_EVALUATED", "Part", "UNRESOLVED",
+           "VERDICTS", "cheaper_pairs", "claim_line", "claims_frame", "combine", "counts", "evaluate_claims", "judge",
+           "judge_part"]

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from nlbench.record import NAMES as RECORD_FIELDS, write_record
 from nlbench.sweep.results import to_frame, write_csv
-from nlbench.sweep.spec import build_sweep
+from nlbench.sweep.spec import build_sweep, table_files
 
 # Keys of a run's W&B config that are not its run config: nlbench's own labels and W&B's.
 LABEL_KEYS = ("run_id", "table", "row", "profile", "_wandb")
@@ -214,7 +214,7 @@ def materialise(source: str | Path, profile: str, dest: str | Path, ablations: s
     out = Path(dest) / profile
     if out.is_dir():  # derived from W&B alone: what an earlier read left must not mix in
         shutil.rmtree(out)
-    tables = sorted(p for p in Path(ablations).glob("*.yaml") if p.name != "profiles.yaml")
+    tables = table_files(ablations)
     used = 0
     for table in tables:
         sweep = build_sweep(table, profile, data)

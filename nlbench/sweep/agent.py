@@ -24,8 +24,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from nlbench.sweep.runner import local_record, run_lock
-from nlbench.sweep.spec import DEFAULT_PROFILES, Cell, Sweep, build_sweep
+from nlbench.sweep.runs import local_record, run_lock
+from nlbench.sweep.spec import ABLATIONS, Cell, Sweep, build_sweep, table_files
 from nlbench.training import ConfigError, train_run
 from nlbench.training.tracking import describe, run_summary, wandb_init_kwargs
 
@@ -37,11 +37,11 @@ def table_path(table: str, ablations: str | Path = "ablations") -> Path:
         if not p.is_file():
             raise ConfigError(f"--table {table}: no such file")
         return p
-    for folder in (Path(ablations), DEFAULT_PROFILES.parent):
+    for folder in (Path(ablations), ABLATIONS):
         candidate = folder / f"{table}.yaml"
-        if candidate.is_file() and candidate.name != "profiles.yaml":
+        if candidate in table_files(folder):
             return candidate
-    names = sorted(p.stem for p in Path(DEFAULT_PROFILES.parent).glob("*.yaml") if p.name != "profiles.yaml")
+    names = [p.stem for p in table_files(ABLATIONS)]
     raise ConfigError(f"--table {table}: unknown table (no {Path(ablations) / (table + '.yaml')}); "
                       f"tables: {', '.join(names)}")
 

@@ -16,10 +16,12 @@ import optuna
 import pandas as pd
 import pytorch_lightning as pl
 
-from nlbench.sweep import runner
+from nlbench.sweep.ledger import FAILED_VALUE, default_storage, open_storage
+from nlbench.sweep.progress import quiet
 from nlbench.sweep.results import write_csv
+from nlbench.sweep.runs import obtain, run_dir_of, run_lock
 from nlbench.sweep.spec import build_sweep
-from nlbench.training import ConfigError
+from nlbench.training.config import ConfigError
 
 
 class PruningCallback(pl.Callback):
@@ -68,8 +70,8 @@ def run_search(
     results_dir = Path(results_dir)
     if storage is None:
         (results_dir / profile).mkdir(parents=True, exist_ok=True)
-    runner._quiet()
-    store = runner.open_storage(storage or runner.default_storage(results_dir, profile))
+    quiet()
+    store = open_storage(storage or default_storage(results_dir, profile))
     sampler = optuna.samplers.RandomSampler(seed=seed) if method == "random" else optuna.samplers.TPESampler(seed=seed)
     study = optuna.create_study(
         # "/steps": trials report at global steps (studies before that reported at epochs: not comparable)
@@ -85,10 +87,10 @@ def run_search(
         wd = trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True)
         config = cell.config.replace(recipe={"lr": lr, "weight_decay": wd})
         trial.set_user_attr("run_id", config.run_id)
-        run_dir = runner.run_dir_of(results_dir, profile, config.run_id)
-        with runner.run_lock(run_dir):
+        run_dir = run_dir_of(results_dir, profile, config.run_id)
+        with run_lock(run_dir):
             try:
-                record, _ = runner.obtain(
+                record, _ = obtain(
                     config, run_dir, wandb_group=f"{sweep.name}/search", callbacks=[PruningCallback(trial)],
                     wandb_tags=(sweep.table.name, row, f"seed={cell.seed}", f"search={method}"),
                 )
@@ -98,7 +100,7 @@ def run_search(
         for key in ("status", "reason", "val_top1", "top1"):
             trial.set_user_attr(key, record.get(key))
         if record.get("status") != "ok" or record.get("val_top1") is None:
-            return runner.FAILED_VALUE
+            return FAILED_VALUE
         return float(record["val_top1"])
 
     def write(study: optuna.Study, _trial=None) -> None:

@@ -26,7 +26,6 @@ mistake is a ``ConfigError`` whose one-line message names the file, the row and 
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from dataclasses import dataclass
@@ -35,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from nlbench.io import load_yaml
+from nlbench.io import load_yaml, yaml_error
 from nlbench.numerics import LEVELS as ISA_LEVELS
 from nlbench.training.config import ConfigError, RunConfig
 
@@ -44,7 +43,9 @@ ROW_SECTIONS = ("model", "data", "recipe")
 ROW_KEYS = ("row", *ROW_SECTIONS, "clip", "baseline", "paper")
 PAPER_KEYS = ("top1", "top5", "params_ratio", "gflops_ratio")
 PROFILE_KEYS = ("config", "seeds", "clips", "needs_data", "isa")
-DEFAULT_PROFILES = Path(__file__).resolve().parents[2] / "ablations" / "profiles.yaml"
+ABLATIONS = Path(__file__).resolve().parents[2] / "ablations"  # the repository's table files
+PROFILES_FILE = "profiles.yaml"  # beside the table files, and not one of them
+DEFAULT_PROFILES = ABLATIONS / PROFILES_FILE
 
 
 @dataclass(frozen=True)
@@ -123,15 +124,23 @@ class Sweep:
 # ----------------------------------------------------------------------------------------------- files
 
 
+def without_profiles(paths) -> list:
+    """``paths`` but the profiles file, which a shell's ``ablations/*.yaml`` matches too and is no table."""
+    return [p for p in paths if Path(p).name != PROFILES_FILE]
+
+
+def table_files(folder: str | Path = ABLATIONS) -> list[Path]:
+    """The table files of ``folder``, sorted: its ``*.yaml`` files but the profiles file."""
+    return sorted(without_profiles(Path(folder).glob("*.yaml")))
+
+
 def _read_yaml(path: Path) -> Any:
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
         return load_yaml(path.read_text())
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+        raise ConfigError(yaml_error(path, e)) from None
 
 
 def _mapping(value: Any, where: str) -> dict:
@@ -228,25 +237,8 @@ def _claims(raw: Any, labels: list[str], path: Path) -> tuple[dict, ...]:
 
 # ------------------------------------------------------------------------------------------------ claims
 #
-# A claim kind says which keys a claim has and which paired comparisons of top-1 it stands for; the report
-# (nlbench.report.claims) judges every comparison on the per-seed differences and combines them. The
-# comparisons are data (a test and a margin), so a new kind is one class here and nothing in the report.
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One paired test: top-1 of ``better`` minus top-1 of ``worse``, seed by seed, over the seeds where both
-    (and every row of ``requires``) finished.
-
-    test: ``superiority`` (difference > 0), ``noninferiority`` (difference > -margin) or ``equivalence``
-    (|difference| < margin, two one-sided tests).
-    """
-
-    better: str
-    worse: str
-    test: str
-    margin: float = 0.0
-    requires: tuple[str, ...] = ()  # rows the comparison is conditioned on (smaller_gain: the baseline)
+# What a table may say of a claim: its kind and the keys of that kind. What a kind means, the paired
+# comparisons of top-1 it is judged on, is the report's (nlbench.report.claims.COMPARISONS).
 
 
 def _number(claim: dict, key: str, where: str) -> None:
@@ -255,16 +247,16 @@ def _number(claim: dict, key: str, where: str) -> None:
         raise ConfigError(f"{where}: {key}={value!r} must be a number of top-1 points >= 0")
 
 
+@dataclass(frozen=True)
 class ClaimKind:
-    """One kind of claim: its keys (``required`` and ``optional`` besides text and kind; ``many``: keys that
-    are lists of row labels, every other label key is one label) and its comparisons."""
+    """The keys of one kind of claim besides text and kind: ``required`` and ``optional``; ``many``: the keys
+    that are lists of row labels (every other label key is one label); ``min_rows``: how many labels rows needs."""
 
-    name = ""
-    required: tuple[str, ...] = ()
+    name: str
+    required: tuple[str, ...]
     optional: tuple[str, ...] = ()
     many: tuple[str, ...] = ("rows",)
-    min_rows = 1
-    doc = ""
+    min_rows: int = 1
 
     def validate(self, claim: dict, labels: list[str], where: str) -> None:
         _unknown(claim, ("text", "kind", *self.required, *self.optional), where)
@@ -287,63 +279,14 @@ class ClaimKind:
             raise ConfigError(f"{where}: kind {self.name} needs at least {self.min_rows} rows")
         _number(claim, "within", where)
 
-    def comparisons(self, claim: dict, baseline: str) -> list[Comparison]:
-        raise NotImplementedError
 
-    def cheaper(self, claim: dict) -> list[tuple[str, str]]:
-        """(row, than) pairs whose GFLOPs must be lower (deterministic: no seeds involved)."""
-        return []
-
-
-class Above(ClaimKind):
-    name, required = "above", ("rows", "than")
-    doc = "every row of rows has a higher top-1 than `than` (paired superiority, each row)"
-
-    def comparisons(self, claim, baseline):
-        return [Comparison(r, claim["than"], "superiority") for r in claim["rows"]]
-
-
-class Order(ClaimKind):
-    name, required, optional, min_rows = "order", ("rows",), ("within",), 2
-    doc = "each row at least as good as the one before it (non-inferiority, margin `within`, default 0)"
-
-    def comparisons(self, claim, baseline):
-        rows = claim["rows"]
-        return [Comparison(b, a, "noninferiority", float(claim.get("within", 0.0))) for a, b in zip(rows, rows[1:])]
-
-
-class Similar(ClaimKind):
-    name, required, min_rows = "similar", ("rows", "within"), 2
-    doc = "every two rows within +-`within` top-1 points of each other (equivalence, TOST)"
-
-    def comparisons(self, claim, baseline):
-        rows = claim["rows"]
-        return [Comparison(a, b, "equivalence", float(claim["within"]))
-                for i, a in enumerate(rows) for b in rows[i + 1:]]
-
-
-class SmallerGain(ClaimKind):
-    name, required, many = "smaller_gain", ("row", "than"), ("than",)
-    doc = "row's paired gain over the table's baseline smaller than each of `than`'s"
-
-    def comparisons(self, claim, baseline):
-        # gain(t) - gain(row) = (t - base) - (row - base) = t - row, seed by seed, on the seeds base ran too
-        return [Comparison(t, claim["row"], "superiority", requires=(baseline,)) for t in claim["than"]]
-
-
-class CheaperAndBetter(ClaimKind):
-    name, required, many = "cheaper_and_better", ("row", "than"), ()
-    doc = "row has a higher top-1 (paired superiority) at fewer GFLOPs than `than`"
-
-    def comparisons(self, claim, baseline):
-        return [Comparison(claim["row"], claim["than"], "superiority")]
-
-    def cheaper(self, claim):
-        return [(claim["row"], claim["than"])]
-
-
-CLAIM_KINDS: dict[str, ClaimKind] = {k.name: k for k in (Above(), Order(), Similar(), SmallerGain(),
-                                                          CheaperAndBetter())}
+CLAIM_KINDS: dict[str, ClaimKind] = {k.name: k for k in (
+    ClaimKind("above", ("rows", "than")),
+    ClaimKind("order", ("rows",), ("within",), min_rows=2),
+    ClaimKind("similar", ("rows", "within"), min_rows=2),
+    ClaimKind("smaller_gain", ("row", "than"), many=("than",)),
+    ClaimKind("cheaper_and_better", ("row", "than"), many=()),
+)}
 
 
 def _resolve(path: str, base: Path) -> Path:
@@ -448,7 +391,7 @@ def build_sweep(
     """
     table = load_table(table_path)
     if profiles_path is None:
-        beside = table.path.parent / "profiles.yaml"
+        beside = table.path.parent / PROFILES_FILE
         profiles_path = beside if beside.is_file() else DEFAULT_PROFILES
     profiles = load_profiles(profiles_path)
     if profile not in profiles:
@@ -494,6 +437,6 @@ def build_sweep(
 
 
 __all__ = [
-    "CLAIM_KINDS", "Cell", "ClaimKind", "Comparison", "Profile", "Row", "Sweep", "Table", "build_sweep",
-    "check_data_root", "load_profiles", "load_table",
+    "ABLATIONS", "CLAIM_KINDS", "Cell", "ClaimKind", "DEFAULT_PROFILES", "PROFILES_FILE", "Profile", "Row", "Sweep",
+    "Table", "build_sweep", "check_data_root", "load_profiles", "load_table", "table_files", "without_profiles",
 ]

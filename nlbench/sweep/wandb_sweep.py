@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from nlbench.io import atomic_write_text
-from nlbench.sweep.spec import Sweep, build_sweep
+from nlbench.sweep.spec import Sweep, build_sweep, without_profiles
 
 # The sweep's metric: the record's final validation top-1, in every run's summary (also when agent-run
 # reuses a finished run and trains nothing; the per-epoch ``val/top1`` curve exists only for trained runs).
@@ -72,7 +72,7 @@ def write_sweep(sweep: Sweep, out_dir: str | Path) -> Path:
 
 def export_sweeps(tables, profile: str, out_dir: str | Path, data=None) -> list[Path]:
     """One sweep file per table; every table is checked (``build_sweep``) before any file is written."""
-    tables = [t for t in tables if Path(t).name != "profiles.yaml"]  # `ablations/*.yaml` matches it too
+    tables = without_profiles(tables)
     if not tables:
         raise ValueError("no table files given (e.g. ablations/2a_instantiation.yaml)")
     sweeps = [build_sweep(t, profile, data) for t in tables]

@@ -7,9 +7,14 @@
     precise_bn  BN statistics recomputed before evaluation
     run         train_run: build, measure, train, evaluate, write the record
     overhead    Lightning vs a bare PyTorch loop on the same batches
+
+The names below are imported from their submodule on first use (nlbench.lazy): reading a RunConfig (a
+sweep's grid, a report) does not load Lightning, W&B or PyAV.
 """
-from nlbench.training.config import ConfigError, RunConfig
-from nlbench.training.module import NonFiniteLossError, VideoClassifier
-from nlbench.training.run import read_record, train_run
+from nlbench.lazy import lazy_names
 
 __all__ = ["ConfigError", "NonFiniteLossError", "RunConfig", "VideoClassifier", "read_record", "train_run"]
+__getattr__, __dir__ = lazy_names(__name__, {
+    "ConfigError": "config", "RunConfig": "config", "NonFiniteLossError": "module", "VideoClassifier": "module",
+    "read_record": "run", "train_run": "run",
+})

@@ -35,9 +35,9 @@ from nlbench.data.analysis import ENSEMBLES
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
 from nlbench.data.synthetic import DESIGNS as SYNTHETIC_DESIGNS
 from nlbench.data.synthetic import SyntheticConfig
-from nlbench.data.video import SHORT_CLIP_POLICIES
+from nlbench.data.sampling import SHORT_CLIP_POLICIES
 from nlbench.identity import Added, drop_added
-from nlbench.io import load_yaml
+from nlbench.io import load_yaml, yaml_error
 from nlbench.models import ModelConfig, make_config
 from nlbench.numerics import LEVELS as ISA_LEVELS
 from nlbench.ops.knobs import KNOBS, model_fields
@@ -331,9 +331,7 @@ class RunConfig(_Section):
         try:
             data = load_yaml(path.read_text()) or {}
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}:{where} is not valid YAML ({getattr(e, 'problem', e)})") from None
+            raise ConfigError(yaml_error(path, e)) from None
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of sections, got {type(data).__name__}")
         return cls.from_dict(apply_overrides(data, overrides, str(path)), str(path))

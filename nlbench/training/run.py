@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 
 from nlbench.data import LoaderConfig, SyntheticDataModule, VideoDataModule
-from nlbench.data.video import ClipSampling
+from nlbench.data.sampling import ClipSampling
 from nlbench.io import atomic_write_text
 from nlbench.measure import machine_info, measure_latency, nonlocal_geometry, profile_module
 from nlbench.models import load_pretrained

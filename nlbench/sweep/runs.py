@@ -1,0 +1,74 @@
+"""A run of a sweep: its folder, its lock, and where its record comes from (here, the storage, or training).
+
+A run is its config's run_id, in ``results/<profile>/runs/<run_id>/``; its ``record.json`` (written last,
+atomically, by train_run) means finished. For a claimed cell a worker reuses the local record, else a record
+of the same run_id completed in any table of the profile in the storage (trained on another machine), else it
+trains the run. A file lock per run_id keeps the processes of a machine from training one run twice.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from nlbench.io import atomic_write_text
+from nlbench.training.run import read_record, train_run
+
+
+def run_dir_of(results_dir: str | Path, profile: str, run_id: str) -> Path:
+    return Path(results_dir) / profile / "runs" / run_id
+
+
+@contextlib.contextmanager
+def run_lock(run_dir: Path, block: bool = True):
+    """An exclusive lock on this run_id among the processes of this machine (released when one dies).
+
+    Yields True when held; with ``block=False``, False at once when another process holds it."""
+    lock = run_dir.parent / ".locks" / f"{run_dir.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | (0 if block else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def local_record(run_dir: Path, run_id: str) -> dict | None:
+    record = read_record(run_dir)
+    return record if record is not None and record.get("run_id") == run_id else None
+
+
+def keep_record(run_dir: Path, record: dict) -> None:
+    """Write a run's record trained elsewhere into this machine's run dir (what `nlbench report` reads)."""
+    if run_dir.exists() and not (run_dir / "record.json").exists():
+        shutil.rmtree(run_dir)  # what is there is an interrupted attempt of this run
+    atomic_write_text(run_dir / "record.json", json.dumps(record, indent=2) + "\n")
+
+
+def obtain(config, run_dir: Path, stored: Callable[[str], dict | None] = lambda _: None, **train) -> tuple[dict, bool]:
+    """(record, reused) of one run, with its lock held by the caller: the local record, else one in the
+    storage (``stored``), else trained now (``train``: train_run's keywords). The one way any cell (grid or
+    search) gets its record."""
+    record = local_record(run_dir, config.run_id)
+    if record is not None:
+        return record, True
+    record = stored(config.run_id)
+    if record is not None:
+        keep_record(run_dir, record)
+        return record, True
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # half-finished: redo from scratch
+    record = train_run(config, run_dir, progress=False, **train)
+    # The file's copy (JSON, NaN as null) is what the storage keeps: every machine's CSV row is then identical.
+    return local_record(run_dir, config.run_id) or record, False
+
+
+__all__ = ["keep_record", "local_record", "obtain", "run_dir_of", "run_lock"]
