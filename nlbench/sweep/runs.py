@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import shutil
 from pathlib import Path
 from typing import Callable
 
-from nlbench.io import atomic_write_text
+from nlbench.record import write_record
 from nlbench.training.run import read_record, train_run
 
 
@@ -50,7 +49,7 @@ def keep_record(run_dir: Path, record: dict) -> None:
     """Write a run's record trained elsewhere into this machine's run dir (what `nlbench report` reads)."""
     if run_dir.exists() and not (run_dir / "record.json").exists():
         shutil.rmtree(run_dir)  # what is there is an interrupted attempt of this run
-    atomic_write_text(run_dir / "record.json", json.dumps(record, indent=2) + "\n")
+    write_record(run_dir, record)  # the one writer: declared fields, their order
 
 
 def obtain(config, run_dir: Path, stored: Callable[[str], dict | None] = lambda _: None, **train) -> tuple[dict, bool]:
