@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from nlbench import __version__
+from nlbench.ops.instantiations import REGISTRY as INSTANTIATIONS
 
 
 def _shape(text: str) -> tuple[int, ...]:
@@ -516,7 +517,8 @@ def _add_weights_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="folder for model.pt, config.yaml and conversion.json")
     p.add_argument("--config", default=None,
                    help="a run config the checkpoint must fit (its model section); written as the converted run's config")
-    p.add_argument("--instantiation", default=None, choices=("gaussian", "embedded_gaussian", "dot_product"),
+    # The instantiations without w_f: a checkpoint's tensors cannot tell them apart (concatenation's w_f can).
+    p.add_argument("--instantiation", default=None, choices=tuple(i.name for i in INSTANTIATIONS if not i.w_f),
                    help="the non-local blocks' f where the tensors and the file do not say (dot product and embedded "
                         "Gaussian have the same tensors)")
     p.add_argument("--frames", type=_positive, default=None,
