@@ -575,14 +575,17 @@ def test_export_scan_and_decode_round_trip(exported, workers):
     assert [(s.split, s.videos, s.classes, s.unreadable) for s in report.splits] == [
         (split, config.split_size(split), 2, []) for split in ("train", "val", "test")
     ]
-    # families.csv: every video once, with its clip's family (the class folders do not say it)
+    # families.csv: every video once, with its clip's family (the class folders do not say it) and its quadruple
+    # where the split has them
     rows = [line.split(",") for line in (root / "families.csv").read_text().splitlines()]
-    assert rows[0] == ["path", "family"]
+    assert rows[0] == ["path", "family", "group"]
     videos = sorted(p.relative_to(root).as_posix() for p in root.glob("*/*/*.mp4"))
-    assert sorted(path for path, _ in rows[1:]) == videos and len(videos) == 32
-    for path, family in rows[1:]:
+    assert sorted(path for path, _, _ in rows[1:]) == videos and len(videos) == 32
+    for path, family, group in rows[1:]:
         split, index = Path(path).stem.split("_")
         assert family == generate(config, split, int(index)).family, path
+        groups = config.groups_of(split)
+        assert group == ("" if groups is None else str(groups[int(index)])), path
     assert report.splits[0].width == (32, 32) and report.splits[0].duration_s == (1.0, 1.0)
     dm = VideoDataModule(root, ClipSampling(8, 1, 1), ClipTransformConfig.scaled(32, jitter=False, num_crops=1),
                          LoaderConfig(batch_size=5, num_workers=workers))

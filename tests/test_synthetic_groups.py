@@ -82,3 +82,16 @@ def test_split_sizes_must_hold_whole_quadruples_of_every_family():
     with pytest.raises(ValueError, match="multiples of 8, 16 and 16"):
         SyntheticConfig(split_sizes=(32, 24, 32), design=3)
     SyntheticConfig(split_sizes=(8, 24, 8))
+
+
+def test_an_export_names_each_video_s_quadruple(tmp_path):
+    from nlbench.data.export import export_synthetic
+
+    config = SyntheticConfig(frames=4, size=24, split_sizes=(8, 16, 16), design=3)
+    export_synthetic(tmp_path / "x", config)
+    rows = [line.split(",") for line in (tmp_path / "x" / "families.csv").read_text().splitlines()[1:]]
+    for path, family, group in rows:
+        split, index = path.split("/")[0], int(path.rsplit("_", 1)[1].split(".")[0])
+        assert family == config.family(index, split)
+        assert group == ("" if split == "train" else str(index // GROUP))
+    assert {g for _, _, g in rows} == {"", "0", "1", "2", "3"}

@@ -2,8 +2,10 @@
 
     DIR/{train,val,test}/<class name>/<split>_<index>.mp4    H.264, yuv420p
     DIR/classes.txt                                          the class list, in label order
-    DIR/families.csv                                         path,family: each video's cue layout, for
-                                                             per-family accuracy (the classes do not say it)
+    DIR/families.csv                                         path,family,group: each video's cue layout, for
+                                                             per-family accuracy (the classes do not say it),
+                                                             and its quadruple (design 3's val and test; else
+                                                             empty), for the group score
     DIR/synthetic.json                                       the config, fps and codec it was made with
 
 so that the video path (decode, sample, augment, load) can be run end to end on any machine.
@@ -54,9 +56,12 @@ def export_synthetic(
         for name in config.classes:
             (root / split / name).mkdir(parents=True)
     (root / "classes.txt").write_text("".join(f"{c}\n" for c in config.classes))
-    rows = [f"{_video_path(config, split, i).as_posix()},{config.family(i, split)}\n"
-            for split in SPLITS for i in range(config.split_size(split))]
-    atomic_write_text(root / FAMILIES_CSV, "path,family\n" + "".join(rows))
+    rows = []
+    for split in SPLITS:
+        groups = config.groups_of(split)
+        rows += [f"{_video_path(config, split, i).as_posix()},{config.family(i, split)},"
+                 f"{'' if groups is None else groups[i]}\n" for i in range(config.split_size(split))]
+    atomic_write_text(root / FAMILIES_CSV, "path,family,group\n" + "".join(rows))
     jobs = [(root, config, split, i, fps, codec, options) for split in SPLITS for i in range(config.split_size(split))]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
