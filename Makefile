@@ -4,7 +4,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 TORCH   ?= torch==2.13.0
 
-.PHONY: install test test-unit test-integration test-slow test-sweeps bench model-zoo clean ablation-table2
+.PHONY: install test test-unit test-integration test-slow test-sweeps bench model-zoo clean ablation-table2 reproduce
 
 # Pinned CPU torch goes in first: an unpinned torch pulled in by a dependency would be a CUDA build.
 # The `peers` extra (tests/test_peers.py) goes in with --no-deps, its list read from pyproject.toml.
@@ -60,9 +60,19 @@ model-zoo:
 # Every Table 2 ablation and the bottleneck and successors tables (ablations/*.yaml) at PROFILE (smoke: CI, about 2 min; tiny: the default, about 5 h on 2 cores; paper:
 # needs DATA=ROOT), then the reports. Resumable: run it again after an interruption.
 # WORKERS: runs in parallel; the small profiles run one thread per run, so one worker per core.
+# RESULTS / REPORTS: where the runs go and the reports are written (make reproduce sets both).
 PROFILE ?= tiny
 DATA    ?=
 WORKERS ?= 2
+RESULTS ?= results
+REPORTS ?= reports
 ablation-table2:
-	$(BIN)/nlbench sweep ablations/*.yaml --profile $(PROFILE) --workers $(WORKERS) $(if $(DATA),--data $(DATA))
-	$(BIN)/nlbench report --profile $(PROFILE)
+	$(BIN)/nlbench sweep ablations/*.yaml --profile $(PROFILE) --workers $(WORKERS) --results $(RESULTS) $(if $(DATA),--data $(DATA))
+	$(BIN)/nlbench report --profile $(PROFILE) --results $(RESULTS) --out $(REPORTS)
+
+# The main job again, from nothing, into repro/ (ignored): every run of PROFILE trained anew, then compared with the
+# committed reference (results/): runs bit for bit, rows within the reference's CI, claims' verdicts
+# (repro/results/<profile>/reproduction.md). As long as the main job itself.
+reproduce:
+	$(MAKE) ablation-table2 RESULTS=repro/results REPORTS=repro/reports
+	$(BIN)/nlbench compare results repro/results --profile $(PROFILE)

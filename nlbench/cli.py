@@ -664,6 +664,30 @@ def _add_report_parser(sub) -> None:
     p.set_defaults(func=cmd_report)
 
 
+def cmd_compare(args) -> None:
+    from nlbench.io import atomic_write_text
+    from nlbench.report.reproduction import compare_results, render
+
+    for folder in (args.reference, args.reproduction):
+        if not (Path(folder) / args.profile).is_dir():
+            raise ValueError(f"{Path(folder) / args.profile} does not exist (a results folder: <folder>/<profile>/)")
+    comparison = compare_results(Path(args.reference), Path(args.reproduction), args.profile, Path(args.ablations))
+    out = Path(args.out or Path(args.reproduction) / args.profile / "reproduction.md")
+    atomic_write_text(out, render(comparison, args.reference, args.reproduction, args.profile) + "\n")
+    print(f"{comparison.headline()} -> {out}")
+
+
+def _add_compare_parser(sub) -> None:
+    p = sub.add_parser("compare", help="a reproduction's results beside the reference's: runs bit for bit, rows "
+                                       "within the reference's CI, claims' verdicts (make reproduce)")
+    p.add_argument("reference", help="the reference results folder (the committed one: results)")
+    p.add_argument("reproduction", help="the results folder of the run to check (make reproduce: repro/results)")
+    p.add_argument("--profile", default="tiny", help="the profile to compare (default tiny)")
+    p.add_argument("--ablations", default="ablations", help="folder of the table files (default ablations/)")
+    p.add_argument("--out", default=None, help="markdown file (default <reproduction>/<profile>/reproduction.md)")
+    p.set_defaults(func=cmd_compare)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nlbench", description=__doc__)
     parser.add_argument("--version", action="version", version=f"nlbench {__version__}")
@@ -707,6 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sweep_parser(sub)
     _add_agent_parser(sub)
     _add_report_parser(sub)
+    _add_compare_parser(sub)
     return parser
 
 

@@ -103,16 +103,23 @@ def _curves(frame: pd.DataFrame, records: dict[str, dict], rows: list[str]) -> d
     return out
 
 
-def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, runs_dir: Path) -> TableReport:
+def analyse_table(table_path: Path, csv_path: Path, runs_dir: Path) -> TableReport:
+    """A table's results, its rows' summary and its claims' verdicts, nothing written."""
     table = load_table(table_path)
     frame = ablation.read_results(csv_path)
     if "table" not in frame.columns:
         frame["table"] = table.name
     records = _records(runs_dir, pd.unique(frame["run_id"])) if "run_id" in frame.columns else {}
     frame = ablation.enrich(frame, records)
-    rows = [r.label for r in table.rows]
     summary = ablation.summarise(table, frame)
-    claims = evaluate_claims(table, frame, summary)
+    return TableReport(table, frame, summary, evaluate_claims(table, frame, summary), records=records)
+
+
+def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, runs_dir: Path) -> TableReport:
+    analysed = analyse_table(table_path, csv_path, runs_dir)
+    table, frame, summary, claims, records = (analysed.table, analysed.frame, analysed.summary, analysed.claims,
+                                              analysed.records)
+    rows = [r.label for r in table.rows]
     geometry = ablation.block_geometry(frame, records, rows)
     plots = []
     png = accuracy_vs_gflops(summary, table.title, out_dir / f"{table.name}_acc_vs_gflops.png", table.baseline)
