@@ -377,7 +377,9 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
                   "top-1 (Student-t intervals: 95% for 'beats' and 'at least as good', 90% for the two one-sided "
                   "tests of 'similar'; rules in `nlbench/report/claims.py`): holds when every comparison's "
                   "interval lies on the claimed side, contradicted when one lies on the other side, else "
-                  "unresolved.", ""]
+                  "unresolved. A 'similar' claim that declares a relative margin is decided at it (the paper's "
+                  "margin-to-gain ratio times the gain measured here); its verdict at the paper's absolute margin "
+                  "is printed beside it.", ""]
     for name, c in claims:
         lines.append(claim_line(c).replace("- ", f"- [{name}]({name}.md) ", 1))
     lines += ["", "## Plots", ""] + extra

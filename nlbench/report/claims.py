@@ -12,6 +12,14 @@ One comparison, n paired differences with mean d and Student-t interval (scipy.s
   it lies inside (-m, +m), contradicted if it lies entirely outside, else unresolved.
 Fewer than 2 pairs give no interval: unresolved (no pair at all: not evaluated).
 
+A ``similar`` claim is judged twice. Its absolute margin (``within``, top-1 points) is the paper's, and at a
+scale where gains are 15-20 points instead of 1 no interval fits inside it. Its relative margin applies the
+paper's margin-to-gain ratio to the gain measured here: ratio x the rows' mean paired gain over the table's
+baseline. The ratio is the paper's largest difference between the claim's rows divided by their mean gain
+over the baseline (``relative: paper``; 2a: 0.4 / 0.925), or the ratio the claim gives (``relative: 0.43``)
+where its rows have no paper numbers. A claim declares it in its table, before any run. The relative verdict
+then decides the claim, and both verdicts are printed side by side.
+
 A claim is a conjunction of its comparisons (plus, for ``cheaper_and_better``, the deterministic GFLOPs
 comparison): it holds when every part holds (an intersection-union test: each part at its own level keeps
 the claim's level, no correction needed), is contradicted when some part is contradicted (no multiplicity
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -110,7 +118,7 @@ class Part:
     def text(self) -> str:
         c = self.comparison
         what = {"superiority": "> 0", "noninferiority": f"> -{c.margin:g}",
-                "equivalence": f"within ±{c.margin:g}"}[c.test]
+                "equivalence": f"within ±{c.margin:.3g}"}[c.test]
         head = f"{c.better} − {c.worse} {what}"
         if self.n == 0:
             return f"{head}: no paired seeds"
@@ -129,6 +137,10 @@ class ClaimResult:
     parts: tuple[Part, ...]
     cost: str  # the GFLOPs comparison ("" when the kind makes none)
     cost_ok: bool | None  # None: no comparison or no GFLOPs
+    # similar claims judged at a relative margin too: the absolute verdict and parts, and how the margin was made
+    absolute: str | None = None
+    absolute_parts: tuple[Part, ...] = ()
+    margin: str = ""
 
     @property
     def holds(self) -> bool:
@@ -203,7 +215,39 @@ def judge(claim: dict, table: Table, wide: pd.DataFrame, gflops: dict[str, float
         cost_ok = cheaper if cost_ok is None else cost_ok and cheaper
         cost.append(f"GFLOPs {g:.3g} vs {h:.3g} ({g / h:.2f}x{'' if cheaper else ', not cheaper'})")
         verdicts.append(HOLDS if cheaper else CONTRADICTED)  # deterministic: no interval
+    if claim["kind"] == "similar":
+        margin, why = relative_margin(claim, table, wide, paper)
+        if math.isfinite(margin) or why:
+            relative = tuple(
+                judge_part(paired(wide, p.comparison.better, p.comparison.worse, p.comparison.requires),
+                           replace(p.comparison, margin=margin), p.paper) for p in parts)
+            return ClaimResult(claim["text"], claim["kind"], combine([p.verdict for p in relative]), relative, "",
+                               None, combine(verdicts), parts, why)
     return ClaimResult(claim["text"], claim["kind"], combine(verdicts), parts, "; ".join(cost), cost_ok)
+
+
+def relative_margin(claim: dict, table: Table, wide: pd.DataFrame, paper: dict[str, float]) -> tuple[float, str]:
+    """(margin, how it was made) of a similar claim: the paper's margin-to-gain ratio (or the claim's
+    ``relative``) times the rows' mean paired gain over the table's baseline here. (NaN, "") where the claim
+    has no ratio; NaN with a reason where no gain was measured."""
+    rows, base = claim["rows"], table.baseline
+    ratio = claim.get("relative")
+    if ratio is None:
+        return math.nan, ""
+    if ratio == "paper":
+        values = [paper.get(r, math.nan) for r in rows]
+        gain = sum(v - paper.get(base, math.nan) for v in values) / len(values)
+        if not all(math.isfinite(v) for v in values) or not gain > 0:
+            return math.nan, "relative margin: the paper gives no gain of these rows"
+        ratio = (max(values) - min(values)) / gain
+        source = f"the paper's {max(values) - min(values):.2g} of a {gain:.3g}-point gain"
+    else:
+        source = "the claim's ratio"
+    gains = [paired(wide, r, base).mean() for r in rows if r != base]
+    gain = sum(gains) / len(gains) if gains else math.nan
+    if not (math.isfinite(gain) and gain > 0):
+        return math.nan, f"relative margin: no positive gain over {base} measured"
+    return ratio * gain, f"relative margin ±{ratio * gain:.2f} = {ratio:.2f} ({source}) x the {gain:.1f}-point gain here"
 
 
 def evaluate_claims(table: Table, frame: pd.DataFrame, summary: pd.DataFrame) -> list[ClaimResult]:
@@ -218,6 +262,10 @@ def claim_line(result: ClaimResult) -> str:
     parts = [p for p in result.parts if p is not head]
     text = "; ".join(([head.text()] if head else []) + ([f"also {'; '.join(p.text() for p in parts)}"] if parts
                                                          else []) + ([result.cost] if result.cost else []))
+    if result.absolute is not None:
+        worst = min(result.absolute_parts, key=lambda p: (_RANK[p.verdict], _slack(p)), default=None)
+        text = (f"{result.margin}: {text}; at the absolute margin: **{result.absolute}**"
+                + (f" ({worst.text()})" if worst else ""))
     return f"- **{result.verdict}**: {result.text}: {text}"
 
 
@@ -232,9 +280,10 @@ def claims_frame(claims: list[ClaimResult]) -> pd.DataFrame:
             "mean_diff": h.mean if h else math.nan, "ci_low": h.low if h else math.nan,
             "ci_high": h.high if h else math.nan, "ci_level": h.level if h else math.nan,
             "n_pairs": h.n if h else 0, "paper_delta": h.paper if h else math.nan, "cost": c.cost,
+            "absolute_verdict": c.absolute or "", "margin": c.margin,
         })
     return pd.DataFrame(lines, columns=["claim", "kind", "verdict", "comparison", "mean_diff", "ci_low", "ci_high",
-                                        "ci_level", "n_pairs", "paper_delta", "cost"])
+                                        "ci_level", "n_pairs", "paper_delta", "cost", "absolute_verdict", "margin"])
 
 
 def counts(claims: list[ClaimResult]) -> str:

@@ -16,7 +16,9 @@ A table file::
     claims:                            # the paper's qualitative findings for the table (kinds: CLAIM_KINDS)
       - {text: "...", kind: above, rows: [NL], than: C2D}            # each row beats than
       - {text: "...", kind: order, rows: [A, B], within: 1.0}        # each row no more than within below the last
-      - {text: "...", kind: similar, rows: [A, B, C], within: 0.5}   # every two rows within +-within
+      - {text: "...", kind: similar, rows: [A, B, C], within: 0.5}   # every two rows within +-within (and within
+                                                                     # the paper's margin-to-gain ratio, or relative,
+                                                                     # x the gain measured: nlbench.report.claims)
       - {text: "...", kind: smaller_gain, row: A, than: [B, C]}      # A's gain over baseline below each of than's
       - {text: "...", kind: cheaper_and_better, row: A, than: B}     # A beats B at fewer GFLOPs
 
@@ -278,12 +280,17 @@ class ClaimKind:
         if "rows" in claim and len(claim["rows"]) < self.min_rows:
             raise ConfigError(f"{where}: kind {self.name} needs at least {self.min_rows} rows")
         _number(claim, "within", where)
+        ratio = claim.get("relative")
+        if "relative" in claim and ratio != "paper" and (not isinstance(ratio, (int, float)) or isinstance(ratio, bool)
+                                                          or not 0 < ratio <= 1):
+            raise ConfigError(f"{where}: relative={ratio!r} is not allowed; expected paper (the paper's "
+                              "margin-to-gain ratio) or a fraction of the measured gain in (0, 1]")
 
 
 CLAIM_KINDS: dict[str, ClaimKind] = {k.name: k for k in (
     ClaimKind("above", ("rows", "than")),
     ClaimKind("order", ("rows",), ("within",), min_rows=2),
-    ClaimKind("similar", ("rows", "within"), min_rows=2),
+    ClaimKind("similar", ("rows", "within"), ("relative",), min_rows=2),
     ClaimKind("smaller_gain", ("row", "than"), many=("than",)),
     ClaimKind("cheaper_and_better", ("row", "than"), many=()),
 )}
