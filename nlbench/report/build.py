@@ -20,7 +20,7 @@ import pandas as pd
 
 from nlbench.io import atomic_write_text
 from nlbench.report import ablation
-from nlbench.report.claims import claim_line, counts, evaluate_claims
+from nlbench.report.claims import NOT_TESTABLE, claim_line, counts, evaluate_claims
 from nlbench.report.plots import accuracy_vs_gflops, gain_vs_cost, learning_curves
 from nlbench.sweep.results import machine_summary
 from nlbench.sweep.spec import Table, load_table, table_files
@@ -135,6 +135,11 @@ def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, 
     atomic_write_text(out_dir / f"{table.name}.md", text)
     return TableReport(table, frame, summary, claims,
                        [f"{table.name}.md", f"{table.name}.tex", f"{table.name}.csv", *plots], records, geometry)
+
+
+def _not_testable(claims) -> str:
+    n = sum(c.verdict == NOT_TESTABLE for c in claims)
+    return f", {n} not testable" if n else ""
 
 
 # ------------------------------------------------------------------------------------------ the summary
@@ -364,7 +369,8 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
             f"| [{rep.table.name}]({rep.table.name}.md) | {rep.table.title} | {int((s['n_ok'] > 0).sum())}/{len(s)} "
             f"| {int(s['n_ok'].sum())}/{int(s['n_failed'].sum())} | "
             f"{sum(c.verdict == 'holds' for c in rep.claims)}/{sum(c.verdict == 'contradicted' for c in rep.claims)}/"
-            f"{sum(not c.resolved for c in rep.claims)} of {n_claims} | "
+            f"{sum(not c.resolved and c.verdict != NOT_TESTABLE for c in rep.claims)} of {n_claims}"
+            f"{_not_testable(rep.claims)} | "
             + ", ".join(f"[{f}]({f})" for f in rep.files) + " |"
         )
     if not_run:

@@ -37,10 +37,17 @@ from nlbench.report.stats import by_seed, mean_ci, paired
 from nlbench.sweep.spec import Table
 
 HOLDS, CONTRADICTED, UNRESOLVED, NOT_EVALUATED = "holds", "contradicted", "unresolved", "not evaluated"
-VERDICTS = (HOLDS, CONTRADICTED, UNRESOLVED, NOT_EVALUATED)
+NOT_TESTABLE = "not testable"
+VERDICTS = (HOLDS, CONTRADICTED, UNRESOLVED, NOT_EVALUATED, NOT_TESTABLE)
 LEVEL = {"superiority": 0.95, "noninferiority": 0.95, "equivalence": 0.90}
 # The order in which a part decides the claim's headline numbers: the part that is worst for the claim.
-_RANK = {CONTRADICTED: 0, NOT_EVALUATED: 1, UNRESOLVED: 2, HOLDS: 3}
+_RANK = {CONTRADICTED: 0, NOT_EVALUATED: 1, NOT_TESTABLE: 2, UNRESOLVED: 3, HOLDS: 4}
+# The rule for "not testable at this scale", fixed before any run: a comparison that asks a row to beat one
+# whose mean top-1 over the paired seeds is at or above CEILING cannot show a gain: that row has already
+# solved what the claim is about (at the tiny scale, I3D solves every family of the synthetic set). Such a
+# part is not testable unless its interval contradicts the claim; a claim with one is counted apart. A
+# non-inferiority part ("no more than m worse") stays testable at the ceiling.
+CEILING = 97.0
 
 
 @dataclass(frozen=True)
@@ -114,6 +121,7 @@ class Part:
     level: float
     verdict: str
     paper: float  # the paper's difference of the same two rows (NaN where it gives none)
+    floor: float = math.nan  # the mean top-1 of the row to beat over the paired seeds
 
     def text(self) -> str:
         c = self.comparison
@@ -123,10 +131,12 @@ class Part:
         if self.n == 0:
             return f"{head}: no paired seeds"
         paper = f", paper {self.paper:+.1f}" if math.isfinite(self.paper) else ""
+        verdict = (f"{self.verdict} ({c.worse} at {self.floor:.1f} >= {CEILING:g}: at the ceiling)"
+                   if self.verdict == NOT_TESTABLE else self.verdict)
         if not math.isfinite(self.low):
-            return f"{head}: {self.mean:+.2f} ({self.n} pair, no CI{paper}) {self.verdict}"
+            return f"{head}: {self.mean:+.2f} ({self.n} pair, no CI{paper}) {verdict}"
         return (f"{head}: {self.mean:+.2f} [{100 * self.level:.0f}% CI {self.low:+.2f}, {self.high:+.2f}], "
-                f"{self.n} pairs{paper}: {self.verdict}")
+                f"{self.n} pairs{paper}: {verdict}")
 
 
 @dataclass(frozen=True)
@@ -173,7 +183,8 @@ def _slack(part: Part) -> float:
     return part.low + c.margin
 
 
-def judge_part(diffs: pd.Series, comparison: Comparison, paper: float = math.nan) -> Part:
+def judge_part(diffs: pd.Series, comparison: Comparison, paper: float = math.nan, floor: float = math.nan) -> Part:
+    """``floor``: the mean of the row to beat over the paired seeds (at or above CEILING: not testable)."""
     level = LEVEL[comparison.test]
     mean, half, n = mean_ci(diffs, level)
     low, high = mean - half, mean + half
@@ -186,7 +197,9 @@ def judge_part(diffs: pd.Series, comparison: Comparison, paper: float = math.nan
         verdict = HOLDS if -m < low and high < m else CONTRADICTED if low > m or high < -m else UNRESOLVED
     else:  # superiority is non-inferiority with margin 0
         verdict = HOLDS if low > -m else CONTRADICTED if high < -m else UNRESOLVED
-    return Part(comparison, n, mean, low, high, level, verdict, paper)
+        if comparison.test == "superiority" and floor >= CEILING and verdict != CONTRADICTED and n:
+            verdict = NOT_TESTABLE  # no gain can show over a row at the ceiling; "no worse than" still can
+    return Part(comparison, n, mean, low, high, level, verdict, paper, floor)
 
 
 def combine(verdicts: list[str]) -> str:
@@ -194,13 +207,16 @@ def combine(verdicts: list[str]) -> str:
         return CONTRADICTED
     if any(v == NOT_EVALUATED for v in verdicts):
         return NOT_EVALUATED
+    if any(v == NOT_TESTABLE for v in verdicts):
+        return NOT_TESTABLE
     return HOLDS if verdicts and all(v == HOLDS for v in verdicts) else UNRESOLVED
 
 
 def judge(claim: dict, table: Table, wide: pd.DataFrame, gflops: dict[str, float]) -> ClaimResult:
     paper = {r.label: (r.paper or {}).get("top1", math.nan) for r in table.rows}
     parts = tuple(
-        judge_part(paired(wide, c.better, c.worse, c.requires), c, paper[c.better] - paper[c.worse])
+        judge_part(paired(wide, c.better, c.worse, c.requires), c, paper[c.better] - paper[c.worse],
+                   _floor(wide, c))
         for c in COMPARISONS[claim["kind"]](claim, table.baseline)
     )
     verdicts = [p.verdict for p in parts]
@@ -224,6 +240,15 @@ def judge(claim: dict, table: Table, wide: pd.DataFrame, gflops: dict[str, float
             return ClaimResult(claim["text"], claim["kind"], combine([p.verdict for p in relative]), relative, "",
                                None, combine(verdicts), parts, why)
     return ClaimResult(claim["text"], claim["kind"], combine(verdicts), parts, "; ".join(cost), cost_ok)
+
+
+def _floor(wide: pd.DataFrame, c: Comparison) -> float:
+    """The mean top-1 of the row ``c`` asks to beat, over the seeds the comparison pairs."""
+    needed = [c.better, c.worse, *c.requires]
+    if c.test == "equivalence" or any(r not in wide.columns for r in needed):
+        return math.nan
+    both = wide[needed].dropna()
+    return float(both[c.worse].mean()) if len(both) else math.nan
 
 
 def relative_margin(claim: dict, table: Table, wide: pd.DataFrame, paper: dict[str, float]) -> tuple[float, str]:
@@ -287,16 +312,22 @@ def claims_frame(claims: list[ClaimResult]) -> pd.DataFrame:
 
 
 def counts(claims: list[ClaimResult]) -> str:
-    """``"5 hold, 1 contradicted, 16 unresolved (6 of 22 resolved, 27 %)"``."""
+    """``"5 hold, 1 contradicted, 16 unresolved (6 of 22 resolved, 27 %)"``; claims that are not testable at
+    this scale are counted apart, and the share is of the testable ones."""
     n = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
     parts = [f"{n[HOLDS]} hold", f"{n[CONTRADICTED]} contradicted", f"{n[UNRESOLVED]} unresolved"]
     if n[NOT_EVALUATED]:
         parts.append(f"{n[NOT_EVALUATED]} not evaluated")
+    if n[NOT_TESTABLE]:
+        parts.append(f"{n[NOT_TESTABLE]} not testable (the row to beat at or above {CEILING:g} % top-1)")
     resolved = n[HOLDS] + n[CONTRADICTED]
-    share = f", {100 * resolved / len(claims):.0f} %" if claims else ""
-    return f"{', '.join(parts)} ({resolved} of {len(claims)} resolved{share})"
+    testable = len(claims) - n[NOT_TESTABLE]
+    share = f", {100 * resolved / testable:.0f} %" if testable else ""
+    of = f"{testable} testable" if n[NOT_TESTABLE] else f"{testable}"
+    return f"{', '.join(parts)} ({resolved} of {of} resolved{share})"
 
 
-__all__ = ["COMPARISONS", "CONTRADICTED", "ClaimResult", "Comparison", "HOLDS", "NOT_EVALUATED", "Part", "UNRESOLVED",
+__all__ = ["CEILING", "COMPARISONS", "CONTRADICTED", "ClaimResult", "Comparison", "HOLDS", "NOT_EVALUATED",
+           "NOT_TESTABLE", "Part", "UNRESOLVED",
            "VERDICTS", "cheaper_pairs", "claim_line", "claims_frame", "combine", "counts", "evaluate_claims", "judge",
            "judge_part"]

@@ -1,9 +1,10 @@
-"""Similar claims at a margin relative to the measured gain (nlbench.report.claims), beside the absolute one."""
+"""What the claims can say at a scale where gains are 15-20 points and some rows solve the task: similar claims at a
+margin relative to the measured gain, beside the absolute one, and gains over a row at the ceiling not testable."""
 import pandas as pd
 import pytest
 import yaml
 
-from nlbench.report.claims import CONTRADICTED, HOLDS, UNRESOLVED, claim_line, judge
+from nlbench.report.claims import CEILING, CONTRADICTED, HOLDS, NOT_TESTABLE, UNRESOLVED, claim_line, counts, judge
 from nlbench.sweep.spec import ConfigError, load_table
 
 ROWS = [{"row": "C2D", "model": {"nl_blocks": 0}, "paper": {"top1": 71.8}},
@@ -55,3 +56,35 @@ def test_without_relative_only_the_absolute_margin_judges(tmp_path):
 def test_a_bad_relative_is_one_line(tmp_path, relative):
     with pytest.raises(ConfigError, match=f"relative={relative!r} is not allowed"):
         _table(tmp_path, relative)
+
+
+def _ceiling_table(tmp_path, kind: str, **keys):
+    claim = {"text": "B over A", "kind": kind, **keys}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"table": "c", "title": "c", "baseline": "C2D", "rows": ROWS, "claims": [claim]}))
+    return load_table(path)
+
+
+def _at(a: float, b_minus_a: list[float]) -> pd.DataFrame:
+    c2d = [50.0, 52.0, 49.0, 51.0, 50.5]
+    return pd.DataFrame({"C2D": c2d, "A": [a + x / 10 for x in range(5)],
+                         "B": [a + x / 10 + d for x, d in zip(range(5), b_minus_a)]})
+
+
+def test_a_gain_over_a_row_at_the_ceiling_is_not_testable(tmp_path):
+    table = _ceiling_table(tmp_path, "above", rows=["B"], than="A")
+    at_ceiling = judge(table.claims[0], table, _at(CEILING + 1, [0.5, -0.3, 0.2, 0.1, -0.2]), {})
+    assert at_ceiling.verdict == NOT_TESTABLE and "A at 98.2 >= 97: at the ceiling" in claim_line(at_ceiling)
+    below = judge(table.claims[0], table, _at(CEILING - 10, [0.5, -0.3, 0.2, 0.1, -0.2]), {})
+    assert below.verdict == UNRESOLVED
+    worse = judge(table.claims[0], table, _at(CEILING + 1, [-5.0, -6.0, -5.5, -4.5, -5.2]), {})
+    assert worse.verdict == CONTRADICTED  # a row clearly below one at the ceiling still contradicts the claim
+    assert counts([at_ceiling, below, worse]) == (
+        "0 hold, 1 contradicted, 1 unresolved, 1 not testable (the row to beat at or above 97 % top-1) "
+        "(1 of 2 testable resolved, 50 %)")
+
+
+def test_no_worse_than_a_row_at_the_ceiling_stays_testable(tmp_path):
+    table = _ceiling_table(tmp_path, "order", rows=["A", "B"], within=1.0)
+    result = judge(table.claims[0], table, _at(CEILING + 1, [0.1, -0.1, 0.0, 0.05, -0.05]), {})
+    assert result.verdict == HOLDS
