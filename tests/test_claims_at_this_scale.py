@@ -88,3 +88,20 @@ def test_no_worse_than_a_row_at_the_ceiling_stays_testable(tmp_path):
     table = _ceiling_table(tmp_path, "order", rows=["A", "B"], within=1.0)
     result = judge(table.claims[0], table, _at(CEILING + 1, [0.1, -0.1, 0.0, 0.05, -0.05]), {})
     assert result.verdict == HOLDS
+
+
+def test_a_profile_s_score_is_what_the_tables_and_claims_judge(tmp_path):
+    from nlbench.report import ablation
+
+    frame = pd.DataFrame({"run_id": ["a", "b"], "top1": [86.9, 72.6], "row": ["C2D", "C2D"], "seed": [3, 0]})
+    records = {"a": {"group_top1": 48.4}, "b": {"group_top1": 49.2}}
+    scored = ablation.use_score(frame, records, "group_top1")
+    assert list(scored.top1) == [48.4, 49.2] and list(scored.clip_top1) == [86.9, 72.6]
+    assert ablation.use_score(frame, records, "top1") is frame
+    summary = pd.DataFrame([{"row": "C2D", "baseline": "C2D", "paper_top1": 71.8, "top1_mean": 48.8, "top1_ci95": 1.0,
+                             "top1_sd": 0.5, "flags": "", "mean_class_top1": 80.0, "n_ok": 2, "n_failed": 0,
+                             "delta_top1": 0.0, "paper_delta_top1": 0.0, "gain_top1": float("nan"),
+                             "gain_ci95": float("nan"), "gain_n": 0,
+                             **{c.column: 1.0 for c in ablation.COSTS.values()}}])
+    assert "group top-1 (95% CI)" in ablation.display_table(summary, "group_top1").columns
+    assert "top-1 (95% CI)" in ablation.display_table(summary).columns

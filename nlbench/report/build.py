@@ -23,7 +23,7 @@ from nlbench.report import ablation
 from nlbench.report.claims import NOT_TESTABLE, claim_line, counts, evaluate_claims
 from nlbench.report.plots import accuracy_vs_gflops, gain_vs_cost, learning_curves
 from nlbench.sweep.results import machine_summary
-from nlbench.sweep.spec import Table, load_table, table_files
+from nlbench.sweep.spec import PROFILES_FILE, Table, load_profiles, load_table, table_files
 
 # Where Figure 3's model comes from, in order of preference: (table, row); then any non-local row.
 ATTENTION_ROWS = (
@@ -103,20 +103,21 @@ def _curves(frame: pd.DataFrame, records: dict[str, dict], rows: list[str]) -> d
     return out
 
 
-def analyse_table(table_path: Path, csv_path: Path, runs_dir: Path) -> TableReport:
-    """A table's results, its rows' summary and its claims' verdicts, nothing written."""
+def analyse_table(table_path: Path, csv_path: Path, runs_dir: Path, score: str = "top1") -> TableReport:
+    """A table's results, its rows' summary and its claims' verdicts, judged by ``score``; nothing written."""
     table = load_table(table_path)
     frame = ablation.read_results(csv_path)
     if "table" not in frame.columns:
         frame["table"] = table.name
     records = _records(runs_dir, pd.unique(frame["run_id"])) if "run_id" in frame.columns else {}
-    frame = ablation.enrich(frame, records)
+    frame = ablation.use_score(ablation.enrich(frame, records), records, score)
     summary = ablation.summarise(table, frame)
     return TableReport(table, frame, summary, evaluate_claims(table, frame, summary), records=records)
 
 
-def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, runs_dir: Path) -> TableReport:
-    analysed = analyse_table(table_path, csv_path, runs_dir)
+def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, runs_dir: Path,
+                 score: str = "top1") -> TableReport:
+    analysed = analyse_table(table_path, csv_path, runs_dir, score)
     table, frame, summary, claims, records = (analysed.table, analysed.frame, analysed.summary, analysed.claims,
                                               analysed.records)
     rows = [r.label for r in table.rows]
@@ -129,12 +130,20 @@ def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, 
     if png is not None:
         plots.append(png.name)
     text = ablation.render_markdown(table, summary, claims, frame, profile=profile, source=str(csv_path),
-                                    geometry=geometry, plots=plots, numerics=ablation.other_numerics(frame, records))
+                                    geometry=geometry, plots=plots, numerics=ablation.other_numerics(frame, records),
+                                    score=score)
     ablation.write_csv(summary, out_dir / f"{table.name}.csv")
-    atomic_write_text(out_dir / f"{table.name}.tex", ablation.latex(ablation.display_table(summary), table.title))
+    atomic_write_text(out_dir / f"{table.name}.tex", ablation.latex(ablation.display_table(summary, score), table.title))
     atomic_write_text(out_dir / f"{table.name}.md", text)
     return TableReport(table, frame, summary, claims,
                        [f"{table.name}.md", f"{table.name}.tex", f"{table.name}.csv", *plots], records, geometry)
+
+
+def profile_score(profile: str, ablations: Path) -> str:
+    """The profile's score (profiles.yaml beside the tables; top1 for a profile it does not declare)."""
+    path = ablations / PROFILES_FILE
+    found = load_profiles(path).get(profile) if path.is_file() else None
+    return found.score if found else "top1"
 
 
 def _not_testable(claims) -> str:
@@ -443,9 +452,10 @@ def build_reports(
     for name in skipped:
         _say(f"note: {results_dir / name} has no table file in {ablations}/; left out", quiet)
     runs_dir = results_dir / "runs"
+    score = profile_score(profile, ablations)
     reports = []
     for table_path, csv_path in pairs:
-        rep = report_table(table_path, csv_path, out_dir, profile, runs_dir)
+        rep = report_table(table_path, csv_path, out_dir, profile, runs_dir, score)
         reports.append(rep)
         _say(f"{out_dir / (rep.table.name + '.md')}: claims {counts(rep.claims)}", quiet)
     done = {t.stem for t, _ in pairs}

@@ -19,7 +19,7 @@ import pandas as pd
 
 from nlbench.numerics import compare as compare_records
 from nlbench.record import read_record
-from nlbench.report.build import analyse_table
+from nlbench.report.build import analyse_table, profile_score
 from nlbench.sweep.spec import table_files
 
 RUN_VERDICTS = ("reproduced", "other kernels", "other numerics", "mismatch")
@@ -45,13 +45,14 @@ def compare_results(reference: Path, reproduction: Path, profile: str, ablations
     """Compare ``reproduction/<profile>/`` with ``reference/<profile>/`` over the tables of ``ablations``."""
     ref, rep = Path(reference) / profile, Path(reproduction) / profile
     rows, claims, missing = [], [], []
+    score = profile_score(profile, Path(ablations))
     for table_path in table_files(ablations):
         name = table_path.stem
         if not ((ref / f"{name}.csv").is_file() and (rep / f"{name}.csv").is_file()):
             missing.append(name)
             continue
-        a = analyse_table(table_path, ref / f"{name}.csv", ref / "runs")
-        b = analyse_table(table_path, rep / f"{name}.csv", rep / "runs")
+        a = analyse_table(table_path, ref / f"{name}.csv", ref / "runs", score)
+        b = analyse_table(table_path, rep / f"{name}.csv", rep / "runs", score)
         theirs = b.summary.set_index("row")
         for _, r in a.summary.iterrows():
             o = theirs.loc[r["row"]] if r["row"] in theirs.index else None
