@@ -84,6 +84,24 @@ def enrich(frame: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
     return frame
 
 
+def flat_at_the_end(record: dict) -> bool | None:
+    """Whether a run's validation curve is flat over its last quarter: the points at or after 3/4 of its steps
+    (at least two) lie within 1.96 x sqrt(2) binomial standard errors of a proportion measured on the
+    validation set (the 95% range of the difference of two such estimates). None: no curve to judge, or no
+    validation size in its config."""
+    curve = [p for p in record.get("curve") or [] if p.get("val_top1") is not None]
+    sizes = ((record.get("config") or {}).get("data") or {}).get("split_sizes")
+    if len(curve) < 2 or not sizes:
+        return None
+    last = max(p["step"] for p in curve)
+    tail = [p["val_top1"] for p in curve if p["step"] >= 0.75 * last]
+    if len(tail) < 2:
+        tail = [p["val_top1"] for p in curve[-2:]]
+    p = min(max(sum(tail) / len(tail) / 100, 1e-9), 1 - 1e-9)
+    tolerance = 1.96 * math.sqrt(2) * math.sqrt(p * (1 - p) / sizes[1]) * 100
+    return max(tail) - min(tail) <= max(tolerance, 100 / sizes[1])  # at 0 % or 100 %: one clip
+
+
 def stability_flags(values: pd.Series) -> str:
     """``unstable`` (seed SD > STABLE_SD), ``bimodal`` (a seed > BIMODAL_GAP from the median), comma-joined."""
     xs = values.dropna()

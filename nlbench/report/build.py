@@ -365,6 +365,7 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         *_last_sweep(results_dir),
         f"- Claims of the paper, judged on paired seeds: {counts([c for _, c in claims])}",
         *_unstable(reports),
+        *_converged(reports),
         "",
         "## Tables",
         "",
@@ -399,6 +400,18 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         lines.append(claim_line(c).replace("- ", f"- [{name}]({name}.md) ", 1))
     lines += ["", "## Plots", ""] + extra
     return "\n".join(lines) + "\n"
+
+
+def _converged(reports: list[TableReport]) -> list[str]:
+    records = {i: r for rep in reports for i, r in rep.records.items()}
+    judged = {i: ablation.flat_at_the_end(r) for i, r in records.items()}
+    judged = {i: v for i, v in judged.items() if v is not None}
+    if not judged:
+        return []
+    flat = sum(judged.values())
+    return [f"- Convergence: {flat} of {len(judged)} runs ({100 * flat / len(judged):.0f} %) end with a flat "
+            "validation curve (its last quarter within 1.96 x sqrt(2) binomial standard errors of the "
+            "validation set)"]
 
 
 def _unstable(reports: list[TableReport]) -> list[str]:
