@@ -1,15 +1,20 @@
-"""The paper's pretrained-backbone protocol: the synthetic families a run's splits draw from (``data.families``)
-and ``model.init_from: run:<run_id>``."""
+"""The paper's pretrained-backbone protocol as a profile option (ablations/profiles.yaml ``pretrain:``): the
+synthetic families a run's splits draw from (``data.families``), ``model.init_from: run:<run_id>``, and a sweep
+that trains each (depth, seed)'s backbone once, before the cells fine-tuned from it."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
+import yaml
 
 from nlbench.data.synthetic import FAMILIES
-from nlbench.training import ConfigError, RunConfig
+from nlbench.sweep import runner, runs
+from nlbench.sweep.spec import build_sweep, load_profiles
+from nlbench.training import ConfigError, RunConfig, train_run
 
 REPO = Path(__file__).resolve().parents[1]
 # The smallest run through every step of train_run (as tests/test_sweep.py's)
@@ -22,6 +27,7 @@ FAST = {
     "measure": {"enabled": False},
     "wandb": {"enabled": False},
 }
+PRETRAIN = {"data": {"families": ["local"], "frames": 8}}
 
 
 def _one_line_error(data: dict) -> str:
@@ -99,3 +105,123 @@ def test_init_from_a_run_that_is_missing_or_failed_is_one_line(tmp_path):
 def test_init_from_run_needs_a_run_id():
     message = _one_line_error({"model": {"init_from": "run:../elsewhere"}})
     assert "model.init_from='run:../elsewhere' is not allowed" in message
+
+
+# ----------------------------------------------------------------------------------------- the profile
+
+
+def _profiles(folder: Path, pretrain, seeds=(0, 1)) -> Path:
+    (folder / "fast.yaml").write_text(yaml.safe_dump(FAST))
+    profile = {"config": str(folder / "fast.yaml"), "seeds": list(seeds)}
+    if pretrain is not None:
+        profile["pretrain"] = pretrain
+    (folder / "profiles.yaml").write_text(yaml.safe_dump({"test": profile}))
+    return folder / "profiles.yaml"
+
+
+@pytest.mark.parametrize("pretrain, said", [
+    ({"epochs": 3}, "pretrain: unknown key 'epochs'"),
+    ({"config": "nowhere.yaml"}, "pretrain: config="),
+    ({"config": 3}, "pretrain: config=3"),
+    ({"data": [1]}, "pretrain: data must be a mapping"),
+    ([1], "pretrain must be a mapping"),
+])
+def test_bad_pretrain_is_one_line_naming_the_file_and_key(tmp_path, pretrain, said):
+    path = _profiles(tmp_path, pretrain)
+    with pytest.raises(ConfigError) as e:
+        load_profiles(path)
+    assert str(e.value).startswith(f"{path}: profile test: ") and said in str(e.value), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_a_bad_pretrain_run_config_is_one_line(tmp_path):
+    path = _profiles(tmp_path, {"data": {"families": ["nope"]}})
+    table = _table(tmp_path)
+    with pytest.raises(ConfigError) as e:
+        build_sweep(table, "test", profiles_path=path)
+    assert str(e.value).startswith(f"{path}: profile test: pretrain: data.families=['nope']"), str(e.value)
+
+
+def _table(folder: Path, rows=None) -> Path:
+    rows = rows or [{"row": "C2D", "model": {"nl_blocks": 0}}, {"row": "NL", "model": {"nl_blocks": 1}}]
+    path = folder / "two.yaml"
+    path.write_text(yaml.safe_dump({"table": "two", "title": "two", "baseline": "C2D",
+                                    "defaults": {"model": {"depth": 50}}, "rows": rows}))
+    return path
+
+
+def test_each_cell_starts_from_its_depth_and_seed_s_backbone(tmp_path):
+    path = _profiles(tmp_path, PRETRAIN)
+    table = _table(tmp_path, [{"row": "C2D", "model": {"nl_blocks": 0}},
+                              {"row": "NL", "model": {"nl_blocks": 1}},
+                              {"row": "I3D", "model": {"arch": "i3d_3x1x1", "nl_blocks": 0}},
+                              {"row": "R101", "model": {"depth": 101, "nl_blocks": 0}},
+                              {"row": "own", "model": {"nl_blocks": 0, "init_from": "weights.pt"}}])
+    sweep = build_sweep(table, "test", profiles_path=path)
+    backbones = {}
+    for cell in sweep.cells:
+        if cell.row == "own":  # a row's own init_from is kept
+            assert cell.pretrain is None and cell.config.model.init_from == "weights.pt"
+            continue
+        b = cell.pretrain
+        assert cell.config.model.init_from == f"run:{b.run_id}"
+        assert (b.seed, b.model.depth, b.model.arch, b.model.nl_blocks, b.model.init_from) == (
+            cell.seed, cell.config.model.depth, "c2d", 0, None)
+        assert b.data.families == ("local",) and b.data.frames == 8 and b.recipe == cell.config.recipe
+        backbones.setdefault((cell.seed, cell.config.model.depth), set()).add(b.run_id)
+    assert sorted(backbones) == [(0, 50), (0, 101), (1, 50), (1, 101)]
+    assert all(len(ids) == 1 for ids in backbones.values())
+    assert len({i for ids in backbones.values() for i in ids}) == 4
+
+
+def test_the_committed_profiles_fine_tune_from_nothing_yet():
+    """Switched on in no committed profile: every committed cell's run id stays as it was."""
+    for name, profile in load_profiles().items():
+        assert profile.pretrain is None, name
+    cells = build_sweep(REPO / "ablations" / "2a_instantiation.yaml", "smoke").cells
+    assert all(c.pretrain is None and c.config.model.init_from is None for c in cells)
+
+
+# ------------------------------------------------------------------------------------------- the sweep
+
+
+@pytest.mark.integration
+def test_a_sweep_trains_each_backbone_once_before_its_cells(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _profiles(tmp_path, PRETRAIN)
+    table = _table(tmp_path)
+    calls = []
+
+    def spy(config, run_dir, **kwargs):
+        calls.append(config)
+        return train_run(config, run_dir, **kwargs)
+
+    monkeypatch.setattr(runs, "train_run", spy)
+    frame = runner.run_sweep(table, "test", progress=False, profiles_path=path)
+    assert list(frame["status"]) == ["ok"] * 4
+    sweep = build_sweep(table, "test", profiles_path=path)
+    backbones = {c.seed: c.pretrain.run_id for c in sweep.cells}
+    assert len(set(backbones.values())) == 2
+    trained = [c.run_id for c in calls]
+    assert sorted(trained) == sorted([*backbones.values(), *(c.run_id for c in sweep.cells)])  # each once
+    for cell in sweep.cells:
+        assert trained.index(backbones[cell.seed]) < trained.index(cell.run_id)  # the backbone first
+    folder = tmp_path / "results" / "test" / "runs"
+    for cell in sweep.cells:
+        record = json.loads((folder / cell.run_id / "record.json").read_text())
+        assert record["config"]["model"]["init_from"] == f"run:{backbones[cell.seed]}"
+    for seed, run_id in backbones.items():
+        record = json.loads((folder / run_id / "record.json").read_text())
+        assert record["status"] == "ok" and record["config"]["data"]["families"] == ["local"]
+    csv = pd.read_csv(tmp_path / "results" / "test" / "two.csv")
+    assert set(csv["run_id"]) == {c.run_id for c in sweep.cells}  # no row for a backbone
+
+    # A second sweep trains nothing; one that lost a cell (its run interrupted: no record) trains that cell
+    # alone from the backbone kept
+    runner.run_sweep(table, "test", progress=False, profiles_path=path)
+    assert len(calls) == 6
+    lost = sweep.cells[0].run_id
+    (folder / lost / "record.json").unlink()
+    (tmp_path / "results" / "test" / "sweeps.db").unlink()
+    runner.run_sweep(table, "test", progress=False, profiles_path=path)
+    assert [c.run_id for c in calls[6:]] == [lost]
