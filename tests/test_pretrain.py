@@ -225,3 +225,21 @@ def test_a_sweep_trains_each_backbone_once_before_its_cells(tmp_path, monkeypatc
     (tmp_path / "results" / "test" / "sweeps.db").unlink()
     runner.run_sweep(table, "test", progress=False, profiles_path=path)
     assert [c.run_id for c in calls[6:]] == [lost]
+
+    # `nlbench reproduce` of a fine-tuned run starts from the backbone beside it, wherever it re-runs
+    from nlbench.cli import main
+
+    assert main(["reproduce", str(folder / sweep.cells[1].run_id), "--out", str(tmp_path / "again")]) == 0
+
+
+@pytest.mark.integration
+def test_a_wandb_agent_trains_the_cell_s_backbone_first(tmp_path, monkeypatch):
+    from nlbench.sweep.agent import agent_run
+
+    monkeypatch.chdir(tmp_path)
+    _profiles(tmp_path, PRETRAIN)
+    _table(tmp_path)
+    record, reused = agent_run("two", "test", "NL", 1, results=tmp_path / "results", ablations=tmp_path)
+    assert record["status"] == "ok" and not reused
+    backbone = record["config"]["model"]["init_from"].removeprefix("run:")
+    assert json.loads((tmp_path / "results" / "test" / "runs" / backbone / "record.json").read_text())["status"] == "ok"

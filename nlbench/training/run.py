@@ -182,8 +182,10 @@ def train_run(
     wandb_tags: tuple[str, ...] = (),
     progress: bool = True,
     callbacks: list | None = None,
+    runs_dir: str | Path | None = None,
 ) -> dict:
-    """Train and evaluate one run; returns its record (also in ``run_dir/record.json``).
+    """Train and evaluate one run; returns its record (also in ``run_dir/record.json``). ``runs_dir``: where
+    ``model.init_from: run:<run_id>`` is looked up (default: the folder holding ``run_dir``).
 
     Config problems (a bad data root, a checkpoint that does not fit) raise ConfigError before anything is
     written. A failure while training (NaN loss, out of memory, a data error) gives a record with
@@ -194,7 +196,7 @@ def train_run(
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
     kernels = pin(config.trainer.isa)  # NotPinned (a ConfigError's kind) before a file is written
-    datamodule, model, data_record, total_steps = _build(config, run_dir.parent)
+    datamodule, model, data_record, total_steps = _build(config, run_dir.parent if runs_dir is None else runs_dir)
     _start(run_dir, config)
     device = _device(config)
     record = _describe(config, datamodule, model, device, data_record, run_dir, kernels) | {
