@@ -243,3 +243,24 @@ def test_a_wandb_agent_trains_the_cell_s_backbone_first(tmp_path, monkeypatch):
     assert record["status"] == "ok" and not reused
     backbone = record["config"]["model"]["init_from"].removeprefix("run:")
     assert json.loads((tmp_path / "results" / "test" / "runs" / backbone / "record.json").read_text())["status"] == "ok"
+
+
+@pytest.mark.integration
+def test_a_recipe_search_trains_the_row_s_backbone_once(tmp_path, monkeypatch):
+    from nlbench.sweep.search import run_search
+
+    monkeypatch.chdir(tmp_path)
+    _profiles(tmp_path, PRETRAIN, seeds=[0])
+    table = _table(tmp_path)
+    calls = []
+
+    def spy(config, run_dir, **kwargs):
+        calls.append(config)
+        return train_run(config, run_dir, **kwargs)
+
+    monkeypatch.setattr(runs, "train_run", spy)
+    frame = run_search(table, "NL", profile="test", method="random", trials=2, progress=False)
+    assert set(frame["state"]) <= {"COMPLETE", "PRUNED"}
+    backbone = build_sweep(table, "test").cells[0].pretrain.run_id
+    assert [c.run_id for c in calls].count(backbone) == 1 and calls[0].run_id == backbone
+    assert {c.model.init_from for c in calls[1:]} == {f"run:{backbone}"} and len(calls) == 3
