@@ -16,17 +16,9 @@ from nlbench.sweep import runner, runs
 from nlbench.sweep.spec import build_sweep, load_profiles
 from nlbench.training import ConfigError, RunConfig, train_run
 
+from tests.test_sweep import FAST  # the smallest run through every step of train_run
+
 REPO = Path(__file__).resolve().parents[1]
-# The smallest run through every step of train_run (as tests/test_sweep.py's)
-FAST = {
-    "model": {"width": "small", "dropout": 0.0},
-    "data": {"frames": 16, "size": 32, "split_sizes": [16, 8, 8], "batch_size": 8, "eval_batch_size": 8,
-             "cache_dir": "results/.cache/synthetic"},
-    "recipe": {"optimizer": "sgd", "lr": 0.01, "schedule": "constant", "max_steps": 2},
-    "trainer": {"accelerator": "cpu", "threads": 1, "memory_format": "channels_last"},
-    "measure": {"enabled": False},
-    "wandb": {"enabled": False},
-}
 PRETRAIN = {"data": {"families": ["local"], "frames": 8}}
 
 
@@ -185,11 +177,8 @@ def test_the_committed_profiles_fine_tune_from_nothing_yet():
 # ------------------------------------------------------------------------------------------- the sweep
 
 
-@pytest.mark.integration
-def test_a_sweep_trains_each_backbone_once_before_its_cells(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    path = _profiles(tmp_path, PRETRAIN)
-    table = _table(tmp_path)
+def _trainings(monkeypatch) -> list:
+    """The configs the sweep machinery trains (runs.train_run, the real one), in order."""
     calls = []
 
     def spy(config, run_dir, **kwargs):
@@ -197,6 +186,15 @@ def test_a_sweep_trains_each_backbone_once_before_its_cells(tmp_path, monkeypatc
         return train_run(config, run_dir, **kwargs)
 
     monkeypatch.setattr(runs, "train_run", spy)
+    return calls
+
+
+@pytest.mark.integration
+def test_a_sweep_trains_each_backbone_once_before_its_cells(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _profiles(tmp_path, PRETRAIN)
+    table = _table(tmp_path)
+    calls = _trainings(monkeypatch)
     frame = runner.run_sweep(table, "test", progress=False, profiles_path=path)
     assert list(frame["status"]) == ["ok"] * 4
     sweep = build_sweep(table, "test", profiles_path=path)
@@ -252,13 +250,7 @@ def test_a_recipe_search_trains_the_row_s_backbone_once(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _profiles(tmp_path, PRETRAIN, seeds=[0])
     table = _table(tmp_path)
-    calls = []
-
-    def spy(config, run_dir, **kwargs):
-        calls.append(config)
-        return train_run(config, run_dir, **kwargs)
-
-    monkeypatch.setattr(runs, "train_run", spy)
+    calls = _trainings(monkeypatch)
     frame = run_search(table, "NL", profile="test", method="random", trials=2, progress=False)
     assert set(frame["state"]) <= {"COMPLETE", "PRUNED"}
     backbone = build_sweep(table, "test").cells[0].pretrain.run_id
