@@ -409,7 +409,8 @@ def cmd_reproduce(args) -> int:
     # The figures only: cost measurement and W&B change no number (tests/test_reproducibility.py).
     config = config.replace(trainer={"isa": isa}, measure={"enabled": False}, wandb={"enabled": False})
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix=f"reproduce-{config.run_id}-"))
-    verdict, lines = compare(record, train_run(config, out, progress=False))
+    # A fine-tuned run (model.init_from: run:<id>) starts from the backbone beside the run, wherever it re-runs
+    verdict, lines = compare(record, train_run(config, out, progress=False, runs_dir=run.parent))
     print(f"{config.run_id}: {verdict} (re-run in {out}, kernels pinned to {isa or 'nothing'})")
     for line in lines:
         print(f"  {line}")

@@ -36,7 +36,8 @@ def test_every_section_can_declare_added_keys():
 
 # A value other than the old one for each added key, valid for the key.
 OTHER = {"val_points": 3, "W_z_bias": False, "block": "global_context", "block_args": {"ratio": 0.25},
-         "block_position": "in_residual", "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2], "design": 3}
+         "block_position": "in_residual", "mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2], "design": 3,
+         "families": ["local"]}
 
 
 @pytest.mark.parametrize("section, key, before", ADDED, ids=[f"{s}.{k}" for s, k, _ in ADDED])

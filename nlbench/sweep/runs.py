@@ -70,4 +70,20 @@ def obtain(config, run_dir: Path, stored: Callable[[str], dict | None] = lambda 
     return local_record(run_dir, config.run_id) or record, False
 
 
-__all__ = ["keep_record", "local_record", "obtain", "run_dir_of", "run_lock"]
+def obtain_backbone(config, runs_dir: Path, stored: Callable[[str], dict | None] = lambda _: None,
+                    **train) -> tuple[dict, bool]:
+    """``obtain`` of a cell's backbone (a profile's ``pretrain:``) in ``runs_dir``, under its own lock: the
+    process that comes first trains it, the others wait and reuse its record, a later sweep finds it done.
+    Called with the cell's lock held; no backbone waits on a cell's lock, so no two processes wait on each other."""
+    run_dir = Path(runs_dir) / config.run_id
+    with run_lock(run_dir):
+        return obtain(config, run_dir, stored, **train)
+
+
+def backbone_tracking(profile: str, config) -> dict:
+    """A backbone's W&B group and tags (train_run's keywords): its own group, not a table's."""
+    return {"wandb_group": f"{profile}/pretrain",
+            "wandb_tags": ("pretrain", f"depth={config.model.depth}", f"seed={config.seed}")}
+
+
+__all__ = ["backbone_tracking", "keep_record", "local_record", "obtain", "obtain_backbone", "run_dir_of", "run_lock"]

@@ -44,9 +44,10 @@ TABLE_KEYS = ("table", "title", "baseline", "defaults", "rows", "claims")
 ROW_SECTIONS = ("model", "data", "recipe")
 ROW_KEYS = ("row", *ROW_SECTIONS, "clip", "baseline", "paper")
 PAPER_KEYS = ("top1", "top5", "params_ratio", "gflops_ratio")
-PROFILE_KEYS = ("config", "seeds", "clips", "needs_data", "isa", "score")
+PROFILE_KEYS = ("config", "seeds", "clips", "needs_data", "isa", "score", "pretrain")
 # What the tables and claims judge a run by: its test top-1, or (synthetic design 3) its group top-1.
 SCORES = ("top1", "group_top1")
+PRETRAIN_KEYS = ("config", *ROW_SECTIONS)
 ABLATIONS = Path(__file__).resolve().parents[2] / "ablations"  # the repository's table files
 PROFILES_FILE = "profiles.yaml"  # beside the table files, and not one of them
 DEFAULT_PROFILES = ABLATIONS / PROFILES_FILE
@@ -61,6 +62,16 @@ class Profile:
     needs_data: bool = False
     isa: str | None = None  # every run's trainer.isa: the kernels' ISA level (nlbench.numerics)
     score: str = "top1"  # the record field the report's tables and claims judge runs by (SCORES)
+    pretrain: Pretrain | None = None  # every cell fine-tuned from its (depth, seed)'s backbone run
+
+
+@dataclass(frozen=True)
+class Pretrain:
+    """A profile's ``pretrain:``: the run config each cell's backbone is (its file, then ``overrides``), with the
+    cell's seed, depth and width, arch c2d and no non-local blocks."""
+
+    config: Path
+    overrides: dict  # sections model / data / recipe
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,8 @@ class Cell:
     seed: int
     config: RunConfig
     knobs: dict  # knob column -> value, for the CSV
+    # The run the cell's model.init_from (run:<its id>) names, trained before the cell (profile pretrain:)
+    pretrain: RunConfig | None = None
 
     # Cached: a run_id hashes the resolved config, and a sweep asks for it at every look at the storage.
     @functools.cached_property
@@ -337,8 +350,23 @@ def load_profiles(path: str | Path = DEFAULT_PROFILES) -> dict[str, Profile]:
         if score not in SCORES:
             raise ConfigError(f"{where}: score={score!r} must be one of {', '.join(SCORES)}")
         profiles[str(name)] = Profile(str(name), _resolve(raw["config"], path.parent.parent), tuple(seeds), clips,
-                                      needs_data, isa, score)
+                                      needs_data, isa, score, _pretrain(raw, path, where))
     return profiles
+
+
+def _pretrain(raw: dict, path: Path, where: str) -> Pretrain | None:
+    if raw.get("pretrain") is None:
+        return None
+    where = f"{where}: pretrain"
+    data = _mapping(raw["pretrain"], where)
+    _unknown(data, PRETRAIN_KEYS, where)
+    config = data.get("config", raw["config"])
+    if not isinstance(config, str):
+        raise ConfigError(f"{where}: config={config!r} must be a run config file (default: the profile's config)")
+    config = _resolve(config, path.parent.parent)
+    if not config.is_file():
+        raise ConfigError(f"{where}: config={str(config)!r}: no such file")
+    return Pretrain(config, _sections({k: v for k, v in data.items() if k != "config"}, where))
 
 
 # ------------------------------------------------------------------------------------------------ grid
@@ -433,10 +461,12 @@ def build_sweep(
         for seed in prof.seeds:
             source = f"{table.path}: row {row.label!r} (profile {profile})"
             configs.append((row.label, seed, RunConfig.from_dict({**merged, "seed": seed}, source)))
+    if prof.pretrain is not None:
+        configs = _fine_tuned(configs, prof, profiles_path, data_layer, isa_layer)
     columns = _knob_columns(table, prof)
     names = [k for _, k in columns]
     cells = []
-    for label, seed, config in configs:
+    for label, seed, config, *backbone in configs:
         knobs = {}
         for section, key in columns:
             column = key if names.count(key) == 1 else f"{section}.{key}"
@@ -444,12 +474,39 @@ def build_sweep(
             # A CSV cell: a tuple as its list, a mapping (block_args) as one JSON text with its keys sorted.
             knobs[column] = (list(value) if isinstance(value, tuple)
                              else json.dumps(value, sort_keys=True) if isinstance(value, dict) else value)
-        cells.append(Cell(label, seed, config, knobs))
+        cells.append(Cell(label, seed, config, knobs, *backbone))
     knob_names = tuple(cells[0].knobs) if cells else ()
     return Sweep(table, prof, tuple(cells), knob_names, str(data) if data is not None else None)
 
 
+def _fine_tuned(configs: list, prof: Profile, profiles_path, data_layer: dict, isa_layer: dict) -> list:
+    """(row, seed, config with model.init_from: run:<backbone id>, backbone config) of each cell: the backbone
+    is the profile's pretrain config at the cell's seed, depth and width, a C2D without blocks, not measured.
+    A row with its own model.init_from keeps it (and has no backbone)."""
+    pretrain = prof.pretrain
+    source = f"{profiles_path}: profile {prof.name}: pretrain"
+    base = _mapping(_read_yaml(pretrain.config), str(pretrain.config))
+    backbones: dict[tuple, RunConfig] = {}
+    out = []
+    for label, seed, config in configs:
+        if config.model.init_from is not None:
+            out.append((label, seed, config, None))
+            continue
+        m = config.model
+        key = (seed, m.depth, m.width)
+        if key not in backbones:
+            # Not measured: no table shows its cost (and not part of its id)
+            model = {"depth": m.depth, "width": m.width, "arch": "c2d", "nl_blocks": 0, "init_from": None}
+            cell = {"model": model, "measure": {"enabled": False}}
+            merged = _merge(base, pretrain.overrides, data_layer, isa_layer, cell)
+            backbones[key] = RunConfig.from_dict({**merged, "seed": seed}, source)
+        backbone = backbones[key]
+        out.append((label, seed, config.replace(model={"init_from": f"run:{backbone.run_id}"}), backbone))
+    return out
+
+
 __all__ = [
-    "ABLATIONS", "CLAIM_KINDS", "Cell", "ClaimKind", "DEFAULT_PROFILES", "PROFILES_FILE", "Profile", "Row", "Sweep",
-    "Table", "build_sweep", "check_data_root", "load_profiles", "load_table", "table_files", "without_profiles",
+    "ABLATIONS", "CLAIM_KINDS", "Cell", "ClaimKind", "DEFAULT_PROFILES", "PROFILES_FILE", "Pretrain", "Profile", "Row",
+    "Sweep", "Table", "build_sweep", "check_data_root", "load_profiles", "load_table", "table_files",
+    "without_profiles",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import typing
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -34,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from nlbench.data.analysis import ENSEMBLES
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
 from nlbench.data.synthetic import DESIGNS as SYNTHETIC_DESIGNS
+from nlbench.data.synthetic import FAMILIES as SYNTHETIC_FAMILIES
 from nlbench.data.synthetic import SyntheticConfig
 from nlbench.data.sampling import SHORT_CLIP_POLICIES
 from nlbench.identity import Added, drop_added
@@ -136,6 +138,10 @@ class DataSection(_Section):
     # 3: val and test in quadruples that differ only in the cue colours (nlbench.data.synthetic); 2: clip by
     # clip, what every run made before the key had (so a config that omits it is one of those)
     design: Annotated[Literal[SYNTHETIC_DESIGNS], Added(SyntheticConfig.design)] = SyntheticConfig.design
+    # the families every split draws from (e.g. [local]: a pretraining set, ablations/profiles.yaml pretrain);
+    # all four is what every run made before the key had
+    families: Annotated[tuple[str, ...], Expected(f"distinct names from {', '.join(SYNTHETIC_FAMILIES)}"),
+                        Added(SYNTHETIC_FAMILIES)] = SYNTHETIC_FAMILIES
     # video: clip sampling
     sampling_rate: PositiveInt = 2
     num_clips: PositiveInt = 10  # test: temporal clips per video
@@ -169,6 +175,9 @@ class DataSection(_Section):
 
         if self.source == "video" and not self.root:
             raise ValueError("data.root is required with data.source=video (a Kinetics-style folder)")
+        f = self.families
+        if not f or len(set(f)) != len(f) or any(name not in SYNTHETIC_FAMILIES for name in f):
+            raise bad("families", f"a non-empty list of distinct names from {', '.join(SYNTHETIC_FAMILIES)}")
         t = self.train_short_side
         if isinstance(t, tuple) and not self.size <= t[0] <= t[1]:
             raise bad("train_short_side", f"auto, null or [min, max] with size={self.size} <= min <= max")
@@ -187,7 +196,7 @@ class DataSection(_Section):
         """The embedded benchmark this section describes (source: synthetic)."""
         return SyntheticConfig(frames=self.frames, size=self.size, split_sizes=tuple(self.split_sizes),
                                seed=self.data_seed, distractors=tuple(self.distractors), noise=self.noise,
-                               colours=self.colours, design=self.design)
+                               colours=self.colours, design=self.design, families=tuple(self.families))
 
     def transform(self) -> ClipTransformConfig:
         """The resolved spatial transform of a video run (ValueError on a bad combination)."""
@@ -290,6 +299,17 @@ class WandbSection(_Section):
     dir: str | None = None  # default: the run directory
 
 
+# model.init_from: run:<run_id> is the finished run of that id in the runs folder of the run being trained
+# (results/<profile>/runs/): the id, not a path, is then part of the fine-tuned run's id on every machine.
+RUN_PREFIX = "run:"
+_RUN_ID = re.compile(r"[0-9a-f]{16}")
+
+
+def init_run(init_from: str | None) -> str | None:
+    """The run id of ``model.init_from: run:<run_id>``; None for a path or no init."""
+    return init_from[len(RUN_PREFIX):] if init_from and init_from.startswith(RUN_PREFIX) else None
+
+
 class RunConfig(_Section):
     seed: Count = 0
     name: str | None = None
@@ -302,6 +322,10 @@ class RunConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self):
+        init = self.model.init_from
+        if init is not None and init.startswith(RUN_PREFIX) and not _RUN_ID.fullmatch(init[len(RUN_PREFIX):]):
+            raise ValueError(f"model.init_from={init!r} is not allowed; expected run:<run id> (16 hex digits: a "
+                             f"finished run of the same runs folder), a checkpoint file or a run's folder")
         if self.recipe.freeze_bn and self.model.zero_init_residual and not self.model.init_from:
             raise ValueError("model.zero_init_residual=true is not allowed with recipe.freeze_bn=true and no "
                              "model.init_from (every residual branch's last BN gamma would stay frozen at 0)")

@@ -31,7 +31,7 @@ from nlbench.numerics import NUMERICS_VERSION, pin
 from nlbench.record import finite, read_record, write_record
 from nlbench.seeds import derive_seed
 from nlbench.training.callbacks import TrainThroughput, ValidationCurve
-from nlbench.training.config import ConfigError, RunConfig
+from nlbench.training.config import ConfigError, RunConfig, init_run
 from nlbench.training.module import NonFiniteLossError, VideoClassifier
 from nlbench.training.provenance import code_version, package_versions
 from nlbench.training.tracking import make_wandb_logger, run_summary
@@ -88,12 +88,14 @@ def _describe_data(datamodule, stage: str | None = None) -> dict:
     return {"data": {**datamodule.describe(), "short_clips": short}}
 
 
-def build_model(config: RunConfig, num_classes: int) -> torch.nn.Module:
+def build_model(config: RunConfig, num_classes: int, runs_dir: str | Path | None = None) -> torch.nn.Module:
+    """The run's model, from ``model.init_from`` when it names one; ``runs_dir``: the folder of the run being
+    trained, where ``init_from: run:<run_id>`` is looked up."""
     # Every layer from its own stream of the seed: rows of a table at one seed share the weights of the
     # layers they share (models.resnet.VideoResNet.reset_parameters).
     model = config.model.as_model_config(num_classes).build(seed=config.seed)
     if config.model.init_from:
-        path = Path(config.model.init_from)
+        path = _init_path(config.model.init_from, runs_dir)
         if path.is_dir():  # the folder nlbench convert (or a run) writes
             path = path / "model.pt"
         if not path.is_file():
@@ -109,6 +111,21 @@ def build_model(config: RunConfig, num_classes: int) -> torch.nn.Module:
         except ValueError as e:
             raise ConfigError(f"model.init_from={str(path)!r}: {e}") from None
     return model
+
+
+def _init_path(init_from: str, runs_dir: str | Path | None) -> Path:
+    """``model.init_from`` as a path: a run's folder for ``run:<run_id>`` (finished, ok), else as given."""
+    run_id = init_run(init_from)
+    if run_id is None:
+        return Path(init_from)
+    if runs_dir is None:
+        raise ConfigError(f"model.init_from={init_from!r}: a run: init needs the runs folder of the run being "
+                          f"trained (nlbench train --out, a sweep)")
+    record = read_record(Path(runs_dir) / run_id)
+    if record is None or record.get("run_id") != run_id or record.get("status") != "ok":
+        state = "is not finished" if record is None else f"ended {record.get('status')!r}, not ok"
+        raise ConfigError(f"model.init_from={init_from!r}: run {run_id} in {runs_dir} {state}")
+    return Path(runs_dir) / run_id / "model.pt"
 
 
 def _total_steps(config: RunConfig, datamodule) -> int:
@@ -165,8 +182,10 @@ def train_run(
     wandb_tags: tuple[str, ...] = (),
     progress: bool = True,
     callbacks: list | None = None,
+    runs_dir: str | Path | None = None,
 ) -> dict:
-    """Train and evaluate one run; returns its record (also in ``run_dir/record.json``).
+    """Train and evaluate one run; returns its record (also in ``run_dir/record.json``). ``runs_dir``: where
+    ``model.init_from: run:<run_id>`` is looked up (default: the folder holding ``run_dir``).
 
     Config problems (a bad data root, a checkpoint that does not fit) raise ConfigError before anything is
     written. A failure while training (NaN loss, out of memory, a data error) gives a record with
@@ -177,7 +196,7 @@ def train_run(
     if config.trainer.threads:
         torch.set_num_threads(config.trainer.threads)
     kernels = pin(config.trainer.isa)  # NotPinned (a ConfigError's kind) before a file is written
-    datamodule, model, data_record, total_steps = _build(config)
+    datamodule, model, data_record, total_steps = _build(config, run_dir.parent if runs_dir is None else runs_dir)
     _start(run_dir, config)
     device = _device(config)
     record = _describe(config, datamodule, model, device, data_record, run_dir, kernels) | {
@@ -216,12 +235,12 @@ def train_run(
 # ------------------------------------------------------------------------------------ the steps
 
 
-def _build(config: RunConfig) -> tuple:
+def _build(config: RunConfig, runs_dir: Path | None = None) -> tuple:
     """(datamodule, model, the record's data part, total steps): everything a config or data error can come
     from, before a file is written."""
     datamodule = build_datamodule(config)
     data_record = _describe_data(datamodule)
-    model = build_model(config, datamodule.num_classes)
+    model = build_model(config, datamodule.num_classes, runs_dir)
     return datamodule, model, data_record, _total_steps(config, datamodule)
 
 
