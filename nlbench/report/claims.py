@@ -214,11 +214,9 @@ def combine(verdicts: list[str]) -> str:
 
 def judge(claim: dict, table: Table, wide: pd.DataFrame, gflops: dict[str, float]) -> ClaimResult:
     paper = {r.label: (r.paper or {}).get("top1", math.nan) for r in table.rows}
-    parts = tuple(
-        judge_part(paired(wide, c.better, c.worse, c.requires), c, paper[c.better] - paper[c.worse],
-                   _floor(wide, c))
-        for c in COMPARISONS[claim["kind"]](claim, table.baseline)
-    )
+    # Each comparison's per-seed differences, once; the row to beat's mean over the same seeds (its floor).
+    pairs = [(c, paired(wide, c.better, c.worse, c.requires)) for c in COMPARISONS[claim["kind"]](claim, table.baseline)]
+    parts = tuple(judge_part(d, c, paper[c.better] - paper[c.worse], _floor(wide, c, d)) for c, d in pairs)
     verdicts = [p.verdict for p in parts]
     cost, cost_ok = [], None
     for row, than in cheaper_pairs(claim):
@@ -234,21 +232,17 @@ def judge(claim: dict, table: Table, wide: pd.DataFrame, gflops: dict[str, float
     if claim["kind"] == "similar":
         margin, why = relative_margin(claim, table, wide, paper)
         if math.isfinite(margin) or why:
-            relative = tuple(
-                judge_part(paired(wide, p.comparison.better, p.comparison.worse, p.comparison.requires),
-                           replace(p.comparison, margin=margin), p.paper) for p in parts)
+            relative = tuple(judge_part(d, replace(c, margin=margin), p.paper) for (c, d), p in zip(pairs, parts))
             return ClaimResult(claim["text"], claim["kind"], combine([p.verdict for p in relative]), relative, "",
                                None, combine(verdicts), parts, why)
     return ClaimResult(claim["text"], claim["kind"], combine(verdicts), parts, "; ".join(cost), cost_ok)
 
 
-def _floor(wide: pd.DataFrame, c: Comparison) -> float:
-    """The mean top-1 of the row ``c`` asks to beat, over the seeds the comparison pairs."""
-    needed = [c.better, c.worse, *c.requires]
-    if c.test == "equivalence" or any(r not in wide.columns for r in needed):
+def _floor(wide: pd.DataFrame, c: Comparison, diffs: pd.Series) -> float:
+    """The mean top-1 of the row ``c`` asks to beat, over the seeds its differences pair."""
+    if c.test == "equivalence" or not len(diffs):
         return math.nan
-    both = wide[needed].dropna()
-    return float(both[c.worse].mean()) if len(both) else math.nan
+    return float(wide.loc[diffs.index, c.worse].mean())
 
 
 def relative_margin(claim: dict, table: Table, wide: pd.DataFrame, paper: dict[str, float]) -> tuple[float, str]:
