@@ -75,6 +75,11 @@ FAMILIES = tuple(f.name for f in FAMILY_SPECS)
 _FAMILY = {f.name: f for f in FAMILY_SPECS}
 
 
+def valid_families(families) -> bool:
+    """A non-empty selection of distinct family names (a run config's data.families checks the same)."""
+    return bool(families) and len(set(families)) == len(families) and all(f in _FAMILY for f in families)
+
+
 @dataclass(frozen=True)
 class SyntheticConfig:
     """What to generate: ``frames`` x ``size`` x ``size`` RGB clips, ``split_sizes`` (train, val, test).
@@ -105,8 +110,7 @@ class SyntheticConfig:
             raise ValueError(f"SyntheticConfig: frames={self.frames!r} is not allowed; expected an even int >= 4")
         if not isinstance(self.size, int) or self.size < 24 or self.size % 2:
             raise ValueError(f"SyntheticConfig: size={self.size!r} is not allowed; expected an even int >= 24")
-        unknown = [f for f in self.families if f not in _FAMILY]
-        if unknown or not self.families or len(set(self.families)) != len(self.families):
+        if not valid_families(self.families):
             raise ValueError(
                 f"SyntheticConfig: families={self.families!r} is not allowed; expected distinct names from {FAMILIES}"
             )

@@ -36,7 +36,7 @@ from nlbench.data.analysis import ENSEMBLES
 from nlbench.data.transforms import KINETICS_MEAN, KINETICS_STD, ClipTransformConfig
 from nlbench.data.synthetic import DESIGNS as SYNTHETIC_DESIGNS
 from nlbench.data.synthetic import FAMILIES as SYNTHETIC_FAMILIES
-from nlbench.data.synthetic import SyntheticConfig
+from nlbench.data.synthetic import SyntheticConfig, valid_families
 from nlbench.data.sampling import SHORT_CLIP_POLICIES
 from nlbench.identity import Added, drop_added
 from nlbench.io import load_yaml, yaml_error
@@ -175,8 +175,7 @@ class DataSection(_Section):
 
         if self.source == "video" and not self.root:
             raise ValueError("data.root is required with data.source=video (a Kinetics-style folder)")
-        f = self.families
-        if not f or len(set(f)) != len(f) or any(name not in SYNTHETIC_FAMILIES for name in f):
+        if not valid_families(self.families):
             raise bad("families", f"a non-empty list of distinct names from {', '.join(SYNTHETIC_FAMILIES)}")
         t = self.train_short_side
         if isinstance(t, tuple) and not self.size <= t[0] <= t[1]:
