@@ -24,7 +24,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from nlbench.sweep.runs import backbone_tracking, local_record, obtain_backbone, run_lock
+from nlbench.sweep.runs import backbone_first, local_record, run_lock
 from nlbench.sweep.spec import ABLATIONS, Cell, Sweep, build_sweep, table_files
 from nlbench.training import ConfigError, train_run
 from nlbench.training.tracking import describe, run_summary, wandb_init_kwargs
@@ -74,8 +74,8 @@ def agent_run(table: str, profile: str, row: str, seed: str | int, *, data: str 
         reused = record is not None
         if not reused and run_dir.exists():
             shutil.rmtree(run_dir)  # half-finished: redo from scratch, as the optuna runner does
-        if not reused and cell.pretrain is not None:  # its backbone (profile pretrain:) first, as a sweep's
-            obtain_backbone(cell.pretrain, run_dir.parent, **backbone_tracking(profile, cell.pretrain))
+        if not reused:  # its backbone (profile pretrain:) first, as a sweep's; before wandb.init: its own run
+            backbone_first(cell, run_dir.parent, profile)()
         kwargs = wandb_init_kwargs(cell.config, run_dir, group, tags, extra_config=params)
         run = None
         if kwargs:

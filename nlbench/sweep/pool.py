@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 from nlbench.sweep.heartbeat import Heartbeat, Timing
 from nlbench.sweep.ledger import Ledger, cell_states, open_storage
 from nlbench.sweep.progress import quiet
-from nlbench.sweep.runs import backbone_tracking, obtain, obtain_backbone, run_dir_of, run_lock
+from nlbench.sweep.runs import backbone_first, obtain, run_dir_of, run_lock
 from nlbench.sweep.spec import Cell, Sweep, build_sweep
 
 log = logging.getLogger(__name__)
@@ -61,11 +61,9 @@ def work(ledger: Ledger, results_dir: Path, on_start: Callable[[Sweep, Cell], No
 
 def _obtain(sweep: Sweep, cell: Cell, results_dir: Path, stored: Callable[[str], dict | None]) -> tuple[dict, bool]:
     run_dir = run_dir_of(results_dir, sweep.profile.name, cell.run_id)
-    if cell.pretrain is not None:  # its backbone (profile pretrain:) first: no CSV row, not counted
-        tracking = backbone_tracking(sweep.profile.name, cell.pretrain)
-        obtain_backbone(cell.pretrain, run_dir.parent, stored, **tracking)
-    return obtain(cell.config, run_dir, stored, wandb_group=sweep.name,
-                  wandb_tags=(sweep.table.name, cell.row, f"seed={cell.seed}"))
+    # its backbone (profile pretrain:) first, where the cell is trained here: no CSV row, not counted
+    return obtain(cell.config, run_dir, stored, backbone_first(cell, run_dir.parent, sweep.profile.name, stored),
+                  wandb_group=sweep.name, wandb_tags=(sweep.table.name, cell.row, f"seed={cell.seed}"))
 
 
 def _execute(ledger: Ledger, sweep: Sweep, cell: Cell, trial_id: int, results_dir: Path) -> None:

@@ -52,9 +52,11 @@ def keep_record(run_dir: Path, record: dict) -> None:
     write_record(run_dir, record)  # the one writer: declared fields, their order
 
 
-def obtain(config, run_dir: Path, stored: Callable[[str], dict | None] = lambda _: None, **train) -> tuple[dict, bool]:
+def obtain(config, run_dir: Path, stored: Callable[[str], dict | None] = lambda _: None,
+           before_training: Callable[[], object] = lambda: None, **train) -> tuple[dict, bool]:
     """(record, reused) of one run, with its lock held by the caller: the local record, else one in the
-    storage (``stored``), else trained now (``train``: train_run's keywords). The one way any cell (grid or
+    storage (``stored``), else trained now (``train``: train_run's keywords), after ``before_training`` (a
+    cell's backbone: ``backbone_first``), so a reused run costs no backbone. The one way any cell (grid or
     search) gets its record."""
     record = local_record(run_dir, config.run_id)
     if record is not None:
@@ -65,6 +67,7 @@ def obtain(config, run_dir: Path, stored: Callable[[str], dict | None] = lambda 
         return record, True
     if run_dir.exists():
         shutil.rmtree(run_dir)  # half-finished: redo from scratch
+    before_training()
     record = train_run(config, run_dir, progress=False, **train)
     # The file's copy (JSON, NaN as null) is what the storage keeps: every machine's CSV row is then identical.
     return local_record(run_dir, config.run_id) or record, False
@@ -80,10 +83,18 @@ def obtain_backbone(config, runs_dir: Path, stored: Callable[[str], dict | None]
         return obtain(config, run_dir, stored, **train)
 
 
+def backbone_first(cell, runs_dir: Path, profile: str,
+                   stored: Callable[[str], dict | None] = lambda _: None) -> Callable[[], object]:
+    """What must run before ``cell`` trains: its backbone (a profile's ``pretrain:``) obtained, or nothing."""
+    if cell.pretrain is None:
+        return lambda: None
+    return lambda: obtain_backbone(cell.pretrain, runs_dir, stored, **backbone_tracking(profile, cell.pretrain))
+
+
 def backbone_tracking(profile: str, config) -> dict:
     """A backbone's W&B group and tags (train_run's keywords): its own group, not a table's."""
     return {"wandb_group": f"{profile}/pretrain",
             "wandb_tags": ("pretrain", f"depth={config.model.depth}", f"seed={config.seed}")}
 
 
-__all__ = ["backbone_tracking", "keep_record", "local_record", "obtain", "obtain_backbone", "run_dir_of", "run_lock"]
+__all__ = ["backbone_first", "backbone_tracking", "keep_record", "local_record", "obtain", "obtain_backbone", "run_dir_of", "run_lock"]

@@ -19,7 +19,7 @@ import pytorch_lightning as pl
 from nlbench.sweep.ledger import FAILED_VALUE, default_storage, open_storage
 from nlbench.sweep.progress import quiet
 from nlbench.sweep.results import write_csv
-from nlbench.sweep.runs import backbone_tracking, obtain, obtain_backbone, run_dir_of, run_lock
+from nlbench.sweep.runs import backbone_first, obtain, run_dir_of, run_lock
 from nlbench.sweep.spec import build_sweep
 from nlbench.training.config import ConfigError
 
@@ -89,11 +89,10 @@ def run_search(
         trial.set_user_attr("run_id", config.run_id)
         run_dir = run_dir_of(results_dir, profile, config.run_id)
         with run_lock(run_dir):
-            if cell.pretrain is not None:  # the row's backbone (profile pretrain:) first, as a sweep's
-                obtain_backbone(cell.pretrain, run_dir.parent, **backbone_tracking(profile, cell.pretrain))
-            try:
+            try:  # the row's backbone (profile pretrain:) first where the trial trains, as a sweep's
                 record, _ = obtain(
-                    config, run_dir, wandb_group=f"{sweep.name}/search", callbacks=[PruningCallback(trial)],
+                    config, run_dir, before_training=backbone_first(cell, run_dir.parent, profile),
+                    wandb_group=f"{sweep.name}/search", callbacks=[PruningCallback(trial)],
                     wandb_tags=(sweep.table.name, row, f"seed={cell.seed}", f"search={method}"),
                 )
             except optuna.TrialPruned:
