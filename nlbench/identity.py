@@ -26,7 +26,7 @@ class Added:
 
     def leaves_id(self, value: Any, read: bool) -> bool:
         """Whether a run holding ``value`` (and reading the key or not) keeps the id it had before the key."""
-        return not read or (self.before is not _NO_VALUE and value == self.before)
+        return not read or (self.before is not _NO_VALUE and plain(value) == plain(self.before))
 
 
 def added_of(metadata: Iterable[Any]) -> Added | None:
@@ -39,11 +39,15 @@ def drop_added(values: dict, fields: dict, unread: Collection[str] = ()) -> dict
     section's pydantic fields, ``unread`` the keys this run does not read."""
     for name, f in fields.items():
         marker = added_of(f.metadata)
-        if marker and name in values and marker.leaves_id(_plain(values[name]), read=name not in unread):
+        if marker and name in values and marker.leaves_id(values[name], read=name not in unread):
             values.pop(name)
     return values
 
 
-def _plain(value: Any) -> Any:
-    # JSON data compares as lists; a declared ``before`` may be a tuple
-    return tuple(_plain(v) for v in value) if isinstance(value, list) else value
+def plain(value: Any) -> Any:
+    """Tuples to lists, recursively: what YAML and JSON write (a config as data, and a declared ``before``)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value

@@ -39,6 +39,7 @@ from nlbench.data.synthetic import FAMILIES as SYNTHETIC_FAMILIES
 from nlbench.data.synthetic import SyntheticConfig, valid_families
 from nlbench.data.sampling import SHORT_CLIP_POLICIES
 from nlbench.identity import Added, drop_added
+from nlbench.identity import plain as _plain
 from nlbench.io import load_yaml, yaml_error
 from nlbench.models import ModelConfig, make_config
 from nlbench.numerics import LEVELS as ISA_LEVELS
@@ -487,13 +488,6 @@ def _hint_name(hint: Any) -> str:
     return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively: what YAML and JSON write."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def apply_overrides(data: dict, overrides, source: str = "overrides") -> dict:
