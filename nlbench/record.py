@@ -84,7 +84,8 @@ class RunRecord:
     top5: float | None = _field("test top-5 (%); None with 10 classes or fewer", csv=9, summary=True)
     steps: int | None = _field("training steps run")
     epochs: int | None = _field("training epochs completed")
-    curve: list[dict[str, Any]] | None = _field("validation top-1 through training: step, epoch, val_top1")
+    curve: list[dict[str, Any]] | None = _field("validation top-1 through training: step, epoch, val_top1 (and "
+                                                 "val_group_top1 where the val clips come in groups)")
     per_class: dict[str, float] | None = _field("test top-1 (%) within each class")
     mean_class_top1: float | None = _field("the mean of per_class", csv=12, summary=True)
     per_family: dict[str, float] | None = _field("synthetic data: test top-1 (%) within each family of cue layouts "

@@ -23,3 +23,17 @@ def test_a_solved_task_is_flat_and_a_run_without_a_curve_is_not_judged():
     assert flat_at_the_end(_record([50, 90, 99.75, 100, 100, 100, 99.75, 100])) is True
     assert flat_at_the_end({"curve": [], "config": {}}) is None
     assert flat_at_the_end({"curve": [{"step": 1, "val_top1": 50}, {"step": 2, "val_top1": 60}]}) is None
+
+
+def test_a_group_score_curve_is_judged_on_the_groups():
+    # 400 val clips are 100 quadruples: at 50 % one standard error is 5 points, 1.96 x sqrt(2) of it 13.9
+    steps = [50 * (i + 1) for i in range(8)]
+    tops = [60, 70, 75, 76, 77, 76, 77, 76]
+    record = {"curve": [{"step": s, "val_top1": t, "val_group_top1": g}
+                        for s, t, g in zip(steps, tops, [0, 10, 20, 30, 40, 50, 45, 58])],
+              "config": {"data": {"split_sizes": [6400, 400, 1024]}}}
+    assert flat_at_the_end(record) is True
+    assert flat_at_the_end(record, "group_top1") is True  # 45-58: within 13.9
+    record["curve"][-1]["val_group_top1"] = 62
+    assert flat_at_the_end(record, "group_top1") is False  # 17 points over the last quarter
+    assert flat_at_the_end(_record([50, 60, 70, 80]), "group_top1") is None  # a curve without the score

@@ -123,3 +123,17 @@ def _two_class_pytorchvideo_c2d():
                                  stage_conv_a_kernel_size=((1, 1, 1),) * 4)
     test_convert.randomise(model.double(), seed=5)
     return model.float().eval()
+
+
+@pytest.mark.integration
+def test_the_curve_s_group_score_is_the_val_split_s_group_score(trained, tmp_path):
+    """design 3 (smoke): every curve point holds the group score of the val quadruples; the last one is what
+    the multi-view test path gives on the val split with the trained weights."""
+    from nlbench.training.run import evaluate_run
+
+    run_tmp, record, _ = trained
+    run = run_tmp / "run"
+    assert all(p["val_group_top1"] is not None for p in record["curve"])
+    ev = evaluate_run(RunConfig.load(run / "config.yaml"), run, tmp_path / "e", split="val", progress=False)
+    assert ev["top1"] == record["curve"][-1]["val_top1"]
+    assert ev["group_top1"] == record["curve"][-1]["val_group_top1"]

@@ -95,3 +95,18 @@ def test_an_export_names_each_video_s_quadruple(tmp_path):
         assert family == config.family(index, split)
         assert group == ("" if split == "train" else str(index // GROUP))
     assert {g for _, _, g in rows} == {"", "0", "1", "2", "3"}
+
+
+def test_the_validation_curve_scores_groups_all_right():
+    from types import SimpleNamespace
+
+    from nlbench.training.callbacks import ValidationCurve
+
+    trainer = SimpleNamespace(num_training_batches=10, global_step=5, world_size=1)
+    module = SimpleNamespace(val_hits=[torch.tensor([True, True, True]), torch.tensor([True, True, False, True, True])])
+    curve = ValidationCurve(np.repeat([0, 1], 4))
+    curve.add(trainer, 87.5, module)
+    assert curve.points == [{"step": 5, "epoch": 0.5, "val_top1": 87.5, "val_group_top1": 50.0}]
+    plain = ValidationCurve(None)  # clips drawn one by one: no group score
+    plain.add(trainer, 87.5, module)
+    assert plain.points == [{"step": 5, "epoch": 0.5, "val_top1": 87.5}]

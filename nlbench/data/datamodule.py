@@ -94,6 +94,10 @@ class _ClipDataModule(pl.LightningDataModule):
         that a model must get right together (the synthetic benchmark's quadruples), else None."""
         return None
 
+    def val_groups(self):
+        """The group of every validation clip, in loader order (see ``test_groups``), else None."""
+        return None
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
@@ -165,6 +169,9 @@ class SyntheticDataModule(_ClipDataModule):
 
     def test_groups(self):
         return self.config.groups_of(self.test_split)
+
+    def val_groups(self):
+        return self.config.groups_of("val")
 
     def _make(self, split: str) -> Dataset:
         source = self.test_split if split == "test" else split

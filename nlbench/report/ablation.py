@@ -24,6 +24,7 @@ import pandas as pd
 
 from nlbench.io import atomic_write_text
 from nlbench.numerics import NUMERICS_VERSION, version_of
+from nlbench.data.synthetic import GROUP
 from nlbench.record import COSTS
 from nlbench.report.claims import ClaimResult, claim_line, counts
 from nlbench.report.stats import by_seed, mean_ci, paired
@@ -84,22 +85,29 @@ def enrich(frame: pd.DataFrame, records: dict[str, dict]) -> pd.DataFrame:
     return frame
 
 
-def flat_at_the_end(record: dict) -> bool | None:
-    """Whether a run's validation curve is flat over its last quarter: the points at or after 3/4 of its steps
-    (at least two) lie within 1.96 x sqrt(2) binomial standard errors of a proportion measured on the
-    validation set (the 95% range of the difference of two such estimates). None: no curve to judge, or no
-    validation size in its config."""
-    curve = [p for p in record.get("curve") or [] if p.get("val_top1") is not None]
+# The validation curve's key for each score (a record's curve points) and the clips one unit of it counts.
+CURVE_KEYS = {"top1": ("val_top1", 1), "group_top1": ("val_group_top1", GROUP)}
+
+
+def flat_at_the_end(record: dict, score: str = "top1") -> bool | None:
+    """Whether a run's validation curve of ``score`` is flat over its last quarter: the points at or after 3/4
+    of its steps (at least two) lie within 1.96 x sqrt(2) binomial standard errors of a proportion measured on
+    the validation set (the 95% range of the difference of two such estimates; a group score's proportion is
+    over the validation set's groups). None: no curve of that score to judge, or no validation size in its
+    config."""
+    key, unit = CURVE_KEYS[score]
+    curve = [p for p in record.get("curve") or [] if p.get(key) is not None]
     sizes = ((record.get("config") or {}).get("data") or {}).get("split_sizes")
     if len(curve) < 2 or not sizes:
         return None
+    n = sizes[1] / unit
     last = max(p["step"] for p in curve)
-    tail = [p["val_top1"] for p in curve if p["step"] >= 0.75 * last]
+    tail = [p[key] for p in curve if p["step"] >= 0.75 * last]
     if len(tail) < 2:
-        tail = [p["val_top1"] for p in curve[-2:]]
+        tail = [p[key] for p in curve[-2:]]
     p = min(max(sum(tail) / len(tail) / 100, 1e-9), 1 - 1e-9)
-    tolerance = 1.96 * math.sqrt(2) * math.sqrt(p * (1 - p) / sizes[1]) * 100
-    return max(tail) - min(tail) <= max(tolerance, 100 / sizes[1])  # at 0 % or 100 %: one clip
+    tolerance = 1.96 * math.sqrt(2) * math.sqrt(p * (1 - p) / n) * 100
+    return max(tail) - min(tail) <= max(tolerance, 100 / n)  # at 0 % or 100 %: one clip (group)
 
 
 def stability_flags(values: pd.Series) -> str:

@@ -126,7 +126,14 @@ def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, 
     png = accuracy_vs_gflops(summary, table.title, out_dir / f"{table.name}_acc_vs_gflops.png", table.baseline)
     if png is not None:
         plots.append(png.name)
-    png = learning_curves(_curves(frame, records, rows), table.title, out_dir / f"{table.name}_curves.png")
+    curves = _curves(frame, records, rows)
+    key = ablation.CURVE_KEYS[score][0]
+    if not any(p.get(key) is not None for runs in curves.values() for run in runs for p in run):
+        key, score_name = "val_top1", "top1"  # records from before the curve held the score
+    else:
+        score_name = score
+    png = learning_curves(curves, table.title, out_dir / f"{table.name}_curves.png", key,
+                          f"validation {ablation.SCORE_NAMES[score_name]}")
     if png is not None:
         plots.append(png.name)
     text = ablation.render_markdown(table, summary, claims, frame, profile=profile, source=str(csv_path),
@@ -311,7 +318,7 @@ def completeness(ablations: Path, profile: str, runs_dir: Path) -> tuple[int, in
 
 
 def render_readme(profile: str, reports: list[TableReport], records: dict[str, dict], *, results_dir: Path,
-                  not_run: list[str], extra: list[str], gain_table: pd.DataFrame | None = None,
+                  not_run: list[str], extra: list[str], score: str = "top1", gain_table: pd.DataFrame | None = None,
                   gain_files: list[str] = (), done: tuple[int, int] | None = None) -> str:
     frames = pd.concat([r.frame for r in reports], ignore_index=True)
     runs = frames.drop_duplicates("run_id") if "run_id" in frames.columns else frames
@@ -365,7 +372,7 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         *_last_sweep(results_dir),
         f"- Claims of the paper, judged on paired seeds: {counts([c for _, c in claims])}",
         *_unstable(reports),
-        *_converged(reports),
+        *_converged(reports, score),
         "",
         "## Tables",
         "",
@@ -402,16 +409,16 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
     return "\n".join(lines) + "\n"
 
 
-def _converged(reports: list[TableReport]) -> list[str]:
+def _converged(reports: list[TableReport], score: str = "top1") -> list[str]:
     records = {i: r for rep in reports for i, r in rep.records.items()}
-    judged = {i: ablation.flat_at_the_end(r) for i, r in records.items()}
+    judged = {i: ablation.flat_at_the_end(r, score) for i, r in records.items()}
     judged = {i: v for i, v in judged.items() if v is not None}
     if not judged:
         return []
     flat = sum(judged.values())
     return [f"- Convergence: {flat} of {len(judged)} runs ({100 * flat / len(judged):.0f} %) end with a flat "
-            "validation curve (its last quarter within 1.96 x sqrt(2) binomial standard errors of the "
-            "validation set)"]
+            f"validation curve of the {ablation.SCORE_NAMES[score]} (its last quarter within 1.96 x sqrt(2) "
+            "binomial standard errors of the validation set)"]
 
 
 def _unstable(reports: list[TableReport]) -> list[str]:
@@ -532,7 +539,7 @@ def build_reports(
         png = gain_vs_cost(gain_table, out_dir / "gains.png")
         if png is not None:
             gain_files.append(png.name)
-    readme = render_readme(profile, reports, records, results_dir=results_dir, not_run=not_run, extra=extra,
+    readme = render_readme(profile, reports, records, results_dir=results_dir, not_run=not_run, extra=extra, score=score,
                            gain_table=gain_table, gain_files=gain_files,
                            done=completeness(ablations, profile, runs_dir) if from_wandb is None else None)
     path = out_dir / "README.md"

@@ -54,22 +54,22 @@ def accuracy_vs_gflops(summary: pd.DataFrame, title: str, path: str | Path, base
     return save_png(fig, path)
 
 
-def curve_bands(runs: list[list[dict]]) -> pd.DataFrame:
-    """One row's curves (one per seed) -> per step: mean, min and max of validation top-1 over the seeds that
-    reached it, and how many did (columns step, mean, low, high, n)."""
-    points = pd.DataFrame([p for run in runs for p in run if p.get("val_top1") is not None],
-                          columns=["step", "val_top1"])
-    points["val_top1"] = pd.to_numeric(points["val_top1"], errors="coerce")
-    by_step = points.dropna().groupby("step")["val_top1"]
+def curve_bands(runs: list[list[dict]], key: str = "val_top1") -> pd.DataFrame:
+    """One row's curves (one per seed) -> per step: mean, min and max of the validation score ``key`` over the
+    seeds that reached it, and how many did (columns step, mean, low, high, n)."""
+    points = pd.DataFrame([p for run in runs for p in run if p.get(key) is not None], columns=["step", key])
+    points[key] = pd.to_numeric(points[key], errors="coerce")
+    by_step = points.dropna().groupby("step")[key]
     return pd.DataFrame({"mean": by_step.mean(), "low": by_step.min(), "high": by_step.max(),
                          "n": by_step.size()}).reset_index()
 
 
-def learning_curves(curves: dict[str, list[list[dict]]], title: str, path: str | Path) -> Path | None:
-    """``curves``: row -> one ``curve`` per seed (``[{"step", "epoch", "val_top1"}, ...]``). Per row the mean
-    over seeds of validation top-1 at each step, and a band from the lowest to the highest seed. None
-    (nothing written) when no row has a curve."""
-    series = {row: (curve_bands(runs), len(runs)) for row, runs in curves.items()}
+def learning_curves(curves: dict[str, list[list[dict]]], title: str, path: str | Path, key: str = "val_top1",
+                    label: str = "validation top-1") -> Path | None:
+    """``curves``: row -> one ``curve`` per seed (``[{"step", "epoch", "val_top1", ...}, ...]``). Per row the
+    mean over seeds of the validation score ``key`` at each step, and a band from the lowest to the highest
+    seed. None (nothing written) when no row has a curve."""
+    series = {row: (curve_bands(runs, key), len(runs)) for row, runs in curves.items()}
     series = {row: v for row, v in series.items() if len(v[0])}
     if not series:
         return None
@@ -80,7 +80,7 @@ def learning_curves(curves: dict[str, list[list[dict]]], title: str, path: str |
         ax.plot(bands["step"], bands["mean"], color=color, label=f"{row} ({n} seeds)", linewidth=1.4)
         ax.fill_between(bands["step"], bands["low"], bands["high"], color=color, alpha=0.15, linewidth=0)
     ax.set_xlabel("training step")
-    ax.set_ylabel("validation top-1 (%)")
+    ax.set_ylabel(f"{label} (%)")
     ax.set_title(f"{title}\nmean over seeds; band: min-max over seeds", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")

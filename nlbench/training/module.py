@@ -52,6 +52,7 @@ class VideoClassifier(pl.LightningModule):
             m.eval()  # fit starts in the mode the module is in
         self.total_steps = total_steps
         self._test_scores: list[torch.Tensor] = []
+        self.val_hits: list[torch.Tensor] = []  # top-1 right or not, per val clip in loader order (group score)
         self._test_labels: list[torch.Tensor] = []
         self._test_videos: list[torch.Tensor] = []
         self.test_predictions: tuple[torch.Tensor, ...] | None = None  # (per-video scores, labels, video ids)
@@ -110,7 +111,12 @@ class VideoClassifier(pl.LightningModule):
         return logits
 
     def validation_step(self, batch, batch_idx):
-        self._eval_step(batch, "val")
+        logits = self._eval_step(batch, "val")
+        if logits is not None:
+            self.val_hits.append(logits.detach().argmax(1).eq(batch[1]).cpu())
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_hits = []
 
     def test_step(self, batch, batch_idx):
         if batch is None:

@@ -30,7 +30,7 @@ from nlbench.models import load_pretrained
 from nlbench.numerics import NUMERICS_VERSION, pin
 from nlbench.record import finite, read_record, write_record
 from nlbench.seeds import derive_seed
-from nlbench.training.callbacks import TrainThroughput, ValidationCurve
+from nlbench.training.callbacks import TrainThroughput, ValidationCurve, all_right
 from nlbench.training.config import ConfigError, RunConfig, init_run
 from nlbench.training.module import NonFiniteLossError, VideoClassifier
 from nlbench.training.provenance import code_version, package_versions
@@ -306,7 +306,7 @@ def _trainer(config: RunConfig, datamodule, model, total_steps: int, run_dir: Pa
     module = VideoClassifier(model, config.recipe, total_steps, channels_last=config.trainer.channels_last,
                              ensemble=config.data.ensemble, top5=top5)
     throughput = TrainThroughput(config.data.batch_size, skip=min(3, total_steps // 2))
-    curve = ValidationCurve()
+    curve = ValidationCurve(datamodule.val_groups())
     r, t = config.recipe, config.trainer
     # val_points > 0: validate every total_steps // val_points steps, counted across epochs.
     val_every = max(1, total_steps // r.val_points) if r.val_points else None
@@ -349,7 +349,7 @@ def _fit_and_evaluate(config: RunConfig, datamodule, module: VideoClassifier, tr
         if r.precise_bn_batches or not curve.points or curve.points[-1]["step"] != trainer.global_step:
             val = trainer.validate(module, datamodule=datamodule, verbose=False)[0]
             if not r.precise_bn_batches and "val/top1" in val:  # the curve ends at the final step
-                curve.add(trainer, val["val/top1"])
+                curve.add(trainer, val["val/top1"], module)
         else:  # the last validation during training saw the final weights and BN statistics
             val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
         out = dict(
@@ -489,13 +489,10 @@ def _per_family(scores: torch.Tensor, labels: torch.Tensor, families) -> dict[st
 def _group_accuracy(scores: torch.Tensor, labels: torch.Tensor, groups, families) -> dict:
     """The share of groups whose every clip is right (the synthetic quadruples: an additive model gets none
     of a temporal family's), overall and within each family (a group's clips share one)."""
-    hit = scores.argmax(1).eq(labels).numpy()
-    ids, index = np.unique(groups, return_inverse=True)
-    right = np.ones(len(ids), bool)
-    np.logical_and.at(right, index, hit)
+    right, index = all_right(scores.argmax(1).eq(labels).numpy(), groups)
     out = {"group_top1": round(float(right.mean() * 100), 4)}
     if families is not None:
-        family = np.empty(len(ids), dtype=object)
+        family = np.empty(len(right), dtype=object)
         family[index] = families
         out["per_family_group"] = {f: round(float(right[family == f].mean() * 100), 4)
                                    for f in dict.fromkeys(family.tolist())}
