@@ -397,8 +397,8 @@ def cmd_train(args) -> int:
 def cmd_reproduce(args) -> int:
     import tempfile
 
-    from nlbench.numerics import compare
     from nlbench.training import RunConfig, read_record, train_run
+    from nlbench.training.config import init_run
 
     run = Path(args.run_dir)
     record = read_record(run)
@@ -409,12 +409,33 @@ def cmd_reproduce(args) -> int:
     # The figures only: cost measurement and W&B change no number (tests/test_reproducibility.py).
     config = config.replace(trainer={"isa": isa}, measure={"enabled": False}, wandb={"enabled": False})
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix=f"reproduce-{config.run_id}-"))
-    # A fine-tuned run (model.init_from: run:<id>) starts from the backbone beside the run, wherever it re-runs
-    verdict, lines = compare(record, train_run(config, out, progress=False, runs_dir=run.parent))
-    print(f"{config.run_id}: {verdict} (re-run in {out}, kernels pinned to {isa or 'nothing'})")
+    # A fine-tuned run (model.init_from: run:<id>) starts from the backbone beside the run. Trained weights are
+    # not committed (.gitignore): on a fresh clone the backbone is re-run from its own committed config first,
+    # and is itself compared with its record.
+    runs_dir, verdicts = run.parent, []
+    backbone = init_run(config.model.init_from or "")
+    if backbone and not (run.parent / backbone / "model.pt").is_file():
+        stored = read_record(run.parent / backbone)
+        if stored is None or not (run.parent / backbone / "config.yaml").is_file():
+            raise ValueError(f"{run}: starts from run {backbone}, which is not beside it in {run.parent}")
+        runs_dir = out / "backbone"
+        again = RunConfig.load(run.parent / backbone / "config.yaml").replace(
+            trainer={"isa": isa}, measure={"enabled": False}, wandb={"enabled": False})
+        verdicts.append(_say_reproduced(stored, train_run(again, runs_dir / backbone, progress=False), again, isa,
+                                        runs_dir / backbone, "backbone "))
+    verdicts.append(_say_reproduced(record, train_run(config, out, progress=False, runs_dir=runs_dir), config, isa,
+                                    out))
+    return 0 if all(v == "reproduced" for v in verdicts) else 1
+
+
+def _say_reproduced(record: dict, rerun: dict, config, isa: str | None, out: Path, what: str = "") -> str:
+    from nlbench.numerics import compare
+
+    verdict, lines = compare(record, rerun)
+    print(f"{what}{config.run_id}: {verdict} (re-run in {out}, kernels pinned to {isa or 'nothing'})")
     for line in lines:
         print(f"  {line}")
-    return 0 if verdict == "reproduced" else 1
+    return verdict
 
 
 def cmd_overhead(args) -> None:
