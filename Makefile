@@ -63,7 +63,7 @@ model-zoo:
 # RESULTS / REPORTS: where the runs go and the reports are written (make reproduce sets both).
 PROFILE ?= tiny
 DATA    ?=
-WORKERS ?= 2
+WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 RESULTS ?= results
 REPORTS ?= reports
 ablation-table2:

@@ -166,15 +166,17 @@ def test_each_cell_starts_from_its_depth_and_seed_s_backbone(tmp_path):
     assert len({i for ids in backbones.values() for i in ids}) == 4
 
 
-def test_the_committed_profiles_fine_tune_in_smoke_only():
-    """Smoke (CI's main job) runs the protocol; tiny and paper do not yet: every committed run id stays."""
+def test_the_small_profiles_fine_tune_and_the_paper_profile_does_not():
+    """smoke (CI's main job) and tiny (the default) run the paper's protocol from their own backbones; the paper
+    profile would start from ImageNet weights (model.init_from a converted checkpoint), not from a backbone of ours."""
     profiles = load_profiles()
-    assert profiles["smoke"].pretrain is not None
-    assert profiles["tiny"].pretrain is None and profiles["paper"].pretrain is None
+    assert profiles["smoke"].pretrain is not None and profiles["tiny"].pretrain is not None
+    assert profiles["paper"].pretrain is None
     table = REPO / "ablations" / "2a_instantiation.yaml"
-    assert all(c.pretrain is None and c.config.model.init_from is None for c in build_sweep(table, "tiny").cells)
-    smoke = build_sweep(table, "smoke").cells
-    assert all(c.config.model.init_from == f"run:{c.pretrain.run_id}" for c in smoke)
+    for profile in ("smoke", "tiny"):
+        cells = build_sweep(table, profile).cells
+        assert all(c.config.model.init_from == f"run:{c.pretrain.run_id}" for c in cells)
+        assert all(c.pretrain.data.families == ("local",) for c in cells)
 
 
 # ------------------------------------------------------------------------------------------- the sweep
