@@ -1,13 +1,13 @@
 """A long-range video task that is not the embedded benchmark, written as mp4 files: a check that a recipe is
 not fitted to the synthetic generator it was tuned on (docs/tiny_recipe.md, "Not fitted to one data set").
 
-Two flashes: a bright square flashes for three frames near the start of the clip at a random place, and a
-second one for three frames near the end. Class ``same``: the second lies in the same quadrant of the frame
-as the first; ``other``: in another quadrant. Everything else is noise: a grey background with per-pixel
-noise, square sizes and grey levels drawn per flash, a few dim distractor squares in the middle frames. The
-cue is a position, not a colour, and the two flashes are half a clip apart, so a C2D, which relates no
-frames before its global pool, is additive over the halves and at chance (the argument of
-docs/synthetic_data.md with quadrants for colours), while a spacetime non-local block can relate them.
+Two flashes: a bright shape flashes for three frames near the start of the clip, and another for three
+frames near the end, each at its own random place. Class ``same``: the two are the same shape (a filled
+square or a plus); ``other``: not. Everything else is noise: a grey background with per-pixel noise, sizes
+and grey levels drawn per flash, dim distractor squares in the middle frames. The cue is a shape, not a
+colour, in grey, at independent places, and the flashes are half a clip apart: a C2D, which relates no
+frames before its global pool, is additive over the halves (at most 3/4 on two shapes, by the argument of
+docs/synthetic_data.md), while a non-local block can compare the two.
 
     python -m benchmarks.unseen_task ROOT [--train 6000 --val 400 --test 1000 --frames 16 --size 32 --seed 7]
 
@@ -26,34 +26,41 @@ from nlbench.data.video import write_video
 CLASSES = ("same", "other")
 
 
-def quadrant(y: int, x: int, size: int) -> int:
-    return 2 * (y >= size // 2) + (x >= size // 2)
+SHAPES = ("square", "plus")
 
 
-def _place(rng: np.random.Generator, size: int, side: int, quad: int) -> tuple[int, int]:
-    """A top-left corner whose square lies wholly inside quadrant ``quad``."""
-    half = size // 2
-    y0, x0 = (quad // 2) * half, (quad % 2) * half
-    return y0 + int(rng.integers(0, half - side + 1)), x0 + int(rng.integers(0, half - side + 1))
+def mask(shape: str, side: int) -> np.ndarray:
+    """A side x side boolean stencil of ``shape``."""
+    m = np.zeros((side, side), bool)
+    if shape == "square":
+        m[:] = True
+    else:  # a plus, arms a third of the side wide
+        w = max(1, side // 3)
+        lo = (side - w) // 2
+        m[lo:lo + w, :] = True
+        m[:, lo:lo + w] = True
+    return m
 
 
-def clip(rng: np.random.Generator, label: int, frames: int, size: int) -> np.ndarray:
+def clip(rng: np.random.Generator, label: int, frames: int, size: int) -> tuple[np.ndarray, tuple[str, str]]:
+    """(frames (T, H, W, 3) uint8, the two flashes' shapes)."""
     video = rng.normal(110, 12, (frames, size, size, 1)).clip(0, 255).repeat(3, axis=3)
-    first = int(rng.integers(4))
-    second = first if label == 0 else int((first + rng.integers(1, 4)) % 4)
+    first = SHAPES[int(rng.integers(2))]
+    second = first if label == 0 else SHAPES[1 - SHAPES.index(first)]
     span = max(1, frames // 5)
-    starts = (int(rng.integers(0, frames // 4 - span + 1)), frames - frames // 4 + int(rng.integers(0, frames // 4 - span + 1)))
-    for quad, start in zip((first, second), starts):
-        side = int(rng.integers(size // 8, size // 5 + 1))
-        y, x = _place(rng, size, side, quad)
-        level = rng.uniform(200, 255, 3)
-        video[start:start + span, y:y + side, x:x + side] = level
+    quarter = frames // 4
+    starts = (int(rng.integers(0, quarter - span + 1)), frames - quarter + int(rng.integers(0, quarter - span + 1)))
+    for shape, start in zip((first, second), starts):
+        side = int(rng.integers(size // 5, size // 4 + 1)) | 1
+        y, x = (int(v) for v in rng.integers(0, size - side + 1, 2))
+        m = mask(shape, side)
+        video[start:start + span, y:y + side, x:x + side][:, m] = rng.uniform(200, 255)
     for _ in range(int(rng.integers(1, 4))):  # dim distractors in the middle of the clip, anywhere
         side = int(rng.integers(size // 10, size // 6 + 1))
         y, x = (int(v) for v in rng.integers(0, size - side, 2))
-        t = int(rng.integers(frames // 4, frames - frames // 4))
-        video[t:t + span, y:y + side, x:x + side] = rng.uniform(130, 170, 3)
-    return video.round().astype(np.uint8)
+        t = int(rng.integers(quarter, frames - quarter))
+        video[t:t + span, y:y + side, x:x + side] = rng.uniform(130, 170)
+    return video.round().astype(np.uint8), (first, second)
 
 
 def write(root: Path, sizes: dict[str, int], frames: int, size: int, seed: int) -> None:
@@ -66,7 +73,7 @@ def write(root: Path, sizes: dict[str, int], frames: int, size: int, seed: int) 
         rng = np.random.default_rng([seed, k])
         for i in range(n):
             label = i % 2
-            write_video(root / split / CLASSES[label] / f"{split}_{i:05d}.mp4", clip(rng, label, frames, size), fps=8,
+            write_video(root / split / CLASSES[label] / f"{split}_{i:05d}.mp4", clip(rng, label, frames, size)[0], fps=8,
                         options={"crf": "10", "preset": "veryfast"})
 
 
