@@ -37,3 +37,15 @@ def test_a_group_score_curve_is_judged_on_the_groups():
     record["curve"][-1]["val_group_top1"] = 62
     assert flat_at_the_end(record, "group_top1") is False  # 17 points over the last quarter
     assert flat_at_the_end(_record([50, 60, 70, 80]), "group_top1") is None  # a curve without the score
+
+
+def test_near_the_ceiling_the_noise_of_the_two_points_compared_counts():
+    # 97 and 100 of 100 groups: pooled p = 0.985, 1.96 x sqrt(2 x 0.985 x 0.015 / 100) = 3.4 points; Fisher's
+    # exact test gives p = 0.25 for them. The tail's mean (0.99) would allow 2.8 and call the run still moving.
+    steps = [75 * (i + 1) for i in range(8)]
+    groups = [14, 1, 87, 99, 99, 97, 100, 100]
+    record = {"curve": [{"step": s, "val_top1": 90, "val_group_top1": g} for s, g in zip(steps, groups)],
+              "config": {"data": {"split_sizes": [9600, 400, 1024]}}}
+    assert flat_at_the_end(record, "group_top1") is True
+    record["curve"][-3]["val_group_top1"] = 95  # 95 and 100: 5 points, over the 4.3 allowed at p = 0.975
+    assert flat_at_the_end(record, "group_top1") is False

@@ -63,15 +63,18 @@ CLASS_NAMES = ("same", "different")
 class Family:
     name: str
     needs: str  # what a network has to relate, for tables and docs
+    across_time: bool = False  # the cues are in different halves: a C2D is additive over them (no relation)
 
 
 FAMILY_SPECS: tuple[Family, ...] = (
     Family("local", "two neighbouring cues in one frame (a conv's reach): the control"),
     Family("space", "opposite corners of one frame: space"),
-    Family("time", "one place, first and second half of the clip: time"),
-    Family("spacetime", "opposite corners, first and second half of the clip: spacetime"),
+    Family("time", "one place, first and second half of the clip: time", across_time=True),
+    Family("spacetime", "opposite corners, first and second half of the clip: spacetime", across_time=True),
 )
 FAMILIES = tuple(f.name for f in FAMILY_SPECS)
+CONTROL = FAMILIES[0]  # what every network, a C2D included, must solve
+ACROSS_TIME = tuple(f.name for f in FAMILY_SPECS if f.across_time)  # what a C2D cannot
 _FAMILY = {f.name: f for f in FAMILY_SPECS}
 
 

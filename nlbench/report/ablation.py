@@ -91,10 +91,12 @@ CURVE_KEYS = {"top1": ("val_top1", 1), "group_top1": ("val_group_top1", GROUP)}
 
 def flat_at_the_end(record: dict, score: str = "top1") -> bool | None:
     """Whether a run's validation curve of ``score`` is flat over its last quarter: the points at or after 3/4
-    of its steps (at least two) lie within 1.96 x sqrt(2) binomial standard errors of a proportion measured on
-    the validation set (the 95% range of the difference of two such estimates; a group score's proportion is
-    over the validation set's groups). None: no curve of that score to judge, or no validation size in its
-    config."""
+    of its steps (at least two) differ by no more than a two-proportion z-test at 95% allows between the
+    highest and the lowest of them (1.96 x sqrt(2) binomial standard errors, at the two points' pooled
+    proportion; a group score's proportions are over the validation set's groups). The pooled proportion of
+    the two points compared, not the tail's mean: near 0 % or 100 % the mean understates the noise of a
+    difference (97 and 100 of 100 groups are not told apart at 95%: Fisher's p = 0.25). None: no curve of that
+    score to judge, or no validation size in its config."""
     key, unit = CURVE_KEYS[score]
     curve = [p for p in record.get("curve") or [] if p.get(key) is not None]
     sizes = ((record.get("config") or {}).get("data") or {}).get("split_sizes")
@@ -105,7 +107,7 @@ def flat_at_the_end(record: dict, score: str = "top1") -> bool | None:
     tail = [p[key] for p in curve if p["step"] >= 0.75 * last]
     if len(tail) < 2:
         tail = [p[key] for p in curve[-2:]]
-    p = min(max(sum(tail) / len(tail) / 100, 1e-9), 1 - 1e-9)
+    p = min(max((max(tail) + min(tail)) / 200, 1e-9), 1 - 1e-9)
     tolerance = 1.96 * math.sqrt(2) * math.sqrt(p * (1 - p) / n) * 100
     return max(tail) - min(tail) <= max(tolerance, 100 / n)  # at 0 % or 100 %: one clip (group)
 
@@ -213,6 +215,7 @@ def pm(mean: float, ci: float, n: int, spec: str = ".1f") -> str:
 
 # How a table names the score its profile judges runs by (nlbench.sweep.spec.SCORES), and what it is.
 SCORE_NAMES = {"top1": "top-1", "group_top1": "group top-1"}
+FAMILY_SCORES = {"top1": "per_family", "group_top1": "per_family_group"}  # each score within each family
 SCORE_MEANING = {
     "group_top1": "the share of test quadruples (one layout, four cue colourings; synthetic design 3) with all four "
                   "clips right, which no additive model (a C2D) reaches on a temporal family",
@@ -228,6 +231,12 @@ def use_score(frame: pd.DataFrame, records: dict[str, dict], score: str) -> pd.D
     frame["clip_top1"] = frame["top1"]
     frame["top1"] = [(records.get(str(i)) or {}).get(score, math.nan) for i in frame["run_id"]]
     frame["top1"] = frame["top1"].astype(float)
+    per_family = FAMILY_SCORES[score]
+    for column in family_columns(frame.columns):  # the family columns hold the same score, within the family
+        family = column[len(FAMILY_PREFIX):]
+        frame[column] = [((records.get(str(i)) or {}).get(per_family) or {}).get(family, math.nan)
+                         for i in frame["run_id"]]
+        frame[column] = frame[column].astype(float)
     return frame
 
 

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from nlbench.data.synthetic import ACROSS_TIME, CONTROL, FAMILIES
 from nlbench.io import atomic_write_text
 from nlbench.report import ablation
 from nlbench.report.claims import NOT_TESTABLE, claim_line, counts, evaluate_claims
 from nlbench.report.plots import accuracy_vs_gflops, gain_vs_cost, learning_curves
-from nlbench.sweep.results import machine_summary
+from nlbench.sweep.results import FAMILY_PREFIX, machine_summary
 from nlbench.sweep.spec import PROFILES_FILE, Table, load_profiles, load_table, table_files
 
 # Where Figure 3's model comes from, in order of preference: (table, row); then any non-local row.
@@ -373,6 +374,7 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         f"- Claims of the paper, judged on paired seeds: {counts([c for _, c in claims])}",
         *_unstable(reports),
         *_converged(reports, score),
+        *_controls(reports, score),
         "",
         "## Tables",
         "",
@@ -419,6 +421,38 @@ def _converged(reports: list[TableReport], score: str = "top1") -> list[str]:
     return [f"- Convergence: {flat} of {len(judged)} runs ({100 * flat / len(judged):.0f} %) end with a flat "
             f"validation curve of the {ablation.SCORE_NAMES[score]} (its last quarter within 1.96 x sqrt(2) "
             "binomial standard errors of the validation set)"]
+
+
+# The synthetic benchmark's control (docs/synthetic_data.md): every C2D solves the local family and relates
+# nothing across time; every family is solved by some row with blocks (non-local or temporal convs).
+CONTROL_MIN, ACROSS_TIME_MAX, SOLVED_MIN = 90.0, 60.0, 90.0
+
+
+def _controls(reports: list[TableReport], score: str = "top1") -> list[str]:
+    frame = pd.concat([r.frame for r in reports], ignore_index=True)
+    frame = frame[frame["status"] == "ok"].drop_duplicates("run_id") if "run_id" in frame.columns else frame
+    columns = [FAMILY_PREFIX + f for f in FAMILIES]
+    if len(frame) == 0 or not all(c in frame.columns for c in columns) or not {"arch", "nl_blocks"} <= set(frame.columns):
+        return []
+    control, across = FAMILY_PREFIX + CONTROL, [FAMILY_PREFIX + f for f in ACROSS_TIME]
+    is_c2d = (frame["arch"] == "c2d") & (pd.to_numeric(frame["nl_blocks"], errors="coerce") == 0)
+    c2d = frame[is_c2d]
+    failing = c2d[(c2d[control] < CONTROL_MIN) | (c2d[across] > ACROSS_TIME_MAX).any(axis=1)]
+    name = ablation.SCORE_NAMES[score]
+    lines = [f"- Control ({name} within each family): {len(c2d) - len(failing)} of {len(c2d)} C2D runs (every "
+             f"C2D row, every seed) at >= {CONTROL_MIN:g} on the {CONTROL} family and <= {ACROSS_TIME_MAX:g} on "
+             f"each family across time ({', '.join(ACROSS_TIME)})"
+             + ("" if failing.empty else "; not: " + ", ".join(
+                 f"{r.row} seed {r.seed} ({', '.join(f'{c[len(FAMILY_PREFIX):]} {r[c]:.1f}' for c in [control, *across])})"
+                 for _, r in failing.iterrows()))]
+    means = frame[~is_c2d].groupby("row")[columns].mean()
+    if len(means):
+        best = [(c[len(FAMILY_PREFIX):], means[c].max(), means[c].idxmax()) for c in columns]
+        unsolved = [f for f, v, _ in best if not v >= SOLVED_MIN]
+        lines.append(f"- Every family solved (>= {SOLVED_MIN:g}, a row's mean over seeds) by a row with blocks: "
+                     + ("yes" if not unsolved else f"no ({', '.join(unsolved)})") + "; best: "
+                     + ", ".join(f"{f} {v:.1f} ({row})" for f, v, row in best))
+    return lines
 
 
 def _unstable(reports: list[TableReport]) -> list[str]:

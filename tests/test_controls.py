@@ -1,0 +1,32 @@
+"""The report README's control lines: every C2D run solves the local family and nothing across time; every
+family is solved by some row with blocks (nlbench/report/build.py, docs/synthetic_data.md)."""
+from types import SimpleNamespace
+
+import pandas as pd
+
+from nlbench.report.build import _controls
+
+
+def _reports(c2d_time: float, nl_spacetime: float):
+    rows = []
+    for seed in (0, 1):
+        rows.append(dict(run_id=f"c{seed}", row="C2D", arch="c2d", nl_blocks=0, seed=seed, status="ok",
+                         family_local=100.0, family_space=100.0, family_time=c2d_time if seed else 0.0,
+                         family_spacetime=0.0))
+        rows.append(dict(run_id=f"n{seed}", row="NL", arch="c2d", nl_blocks=5, seed=seed, status="ok",
+                         family_local=100.0, family_space=100.0, family_time=100.0, family_spacetime=nl_spacetime))
+        rows.append(dict(run_id=f"i{seed}", row="I3D", arch="i3d_3x1x1", nl_blocks=0, seed=seed, status="ok",
+                         family_local=100.0, family_space=90.0, family_time=100.0, family_spacetime=50.0))
+    return [SimpleNamespace(frame=pd.DataFrame(rows))]
+
+
+def test_a_control_that_holds_and_families_all_solved():
+    control, solved = _controls(_reports(c2d_time=0.0, nl_spacetime=100.0), "group_top1")
+    assert "2 of 2 C2D runs" in control and "not:" not in control
+    assert "by a row with blocks: yes" in solved and "spacetime 100.0 (NL)" in solved
+
+
+def test_a_c2d_seed_across_time_and_an_unsolved_family_are_named():
+    control, solved = _controls(_reports(c2d_time=75.0, nl_spacetime=80.0), "group_top1")
+    assert "1 of 2 C2D runs" in control and "not: C2D seed 1 (local 100.0, time 75.0, spacetime 0.0)" in control
+    assert "no (spacetime)" in solved and "spacetime 80.0 (NL)" in solved  # I3D's 50 is not the best
