@@ -30,3 +30,23 @@ def test_a_c2d_seed_across_time_and_an_unsolved_family_are_named():
     control, solved = _controls(_reports(c2d_time=75.0, nl_spacetime=80.0), "group_top1")
     assert "1 of 2 C2D runs" in control and "not: C2D seed 1 (local 100.0, time 75.0, spacetime 0.0)" in control
     assert "no (spacetime)" in solved and "spacetime 80.0 (NL)" in solved  # I3D's 50 is not the best
+
+
+def test_the_backbones_a_grid_was_fine_tuned_from_count_in_its_cost(tmp_path):
+    import json
+
+    from nlbench.report.build import _backbones, busy_minutes
+
+    def record(run_id, started, finished, init_from=None):
+        return {"run_id": run_id, "status": "ok", "started": started, "finished": finished, "wall_s": 60.0,
+                "config": {"model": {"init_from": init_from}}}
+
+    backbone = record("b" * 16, "2026-12-07T10:00:00+00:00", "2026-12-07T10:01:00+00:00")
+    (tmp_path / backbone["run_id"]).mkdir()
+    (tmp_path / backbone["run_id"] / "record.json").write_text(json.dumps(backbone))
+    cells = {i: record(i, "2026-12-07T10:01:00+00:00", "2026-12-07T10:02:00+00:00", f"run:{'b' * 16}")
+             for i in ("c" * 16, "d" * 16)}
+    cells["e" * 16] = record("e" * 16, "2026-12-07T10:01:00+00:00", "2026-12-07T10:02:00+00:00")  # from scratch
+    found = _backbones(cells, tmp_path)
+    assert list(found) == ["b" * 16]
+    assert busy_minutes({**cells, **found}) == 2.0 and busy_minutes(cells) == 1.0

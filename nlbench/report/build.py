@@ -279,6 +279,16 @@ def busy_minutes(records: dict[str, dict]) -> float | None:
     return (total + (end - start).total_seconds()) / 60
 
 
+def _backbones(records: dict[str, dict], runs_dir: Path) -> dict[str, dict]:
+    """The records of the backbones (``model.init_from: run:<id>``) that ``records`` were fine-tuned from."""
+    from nlbench.record import read_record
+    from nlbench.training.config import init_run
+
+    ids = {init_run(((r.get("config") or {}).get("model") or {}).get("init_from")) for r in records.values()}
+    found = {i: read_record(runs_dir / i) for i in sorted(i for i in ids if i)}
+    return {i: r for i, r in found.items() if r is not None}
+
+
 def _machines(frames: pd.DataFrame, records: dict[str, dict]) -> list[str]:
     found = set()
     for record in records.values():
@@ -328,7 +338,9 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
     ok = int((runs["status"] == "ok").sum())
     machines = _machines(frames, records)
     claims = [(rep.table.name, c) for rep in reports for c in rep.claims]
-    busy = busy_minutes(records)  # the records of these tables' runs, one per run
+    backbones = _backbones(records, results_dir / "runs")  # a protocol's pretraining is part of the sweep's cost
+    wall += sum(float(b.get("wall_s") or 0) for b in backbones.values())
+    busy = busy_minutes({**records, **backbones})  # the records of these tables' runs, one per run
     lines = [
         f"# nlbench ablation reports: profile `{profile}`",
         "",
@@ -367,7 +379,8 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         f"- Machine: {'; '.join(machines) or 'unknown'}",
         f"- Profile: `{profile}`; seeds: {', '.join(map(str, seeds))}",
         f"- Runs: {len(runs)} distinct ({ok} ok, {len(runs) - ok} failed; a run shared by several tables counts "
-        f"once), wall time {wall / 60:.1f} min summed over runs"
+        f"once)" + (f" and the {len(backbones)} pretrained backbones they start from" if backbones else "")
+        + f", wall time {wall / 60:.1f} min summed over runs"
         + (f", {busy:.1f} min elapsed with runs in parallel (records' start to finish, pauses left out)"
            if busy is not None else ""),
         *_last_sweep(results_dir),
@@ -419,8 +432,8 @@ def _converged(reports: list[TableReport], score: str = "top1") -> list[str]:
         return []
     flat = sum(judged.values())
     return [f"- Convergence: {flat} of {len(judged)} runs ({100 * flat / len(judged):.0f} %) end with a flat "
-            f"validation curve of the {ablation.SCORE_NAMES[score]} (its last quarter within 1.96 x sqrt(2) "
-            "binomial standard errors of the validation set)"]
+            f"validation curve of the {ablation.SCORE_NAMES[score]} (the highest and lowest points of its last "
+            "quarter within a 95% two-proportion test on the validation set)"]
 
 
 # The synthetic benchmark's control (docs/synthetic_data.md): every C2D solves the local family and relates
