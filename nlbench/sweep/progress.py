@@ -95,7 +95,9 @@ class Watch:
             return
         reused = any(t.state == TrialState.COMPLETE and cell_of(t) == cell.key and t.user_attrs.get("reused")
                      for t in trials)
-        what = f"top1 {record.get('top1')}" if record.get("status") == "ok" else f"[red]failed[/]: {record.get('reason')}"
+        score = sweep.profile.score  # what the profile's tables judge by (and the clip top-1 beside it)
+        said = f"{score} {record.get(score)}" + (f", top1 {record.get('top1')}" if score != "top1" else "")
+        what = said if record.get("status") == "ok" else f"[red]failed[/]: {record.get('reason')}"
         how = "reused" if reused else f"{record.get('wall_s') or 0:.0f} s"
         self.bar.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {sweep.table.name}: {cell.row} seed={cell.seed} "
                                f"({cell.run_id}, {how}): {what}")
