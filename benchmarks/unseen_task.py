@@ -4,7 +4,8 @@ not fitted to the synthetic generator it was tuned on (docs/tiny_recipe.md, "Not
 Two flashes: a bright shape flashes for three frames near the start of the clip, and another for three
 frames near the end, each at its own random place. Class ``same``: the two are the same shape (a filled
 square or a plus); ``other``: not. Everything else is noise: a grey background with per-pixel noise, sizes
-and grey levels drawn per flash, dim distractor squares in the middle frames. The cue is a shape, not a
+and grey levels drawn per flash, dim distractor squares (levels 130-170, below a flash's 200) that start in
+the middle half of the clip and may last into the last quarter, drawn over whatever is there. The cue is a shape, not a
 colour, in grey, at independent places, and the flashes are half a clip apart: a C2D, which relates no
 frames before its global pool, is additive over the halves (at most 3/4 on two shapes, by the argument of
 docs/synthetic_data.md), while a non-local block can compare the two.
@@ -55,7 +56,7 @@ def clip(rng: np.random.Generator, label: int, frames: int, size: int) -> tuple[
         y, x = (int(v) for v in rng.integers(0, size - side + 1, 2))
         m = mask(shape, side)
         video[start:start + span, y:y + side, x:x + side][:, m] = rng.uniform(200, 255)
-    for _ in range(int(rng.integers(1, 4))):  # dim distractors in the middle of the clip, anywhere
+    for _ in range(int(rng.integers(1, 4))):  # dim distractors from the middle half of the clip on, anywhere
         side = int(rng.integers(size // 10, size // 6 + 1))
         y, x = (int(v) for v in rng.integers(0, size - side, 2))
         t = int(rng.integers(quarter, frames - quarter))

@@ -419,10 +419,11 @@ def cmd_reproduce(args) -> int:
         if stored is None or not (run.parent / backbone / "config.yaml").is_file():
             raise ValueError(f"{run}: starts from run {backbone}, which is not beside it in {run.parent}")
         runs_dir = out / "backbone"
-        again = RunConfig.load(run.parent / backbone / "config.yaml").replace(
-            trainer={"isa": isa}, measure={"enabled": False}, wandb={"enabled": False})
-        verdicts.append(_say_reproduced(stored, train_run(again, runs_dir / backbone, progress=False), again, isa,
-                                        runs_dir / backbone, "backbone "))
+        again = RunConfig.load(run.parent / backbone / "config.yaml")
+        backbone_isa = args.isa or again.trainer.isa or (stored.get("kernels") or {}).get("pin")
+        again = again.replace(trainer={"isa": backbone_isa}, measure={"enabled": False}, wandb={"enabled": False})
+        verdicts.append(_say_reproduced(stored, train_run(again, runs_dir / backbone, progress=False), again,
+                                        backbone_isa, runs_dir / backbone, "backbone "))
     verdicts.append(_say_reproduced(record, train_run(config, out, progress=False, runs_dir=runs_dir), config, isa,
                                     out))
     return 0 if all(v == "reproduced" for v in verdicts) else 1

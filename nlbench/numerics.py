@@ -171,15 +171,19 @@ def compare(record: dict, rerun: dict) -> tuple[str, list[str]]:
     """(verdict, lines): ``reproduced`` (every figure of REPRODUCED equal), ``other kernels`` (they differ and
     so do the kernels: no verdict on the code), ``other numerics`` (the record is of another numerics
     version), or ``mismatch``."""
-    differ = [k for k in REPRODUCED if k != "curve" and record.get(k) != rerun.get(k)]
+    # The figures the record holds: a record from before a figure existed (a field, or a key of the curve's
+    # points) is compared on what it has.
+    differ = [k for k in REPRODUCED if k != "curve" and k in record and record.get(k) != rerun.get(k)]
     lines = [f"{k}: record {record.get(k)!r}, re-run {rerun.get(k)!r}" for k in differ]
     a, b = record.get("curve") or [], rerun.get("curve") or []
-    # A point's figures the record holds (a record from before a figure was added to the curve has fewer).
-    same = sum(all(q.get(k) == v for k, v in p.items()) for p, q in zip(a, b))
-    if same != len(a) or len(a) != len(b):
+    equal = [all(q.get(k) == v for k, v in p.items()) for p, q in zip(a, b)]
+    if not all(equal) or len(a) != len(b):
         differ.append("curve")
-        lines.append(f"curve: {same} of {max(len(a), len(b))} points equal "
-                     f"(record {[p.get('val_top1') for p in a]}, re-run {[p.get('val_top1') for p in b]})")
+        first = equal.index(False) if False in equal else min(len(a), len(b))
+        keys = sorted({k for p in a for k in p} - {"step", "epoch"})
+        lines.append(f"curve: {sum(equal)} of {max(len(a), len(b))} points equal; "
+                     + "; ".join(f"{k} record {[p.get(k) for p in a]}, re-run {[p.get(k) for p in b]}" for k in keys)
+                     + f" (first difference at point {first + 1})")
     if not differ:
         return "reproduced", [f"top1 {rerun.get('top1')}, {len(rerun.get('curve') or [])} curve points: identical"]
     kernels_a, kernels_b = record.get("kernels"), rerun.get("kernels")

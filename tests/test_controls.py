@@ -50,3 +50,14 @@ def test_the_backbones_a_grid_was_fine_tuned_from_count_in_its_cost(tmp_path):
     found = _backbones(cells, tmp_path)
     assert list(found) == ["b" * 16]
     assert busy_minutes({**cells, **found}) == 2.0 and busy_minutes(cells) == 1.0
+
+
+def test_a_c2d_run_without_family_scores_is_not_counted_as_passing():
+    reports = _reports(c2d_time=0.0, nl_spacetime=100.0)
+    frame = reports[0].frame
+    frame.loc[frame.run_id == "c1", "family_time"] = float("nan")  # no per-family score in its record
+    frame.loc[frame.arch != "c2d", "family_space"] = float("nan")
+    frame.loc[(frame.arch == "c2d") & (frame.nl_blocks > 0), "family_space"] = float("nan")
+    control, solved = _controls(reports, "group_top1")
+    assert "1 of 2 C2D runs" in control and "C2D seed 1 (local 100.0, time nan" in control
+    assert "no (space)" in solved and "space nan (no score)" in solved

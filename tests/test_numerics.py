@@ -163,7 +163,15 @@ def test_a_rerun_on_other_kernels_says_so_rather_than_mismatch():
     verdict, lines = numerics.compare(_record(), _record(top1=73.9, kernels=other))
     assert verdict == "other kernels" and "AVX2 / Intel AVX2" in lines[0] and "AVX512" in lines[0]
     verdict, lines = numerics.compare(_record(), _record(curve=[{"step": 50, "val_top1": 61.0}]))
-    assert verdict == "mismatch" and lines == ["curve: 0 of 1 points equal (record [60.0], re-run [61.0])"]
+    assert verdict == "mismatch" and lines == [
+        "curve: 0 of 1 points equal; val_top1 record [60.0], re-run [61.0] (first difference at point 1)"]
+    # A figure the record predates is not compared; one it holds is, in its curve's points too
+    grouped = _record(group_top1=50.0, curve=[{"step": 50, "val_top1": 60.0, "val_group_top1": 25.0}])
+    assert numerics.compare(_record(), grouped)[0] == "reproduced"
+    verdict, lines = numerics.compare(grouped, _record(group_top1=50.0, curve=[{"step": 50, "val_top1": 60.0,
+                                                                                 "val_group_top1": 50.0}]))
+    assert verdict == "mismatch" and "val_group_top1 record [25.0], re-run [50.0]" in lines[0]
+    assert numerics.compare(grouped, _record(group_top1=75.0, curve=grouped["curve"]))[0] == "mismatch"
     assert numerics.compare(_record(), _record(top1=1.0, numerics=2))[0] == "other numerics"
     legacy = {k: v for k, v in _record().items() if k not in ("kernels", "numerics")}
     verdict, lines = numerics.compare(legacy, _record(top1=1.0))

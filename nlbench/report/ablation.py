@@ -352,7 +352,7 @@ def render_markdown(
         out.append("The paper makes no claim for this table.")
     families = family_table(summary)
     if families is not None:
-        out += ["", "## Test accuracy per family (mean over seeds)", "", markdown(families)]
+        out += ["", f"## Test {SCORE_NAMES[score]} per family (mean over seeds)", "", markdown(families)]
     out += ["", "## Non-local block geometry", ""]
     if geometry is not None and len(geometry):
         flagged = geometry[geometry["flag"] != ""]

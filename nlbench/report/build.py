@@ -450,7 +450,9 @@ def _controls(reports: list[TableReport], score: str = "top1") -> list[str]:
     control, across = FAMILY_PREFIX + CONTROL, [FAMILY_PREFIX + f for f in ACROSS_TIME]
     is_c2d = (frame["arch"] == "c2d") & (pd.to_numeric(frame["nl_blocks"], errors="coerce") == 0)
     c2d = frame[is_c2d]
-    failing = c2d[(c2d[control] < CONTROL_MIN) | (c2d[across] > ACROSS_TIME_MAX).any(axis=1)]
+    # A run without every family's score is not scored, never counted as passing (NaN fails no comparison)
+    scored = c2d[[control, *across]].notna().all(axis=1)
+    failing = c2d[~scored | (c2d[control] < CONTROL_MIN) | (c2d[across] > ACROSS_TIME_MAX).any(axis=1)]
     name = ablation.SCORE_NAMES[score]
     lines = [f"- Control ({name} within each family): {len(c2d) - len(failing)} of {len(c2d)} C2D runs (every "
              f"C2D row, every seed) at >= {CONTROL_MIN:g} on the {CONTROL} family and <= {ACROSS_TIME_MAX:g} on "
@@ -460,7 +462,8 @@ def _controls(reports: list[TableReport], score: str = "top1") -> list[str]:
                  for _, r in failing.iterrows()))]
     means = frame[~is_c2d].groupby("row")[columns].mean()
     if len(means):
-        best = [(c[len(FAMILY_PREFIX):], means[c].max(), means[c].idxmax()) for c in columns]
+        best = [(c[len(FAMILY_PREFIX):], means[c].max(), means[c].idxmax() if means[c].notna().any() else "no score")
+                for c in columns]
         unsolved = [f for f, v, _ in best if not v >= SOLVED_MIN]
         lines.append(f"- Every family solved (>= {SOLVED_MIN:g}, a row's mean over seeds) by a row with blocks: "
                      + ("yes" if not unsolved else f"no ({', '.join(unsolved)})") + "; best: "
@@ -571,8 +574,8 @@ def build_reports(
                 f"{100 * info['weight_on_other_cue']:.0f}% of the weight goes to keys covering the other cue "
                 f"(uniform weights: {100 * info['uniform_on_other_cue']:.0f}%). ![attention](attention.png)"
             )
-    extra.insert(1, "- Learning curves (validation top-1 vs training step, mean over seeds, min-max band), one per "
-                 "table: " + (", ".join(f"[{r.table.name}]({r.table.name}_curves.png)" for r in reports
+    extra.insert(1, f"- Learning curves (validation {ablation.SCORE_NAMES[score]} vs training step, mean over seeds, "
+                 "min-max band), one per table: " + (", ".join(f"[{r.table.name}]({r.table.name}_curves.png)" for r in reports
                                         if f"{r.table.name}_curves.png" in r.files)
                               or "none (the runs' records predate `curve`)"))
     records = {k: v for rep in reports for k, v in rep.records.items()}
