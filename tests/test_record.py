@@ -16,7 +16,7 @@ COMMITTED = sorted((Path(__file__).resolve().parents[1] / "results" / "tiny" / "
 def test_committed_records_are_rewritten_byte_for_byte():
     """Whatever order a record's fields come in (a dict built step by step, a W&B summary), the file is the
     committed records' layout."""
-    assert len(COMMITTED) >= 175
+    assert COMMITTED, "no committed records under results/tiny/runs"
     shuffle = random.Random(0).shuffle
     for path in COMMITTED:
         text = path.read_text()
