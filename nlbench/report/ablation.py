@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from nlbench.data.synthetic import GROUP
 from nlbench.io import atomic_write_text
 from nlbench.numerics import NUMERICS_VERSION, version_of
-from nlbench.data.synthetic import GROUP
 from nlbench.record import COSTS
 from nlbench.report.claims import ClaimResult, claim_line, counts
 from nlbench.report.stats import by_seed, mean_ci, paired

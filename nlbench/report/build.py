@@ -340,7 +340,7 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
     claims = [(rep.table.name, c) for rep in reports for c in rep.claims]
     backbones = _backbones(records, results_dir / "runs")  # a protocol's pretraining is part of the sweep's cost
     wall += sum(float(b.get("wall_s") or 0) for b in backbones.values())
-    busy = busy_minutes({**records, **backbones})  # the records of these tables' runs, one per run
+    busy = busy_minutes({**records, **backbones})  # these tables' runs (one record per run) and their backbones
     lines = [
         f"# nlbench ablation reports: profile `{profile}`",
         "",
