@@ -229,6 +229,34 @@ def test_a_sweep_trains_each_backbone_once_before_its_cells(tmp_path, monkeypatc
     runner.run_sweep(table, "test", progress=False, profiles_path=path)
     assert [c.run_id for c in calls[6:]] == [lost]
 
+    # A fresh clone of committed results: records without weights (model.pt is not committed). A cell still to
+    # train gets its backbone's weights by training it again, kept because they give the backbone's record.
+    clone = sweep.cells[2]
+    backbone = folder / backbones[clone.seed]
+    before = (backbone / "record.json").read_bytes()
+    (backbone / "model.pt").unlink()
+    (folder / clone.run_id / "record.json").unlink()
+    (tmp_path / "results" / "test" / "sweeps.db").unlink()
+    runner.run_sweep(table, "test", progress=False, profiles_path=path)
+    assert [c.run_id for c in calls[7:]] == [backbones[clone.seed], clone.run_id]
+    assert (backbone / "model.pt").is_file() and (backbone / "record.json").read_bytes() == before
+    assert not any((folder / ".weights").iterdir())
+    # One that does not give its record again (trained with other kernels, or other code) stops its cells: they
+    # would start from other weights than the finished cells did
+    (backbone / "model.pt").unlink()
+    (folder / clone.run_id / "record.json").unlink()
+    (tmp_path / "results" / "test" / "sweeps.db").unlink()
+    record = json.loads(before)
+    record["top1"] = -1.0
+    (backbone / "record.json").write_text(json.dumps(record))
+    with pytest.raises(runs.ConfigError, match=f"backbone {backbones[clone.seed]}: .* gives other figures "
+                                               r"\(mismatch: top1: record -1.0"):
+        runs.obtain_backbone(build_sweep(table, "test", profiles_path=path).cells[2].pretrain, folder)
+    assert not (backbone / "model.pt").exists() and (folder / ".weights" / backbone.name).is_dir()
+    (backbone / "record.json").write_bytes(before)
+    runner.run_sweep(table, "test", progress=False, profiles_path=path)  # the scratch of that attempt goes
+    assert (backbone / "model.pt").is_file() and (folder / clone.run_id / "record.json").is_file()
+
     # `nlbench reproduce` of a fine-tuned run starts from the backbone beside it, wherever it re-runs
     from nlbench.cli import main
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
 
+from nlbench.numerics import compare
 from nlbench.record import write_record
-from nlbench.training.run import read_record, train_run
+from nlbench.training.config import ConfigError
+from nlbench.training.run import WEIGHTS, read_record, train_run
 
 
 def run_dir_of(results_dir: str | Path, profile: str, run_id: str) -> Path:
@@ -80,7 +83,30 @@ def obtain_backbone(config, runs_dir: Path, stored: Callable[[str], dict | None]
     Called with the cell's lock held; no backbone waits on a cell's lock, so no two processes wait on each other."""
     run_dir = Path(runs_dir) / config.run_id
     with run_lock(run_dir):
-        return obtain(config, run_dir, stored, **train)
+        record, reused = obtain(config, run_dir, stored, **train)
+        if reused and not (run_dir / WEIGHTS).is_file():
+            restore_weights(config, run_dir, record)
+        return record, reused
+
+
+def restore_weights(config, run_dir: Path, record: dict) -> None:
+    """Give a backbone whose record is here without its weights (a fresh clone: model.pt is not committed; or
+    a record trained on another machine) its model.pt, by training it again from its config: the cells still
+    to train must start from the weights its record describes, so the re-run is kept only when it gives the
+    record's figures exactly (numerics.compare), else the sweep stops the cell with one line."""
+    scratch = run_dir.parent / ".weights" / run_dir.name
+    if scratch.exists():
+        shutil.rmtree(scratch)  # an interrupted restoration
+    # Cost and W&B change no figure (tests/test_reproducibility.py): the weights are what is wanted.
+    again = train_run(config.replace(measure={"enabled": False}, wandb={"enabled": False}), scratch, progress=False)
+    verdict, lines = compare(record, again)
+    if verdict != "reproduced":
+        raise ConfigError(f"backbone {config.run_id}: its record is in {run_dir} without {WEIGHTS}, and training it "
+                          f"again from its config gives other figures ({verdict}: {'; '.join(lines)}); the cells "
+                          "fine-tuned from it would start from other weights than the finished ones did: resume "
+                          "this grid on a machine with the record's kernels, or sweep into a new results folder")
+    os.replace(scratch / WEIGHTS, run_dir / WEIGHTS)  # one rename: a kill leaves the weights whole or absent
+    shutil.rmtree(scratch)
 
 
 def backbone_first(cell, runs_dir: Path, profile: str,
@@ -97,4 +123,5 @@ def backbone_tracking(profile: str, config) -> dict:
             "wandb_tags": ("pretrain", f"depth={config.model.depth}", f"seed={config.seed}")}
 
 
-__all__ = ["backbone_first", "backbone_tracking", "keep_record", "local_record", "obtain", "obtain_backbone", "run_dir_of", "run_lock"]
+__all__ = ["backbone_first", "backbone_tracking", "keep_record", "local_record", "obtain", "obtain_backbone",
+           "restore_weights", "run_dir_of", "run_lock"]

@@ -51,6 +51,7 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdvert()
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 COSTS = ".costs"  # beside the run directories: each distinct model's measured cost (_measure_once)
+WEIGHTS = "model.pt"  # beside a run's record: its trained weights (not committed), what init_from: run:<id> loads
 
 
 def build_datamodule(config: RunConfig, test_split: str | None = None):
@@ -97,7 +98,7 @@ def build_model(config: RunConfig, num_classes: int, runs_dir: str | Path | None
     if config.model.init_from:
         path = _init_path(config.model.init_from, runs_dir)
         if path.is_dir():  # the folder nlbench convert (or a run) writes
-            path = path / "model.pt"
+            path = path / WEIGHTS
         if not path.is_file():
             raise ConfigError(f"model.init_from={str(path)!r}: no such file")
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -125,7 +126,7 @@ def _init_path(init_from: str, runs_dir: str | Path | None) -> Path:
     if record is None or record.get("run_id") != run_id or record.get("status") != "ok":
         state = "is not finished" if record is None else f"ended {record.get('status')!r}, not ok"
         raise ConfigError(f"model.init_from={init_from!r}: run {run_id} in {runs_dir} {state}")
-    return Path(runs_dir) / run_id / "model.pt"
+    return Path(runs_dir) / run_id / WEIGHTS
 
 
 def _total_steps(config: RunConfig, datamodule) -> int:
@@ -394,7 +395,7 @@ def load_weights(model: torch.nn.Module, weights: str | Path) -> str:
     from nlbench.models.convert import sha256
 
     path = Path(weights)
-    path = path / "model.pt" if path.is_dir() else path
+    path = path / WEIGHTS if path.is_dir() else path
     if not path.is_file():
         raise ConfigError(f"--weights {str(weights)!r}: no such file")
     try:
@@ -466,7 +467,7 @@ def _close_tracking(logger, trainer: pl.Trainer, record: dict) -> None:
 def _write(run_dir: Path, module: VideoClassifier, record: dict) -> None:
     """The weights, then the record: written last, atomically (a run dir with a record is a finished run)."""
     if record["status"] == "ok":
-        torch.save(module.model.state_dict(), run_dir / "model.pt")
+        torch.save(module.model.state_dict(), run_dir / WEIGHTS)
     write_record(run_dir, record)
 
 
@@ -504,4 +505,4 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
-__all__ = ["build_datamodule", "build_model", "evaluate_run", "load_weights", "read_record", "train_run"]
+__all__ = ["WEIGHTS", "build_datamodule", "build_model", "evaluate_run", "load_weights", "read_record", "train_run"]
