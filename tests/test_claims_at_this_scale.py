@@ -1,5 +1,7 @@
 """What the claims can say at a scale where gains are 15-20 points and some rows solve the task: similar claims at a
 margin relative to the measured gain, beside the absolute one, and gains over a row at the ceiling not testable."""
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 import yaml
@@ -105,3 +107,15 @@ def test_a_profile_s_score_is_what_the_tables_and_claims_judge(tmp_path):
                              **{c.column: 1.0 for c in ablation.COSTS.values()}}])
     assert "group top-1 (95% CI)" in ablation.display_table(summary, "group_top1").columns
     assert "top-1 (95% CI)" in ablation.display_table(summary).columns
+
+
+def test_the_gains_say_the_profile_s_score():
+    from nlbench.report.build import GAIN_COLUMNS, _unstable, gains_display
+
+    gain = pd.DataFrame([{c: 0.0 for c in GAIN_COLUMNS} | {"label": "t: NL", "baseline": "C2D", "gain": 50.0,
+                                                          "gain_ci95": 1.0, "gain_n": 5, "blocks": 1, "also_in": ""}])
+    assert "paired group top-1 gain (95% CI)" in gains_display(gain, "group_top1").columns
+    assert "paired top-1 gain (95% CI)" in gains_display(gain).columns
+    rows = pd.DataFrame([{"row": "NL", "top1_sd": 25.0, "flags": "unstable"}])
+    (line,) = _unstable([SimpleNamespace(table=SimpleNamespace(name="t"), summary=rows)], "group_top1")
+    assert "seed SD of group top-1 > 3 points" in line and "t NL (SD 25.0, unstable)" in line

@@ -124,7 +124,8 @@ def report_table(table_path: Path, csv_path: Path, out_dir: Path, profile: str, 
     rows = [r.label for r in table.rows]
     geometry = ablation.block_geometry(frame, records, rows)
     plots = []
-    png = accuracy_vs_gflops(summary, table.title, out_dir / f"{table.name}_acc_vs_gflops.png", table.baseline)
+    png = accuracy_vs_gflops(summary, table.title, out_dir / f"{table.name}_acc_vs_gflops.png", table.baseline,
+                             ablation.SCORE_NAMES[score])
     if png is not None:
         plots.append(png.name)
     curves = _curves(frame, records, rows)
@@ -181,9 +182,9 @@ def _block_count(rep: TableReport, label: str) -> int | None:
 
 
 def gains(reports: list[TableReport]) -> pd.DataFrame:
-    """Every non-local variant (a row with nl_blocks > 0) against its baseline: the paired top-1 gain (mean
-    of the per-seed differences, 95% Student-t CI) and what it adds in GFLOPs, latency and peak memory (the
-    difference of the rows' mean costs). A (variant, baseline) pair that several tables share (the same
+    """Every non-local variant (a row with nl_blocks > 0) against its baseline: the paired gain in ``top1``
+    (the profile's score: ablation.use_score; mean of the per-seed differences, 95% Student-t CI) and what it
+    adds in GFLOPs, latency and peak memory (the difference of the rows' mean costs). A (variant, baseline) pair that several tables share (the same
     runs) is listed once, with the other tables in ``also_in``."""
     lines, seen = [], {}
     for rep in reports:
@@ -212,7 +213,7 @@ def gains(reports: list[TableReport]) -> pd.DataFrame:
     return frame
 
 
-def gains_display(frame: pd.DataFrame) -> pd.DataFrame:
+def gains_display(frame: pd.DataFrame, score: str = "top1") -> pd.DataFrame:
     f = ablation.fmt
 
     def per_block(column: str, spec: str) -> list[str]:
@@ -220,7 +221,7 @@ def gains_display(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
         "#": [str(i + 1) for i in range(len(frame))],  # the point's number in gains.png
         "variant": frame["label"], "baseline": frame["baseline"],
-        "paired top-1 gain (95% CI)": [ablation.pm(g, c, n, "+.1f") for g, c, n in
+        f"paired {ablation.SCORE_NAMES[score]} gain (95% CI)": [ablation.pm(g, c, n, "+.1f") for g, c, n in
                                        zip(frame.gain, frame.gain_ci95, frame.gain_n)],
         "pairs": frame["gain_n"].astype(str),
         "+GFLOPs": frame["added_gflops"].map(lambda v: f(v, "+.4f")),
@@ -352,6 +353,9 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
            f"sweep and regenerates this report.", ""] if done and done[0] < done[1] else []),
         f"Claims of the paper, judged on paired seeds: {counts([c for _, c in claims])}; see [Claims](#claims).",
         "",
+        *([f"Score: {ablation.SCORE_NAMES[score]}, {ablation.SCORE_MEANING[score]}. Every figure of ours below "
+           f"(rows, gains, seed SDs, claims, curves) is this score; the paper's are its Kinetics top-1.", ""]
+          if score in ablation.SCORE_MEANING else []),
         "## What a non-local block buys",
         "",
     ]
@@ -359,13 +363,14 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         lines += [
             "Every variant with blocks (non-local, or a successor or your own: docs/successors.md) against its baseline "
             "row (the row's `baseline:` "
-            "in the table file, else the table's): the paired top-1 gain is the mean over seeds of the per-seed "
+            f"in the table file, else the table's): the paired {ablation.SCORE_NAMES[score]} gain is the mean over "
+            "seeds of the per-seed "
             "difference (seed s of both rows: the same data order and initial backbone), ± the 95% Student-t "
             "interval; the added costs are the differences of the rows' mean GFLOPs, latency and peak memory, and "
             "per block divided by the blocks the row places. A pair of rows that several tables share (the same "
             "runs) is listed once.",
             "",
-            ablation.markdown(gains_display(gain_table)),
+            ablation.markdown(gains_display(gain_table, score)),
             "",
             *(f"![gain vs added GFLOPs]({f})" for f in gain_files if f.endswith(".png")),
             "",
@@ -385,7 +390,7 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
            if busy is not None else ""),
         *_last_sweep(results_dir),
         f"- Claims of the paper, judged on paired seeds: {counts([c for _, c in claims])}",
-        *_unstable(reports),
+        *_unstable(reports, score),
         *_converged(reports, score),
         *_controls(reports, score),
         "",
@@ -412,7 +417,7 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         lines.append("No table makes a claim.")
     else:
         lines += [f"{counts([c for _, c in claims])}. Each claim is judged on the per-seed paired differences of "
-                  "top-1 (Student-t intervals: 95% for 'beats' and 'at least as good', 90% for the two one-sided "
+                  f"{ablation.SCORE_NAMES[score]} (Student-t intervals: 95% for 'beats' and 'at least as good', 90% for the two one-sided "
                   "tests of 'similar'; rules in `nlbench/report/claims.py`): holds when every comparison's "
                   "interval lies on the claimed side, contradicted when one lies on the other side, else "
                   "unresolved. A 'similar' claim that declares a relative margin is decided at it (the paper's "
@@ -471,14 +476,14 @@ def _controls(reports: list[TableReport], score: str = "top1") -> list[str]:
     return lines
 
 
-def _unstable(reports: list[TableReport]) -> list[str]:
+def _unstable(reports: list[TableReport], score: str = "top1") -> list[str]:
     rows = [(rep.table.name, r["row"], r["top1_sd"], r["flags"]) for rep in reports
             for _, r in rep.summary.iterrows()]
     flagged = [(t, r, sd, f) for t, r, sd, f in rows if isinstance(f, str) and f]
     with_sd = sum(1 for *_, sd, _ in rows if pd.notna(sd))
     if not with_sd:
         return ["- Row stability: one seed a row, no seed SD"]
-    return [f"- Row stability: {len(flagged)} of {with_sd} rows flagged (seed SD of top-1 > "
+    return [f"- Row stability: {len(flagged)} of {with_sd} rows flagged (seed SD of {ablation.SCORE_NAMES[score]} > "
             f"{ablation.STABLE_SD:g} points: unstable; a seed > {ablation.BIMODAL_GAP:g} points from the row's "
             f"median: bimodal)" + (": " + "; ".join(f"{t} {r} (SD {sd:.1f}, {f})" for t, r, sd, f in flagged)
                                    if flagged else "")]
@@ -584,9 +589,10 @@ def build_reports(
     if len(gain_table):
         ablation.write_csv(gain_table, out_dir / "gains.csv")
         atomic_write_text(out_dir / "gains.tex", ablation.latex(
-            gains_display(gain_table), "Paired top-1 gain of each non-local variant over its baseline, and its cost"))
+            gains_display(gain_table, score), f"Paired {ablation.SCORE_NAMES[score]} gain of each non-local variant "
+            "over its baseline, and its cost"))
         gain_files = ["gains.csv", "gains.tex"]
-        png = gain_vs_cost(gain_table, out_dir / "gains.png")
+        png = gain_vs_cost(gain_table, out_dir / "gains.png", ablation.SCORE_NAMES[score])
         if png is not None:
             gain_files.append(png.name)
     readme = render_readme(profile, reports, records, results_dir=results_dir, not_run=not_run, extra=extra, score=score,
