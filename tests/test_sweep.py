@@ -154,6 +154,8 @@ def test_resume_after_interruption(tables, monkeypatch):
     interrupted = spy.calls[2][0]
     assert (Path("results/test/runs") / interrupted / "config.yaml").exists()  # the run had started
     assert not (Path("results/test/runs") / interrupted / "record.json").exists()
+    last = json.loads(Path("results/test/last_sweep.json").read_text())  # the stopped call is the last one
+    assert last["interrupted"] is True and last["trained"] == 2
 
     spy2 = _spy(monkeypatch)
     frame = runner.run_sweep(a, "test", progress=False)
@@ -163,6 +165,8 @@ def test_resume_after_interruption(tables, monkeypatch):
     csv = pd.read_csv("results/test/ta.csv")
     assert len(csv) == 6 and not csv.duplicated(["row", "seed"]).any() and set(csv["status"]) == {"ok"}
     assert len(frame) == 6
+    last = json.loads(Path("results/test/last_sweep.json").read_text())
+    assert last["interrupted"] is False and last["trained"] == 4
 
 
 def _within(seconds: float, fn):
@@ -467,3 +471,7 @@ def test_report_readme_states_the_last_sweeps_busy_time(tmp_path):
         {"workers": 2, "elapsed_s": 600, "busy_s": 1080, "utilisation": 0.9, "trained": 33, "reused": 14}))
     assert _last_sweep(tmp_path) == ["- Last `nlbench sweep` call: 2 workers busy 18.0 min of 2 x 10.0 min elapsed "
                                      "(90 %); 33 runs trained, 14 reused"]
+    (tmp_path / "last_sweep.json").write_text(json.dumps(
+        {"workers": 2, "elapsed_s": 600, "busy_s": 1080, "utilisation": 0.9, "trained": 33, "reused": 14,
+         "interrupted": True}))
+    assert _last_sweep(tmp_path)[0].startswith("- Last `nlbench sweep` call (stopped part-way): 2 workers busy")

@@ -309,7 +309,8 @@ def _last_sweep(results_dir: Path) -> list[str]:
     """The line on the last `nlbench sweep` call's workers (results/<profile>/last_sweep.json), if it wrote one."""
     try:
         last = json.loads((results_dir / "last_sweep.json").read_text())
-        return [f"- Last `nlbench sweep` call: {last['workers']} workers busy {last['busy_s'] / 60:.1f} min of "
+        stopped = " (stopped part-way)" if last.get("interrupted") else ""
+        return [f"- Last `nlbench sweep` call{stopped}: {last['workers']} workers busy {last['busy_s'] / 60:.1f} min of "
                 f"{last['workers']} x {last['elapsed_s'] / 60:.1f} min elapsed ({100 * last['utilisation']:.0f} %); "
                 f"{last['trained']} runs trained, {last['reused']} reused"]
     except (OSError, ValueError, KeyError, TypeError):

@@ -14,7 +14,7 @@ Kills. A process may die at any moment (kill -9, out of memory, power cut): the 
 every file is written atomically, so what survives is consistent; the dead process's RUNNING trials stop
 beating and are failed after the grace period, and their cells are todo again. The parent writes
 ``results/<profile>/<table>.csv`` whenever a cell of the table is done, and ``last_sweep.json`` (elapsed and
-busy time) at the end of a call that trained a run.
+busy time) at the end of a call that trained a run, or where it is stopped (marked interrupted).
 """
 from __future__ import annotations
 
@@ -111,30 +111,49 @@ def run_sweeps(
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
         signal.signal(signal.SIGTERM, interrupt)
+    frames = {}
     try:
         here = _pinned_here(sweeps[0].profile.isa)  # and the variables are set for the workers to inherit
         with Watch(ledger, results_dir, progress) as watch:
+            frames = watch.frames
             if workers == 1 and here:
                 work(ledger, results_dir, on_start=watch.started, on_done=watch.update)
             else:
                 run_processes(ledger, url, results_dir, workers, watch.update, [str(p) for p in table_paths],
                               profiles_path)
             watch.update()
+    except BaseException:
+        # A call stopped part-way (Ctrl-C, SIGTERM) trained runs too: the file says so, rather than keeping the
+        # call before it as the last.
+        _write_last_sweep(results_dir / profile, sweeps, workers, started, ledger, url, interrupted=True)
+        raise
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
     busy, trained, reused = ledger.busy()
-    outcome = Outcome(sweeps, watch.frames, workers, time.perf_counter() - started, busy, trained, reused, extra)
+    outcome = Outcome(sweeps, frames, workers, time.perf_counter() - started, busy, trained, reused, extra)
+    _write_last_sweep(results_dir / profile, sweeps, workers, started, ledger, url)
+    return outcome
+
+
+def _write_last_sweep(folder: Path, sweeps, workers: int, started: float, ledger, url: str,
+                      interrupted: bool = False) -> None:
+    """``last_sweep.json``: the call's workers, elapsed and busy seconds, runs trained and reused."""
+    try:
+        busy, trained, reused = ledger.busy()
+    except Exception:  # the storage is what failed: nothing to say of the call
+        return
     if not trained:
         # A call that only re-read finished runs says nothing of what the results cost: the file keeps the
         # sweep that made them (on a fresh clone, the committed one).
-        return outcome
-    atomic_write_text(results_dir / profile / LAST_SWEEP, json.dumps({
-        "tables": [s.table.name for s in sweeps], "workers": workers, "elapsed_s": round(outcome.elapsed_s, 1),
-        "busy_s": round(busy, 1), "utilisation": round(outcome.utilisation, 3), "trained": trained,
-        "reused": reused, "storage": masked(url), "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+        return
+    elapsed = time.perf_counter() - started
+    atomic_write_text(folder / LAST_SWEEP, json.dumps({
+        "tables": [s.table.name for s in sweeps], "workers": workers, "elapsed_s": round(elapsed, 1),
+        "busy_s": round(busy, 1), "utilisation": round(busy / (workers * elapsed) if elapsed > 0 else 0.0, 3),
+        "trained": trained, "reused": reused, "interrupted": interrupted, "storage": masked(url),
+        "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
     }, indent=2) + "\n")
-    return outcome
 
 
 def _pinned_here(isa: str | None) -> bool:
