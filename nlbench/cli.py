@@ -398,6 +398,7 @@ def cmd_reproduce(args) -> int:
     import tempfile
 
     from nlbench.training import RunConfig, read_record, train_run
+    from nlbench.training.run import WEIGHTS
     from nlbench.training.config import init_run
 
     run = Path(args.run_dir)
@@ -414,7 +415,7 @@ def cmd_reproduce(args) -> int:
     # and is itself compared with its record.
     runs_dir, verdicts = run.parent, []
     backbone = init_run(config.model.init_from or "")
-    if backbone and not (run.parent / backbone / "model.pt").is_file():
+    if backbone and not (run.parent / backbone / WEIGHTS).is_file():
         stored = read_record(run.parent / backbone)
         if stored is None or not (run.parent / backbone / "config.yaml").is_file():
             raise ValueError(f"{run}: starts from run {backbone}, which is not beside it in {run.parent}")

@@ -82,7 +82,7 @@ def test_a_gain_over_a_row_at_the_ceiling_is_not_testable(tmp_path):
     worse = judge(table.claims[0], table, _at(CEILING + 1, [-5.0, -6.0, -5.5, -4.5, -5.2]), {})
     assert worse.verdict == CONTRADICTED  # a row clearly below one at the ceiling still contradicts the claim
     assert counts([at_ceiling, below, worse]) == (
-        "0 hold, 1 contradicted, 1 unresolved, 1 not testable (the row to beat at or above 97 % top-1) "
+        "0 hold, 1 contradicted, 1 unresolved, 1 not testable (the row to beat scores 97 % or more) "
         "(1 of 2 testable resolved, 50 %)")
 
 

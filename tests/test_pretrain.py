@@ -234,12 +234,15 @@ def test_a_sweep_trains_each_backbone_once_before_its_cells(tmp_path, monkeypatc
     clone = sweep.cells[2]
     backbone = folder / backbones[clone.seed]
     before = (backbone / "record.json").read_bytes()
+    weights = torch.load(backbone / "model.pt", weights_only=True)
     (backbone / "model.pt").unlink()
     (folder / clone.run_id / "record.json").unlink()
     (tmp_path / "results" / "test" / "sweeps.db").unlink()
     runner.run_sweep(table, "test", progress=False, profiles_path=path)
     assert [c.run_id for c in calls[7:]] == [backbones[clone.seed], clone.run_id]
-    assert (backbone / "model.pt").is_file() and (backbone / "record.json").read_bytes() == before
+    assert (backbone / "record.json").read_bytes() == before
+    again = torch.load(backbone / "model.pt", weights_only=True)
+    assert again.keys() == weights.keys() and all(torch.equal(again[k], weights[k]) for k in weights)
     assert not any((folder / ".weights").iterdir())
     # One that does not give its record again (trained with other kernels, or other code) stops its cells: they
     # would start from other weights than the finished cells did
@@ -249,13 +252,19 @@ def test_a_sweep_trains_each_backbone_once_before_its_cells(tmp_path, monkeypatc
     record = json.loads(before)
     record["top1"] = -1.0
     (backbone / "record.json").write_text(json.dumps(record))
-    with pytest.raises(runs.ConfigError, match=f"backbone {backbones[clone.seed]}: .* gives other figures "
-                                               r"\(mismatch: top1: record -1.0"):
+    frame = runner.run_sweep(table, "test", progress=False, profiles_path=path)
+    failed = frame[frame["run_id"] == clone.run_id].iloc[0]
+    assert failed["status"] == "failed" and "\n" not in failed["reason"]
+    assert f"backbone {backbones[clone.seed]}: " in failed["reason"] and "(mismatch: top1: record -1.0" in failed["reason"]
+    assert [c.run_id for c in calls[9:]] == [backbones[clone.seed]]  # trained again once, for all its cells
+    with pytest.raises(runs.ConfigError, match="gives other figures"):  # the verdict is kept: no training again
         runs.obtain_backbone(build_sweep(table, "test", profiles_path=path).cells[2].pretrain, folder)
-    assert not (backbone / "model.pt").exists() and (folder / ".weights" / backbone.name).is_dir()
-    (backbone / "record.json").write_bytes(before)
-    runner.run_sweep(table, "test", progress=False, profiles_path=path)  # the scratch of that attempt goes
-    assert (backbone / "model.pt").is_file() and (folder / clone.run_id / "record.json").is_file()
+    assert len(calls) == 10 and not (backbone / "model.pt").exists()
+    (backbone / "record.json").write_bytes(before)  # the record it does reproduce: the kept re-run's weights go in
+    (tmp_path / "results" / "test" / "sweeps.db").unlink()
+    runner.run_sweep(table, "test", progress=False, profiles_path=path)
+    assert [c.run_id for c in calls[10:]] == [clone.run_id]
+    assert (backbone / "model.pt").is_file() and not (folder / ".weights" / backbone.name).exists()
 
     # `nlbench reproduce` of a fine-tuned run starts from the backbone beside it, wherever it re-runs
     from nlbench.cli import main

@@ -107,8 +107,8 @@ def test_the_validation_curve_scores_groups_all_right():
     # against the wrong clip's group (off by one) gives 33.3333 and not 66.6667.
     module = SimpleNamespace(val_hits=[torch.tensor([True, True, True]), torch.tensor([True, False, False])])
     curve = ValidationCurve(np.repeat([0, 1, 2], 2))
-    curve.add(trainer, 66.6667, module)
-    assert curve.points == [{"step": 5, "epoch": 0.5, "val_top1": 66.6667, "val_group_top1": 66.6667}]
+    curve.add(trainer, 83.3333, module)  # the clip top-1 is passed in; the group score is the callback's
+    assert curve.points == [{"step": 5, "epoch": 0.5, "val_top1": 83.3333, "val_group_top1": 66.6667}]
     plain = ValidationCurve(None)  # clips drawn one by one: no group score
-    plain.add(trainer, 66.6667, module)
-    assert plain.points == [{"step": 5, "epoch": 0.5, "val_top1": 66.6667}]
+    plain.add(trainer, 83.3333, module)
+    assert plain.points == [{"step": 5, "epoch": 0.5, "val_top1": 83.3333}]

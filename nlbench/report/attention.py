@@ -41,10 +41,11 @@ def load_run_model(run_dir: str | Path):
     """(model in eval mode, its RunConfig) from ``run_dir/config.yaml`` and ``run_dir/model.pt``; the number of
     classes is read from the classifier's weights (2 for the synthetic benchmark)."""
     from nlbench.training.config import RunConfig
+    from nlbench.training.run import WEIGHTS
 
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / "config.yaml")
-    state = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    state = torch.load(run_dir / WEIGHTS, map_location="cpu", weights_only=True)
     num_classes = int(state["fc.weight"].shape[0]) if "fc.weight" in state else len(CLASS_NAMES)
     model = config.model.as_model_config(num_classes=num_classes).build()
     model.load_state_dict(state)

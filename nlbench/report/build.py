@@ -72,10 +72,12 @@ def _has_nl(value) -> bool:
 
 def attention_run(reports: list[TableReport], runs_dir: Path) -> tuple[Path, str] | None:
     """(run dir, label) of a trained non-local run with model.pt: ATTENTION_ROWS first, lowest seed first."""
+    from nlbench.training.run import WEIGHTS
+
     def usable(frame: pd.DataFrame):
         for _, r in frame[frame["status"] == "ok"].sort_values("seed").iterrows():
             d = runs_dir / str(r["run_id"])
-            if (d / "model.pt").is_file() and (d / "config.yaml").is_file():
+            if (d / WEIGHTS).is_file() and (d / "config.yaml").is_file():
                 return d, f"{r['table']} / {r['row']}, seed {r['seed']}"
         return None
 

@@ -43,10 +43,10 @@ LEVEL = {"superiority": 0.95, "noninferiority": 0.95, "equivalence": 0.90}
 # The order in which a part decides the claim's headline numbers: the part that is worst for the claim.
 _RANK = {CONTRADICTED: 0, NOT_EVALUATED: 1, NOT_TESTABLE: 2, UNRESOLVED: 3, HOLDS: 4}
 # The rule for "not testable at this scale", fixed before any run: a comparison that asks a row to beat one
-# whose mean top-1 over the paired seeds is at or above CEILING cannot show a gain: that row has already
-# solved what the claim is about (at the tiny scale, I3D solves every family of the synthetic set). Such a
-# part is not testable unless its interval contradicts the claim; a claim with one is counted apart. A
-# non-inferiority part ("no more than m worse") stays testable at the ceiling.
+# whose mean score (the profile's: top-1 or group top-1) over the paired seeds is at or above CEILING cannot
+# show a gain: that row has already solved what the claim is about (at the tiny scale, I3D solves every
+# family of the synthetic set). Such a part is not testable unless its interval contradicts the claim; a claim
+# with one is counted apart. A non-inferiority part ("no more than m worse") stays testable at the ceiling.
 CEILING = 97.0
 
 
@@ -313,7 +313,7 @@ def counts(claims: list[ClaimResult]) -> str:
     if n[NOT_EVALUATED]:
         parts.append(f"{n[NOT_EVALUATED]} not evaluated")
     if n[NOT_TESTABLE]:
-        parts.append(f"{n[NOT_TESTABLE]} not testable (the row to beat at or above {CEILING:g} % top-1)")
+        parts.append(f"{n[NOT_TESTABLE]} not testable (the row to beat scores {CEILING:g} % or more)")
     resolved = n[HOLDS] + n[CONTRADICTED]
     testable = len(claims) - n[NOT_TESTABLE]
     share = f", {100 * resolved / testable:.0f} %" if testable else ""

@@ -25,8 +25,8 @@ def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
 
 
 def accuracy_vs_gflops(summary: pd.DataFrame, title: str, path: str | Path, baseline: str | None = None,
-                       score: str = "top-1") -> Path | None:
-    """One point per row with results: mean ``score`` (what ``top1`` holds: the profile's score) against
+                       label: str = "top-1") -> Path | None:
+    """One point per row with results: mean ``label`` (what ``top1`` holds: the profile's score) against
     GFLOPs, error bars the 95% CI (none for one seed).
 
     Returns None (and writes nothing) when no row has both a top-1 and a GFLOPs figure.
@@ -43,7 +43,7 @@ def accuracy_vs_gflops(summary: pd.DataFrame, title: str, path: str | Path, base
         ax.annotate(str(r["row"]), (r["gflops"], r["top1_mean"]), textcoords="offset points", xytext=(5, 4),
                     fontsize=8, color="tab:red" if r["row"] == baseline else "black")
     ax.set_xlabel("GFLOPs (multiply-adds, one clip)")
-    ax.set_ylabel(f"{score} (%)")
+    ax.set_ylabel(f"{label} (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     if rows["gflops"].max() / max(rows["gflops"].min(), 1e-12) > 20:
@@ -89,8 +89,8 @@ def learning_curves(curves: dict[str, list[list[dict]]], title: str, path: str |
     return save_png(fig, path)
 
 
-def gain_vs_cost(gains: pd.DataFrame, path: str | Path, score: str = "top-1") -> Path | None:
-    """One point per non-local variant: paired ``score`` gain over its baseline (95% CI error bars; none for one
+def gain_vs_cost(gains: pd.DataFrame, path: str | Path, label: str = "top-1") -> Path | None:
+    """One point per non-local variant: paired ``label`` gain over its baseline (95% CI error bars; none for one
     pair) against the GFLOPs it adds, each point numbered by its line in ``gains`` (1-based: the summary
     table's ``#``; names would overlap). ``gains`` columns: gain, gain_ci95, added_gflops."""
     rows = gains[gains["gain"].notna() & gains["added_gflops"].notna()]
@@ -105,7 +105,7 @@ def gain_vs_cost(gains: pd.DataFrame, path: str | Path, score: str = "top-1") ->
                     fontsize=7)
     ax.axhline(0.0, color="black", linewidth=0.8)
     ax.set_xlabel("GFLOPs added over the baseline (multiply-adds, one clip)")
-    ax.set_ylabel(f"{score} gain over the baseline (points)")
+    ax.set_ylabel(f"{label} gain over the baseline (points)")
     ax.set_title("What a non-local block buys: paired gain vs added cost (numbers: the summary table's #)",
                  fontsize=9)
     ax.grid(True, alpha=0.3)

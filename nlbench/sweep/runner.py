@@ -19,6 +19,7 @@ busy time) at the end of a call that trained a run, or where it is stopped (mark
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -37,6 +38,8 @@ from nlbench.sweep.pool import interrupt, run_processes, work
 from nlbench.sweep.progress import Watch, quiet
 from nlbench.sweep.spec import Sweep, build_sweep
 from nlbench.training.config import ConfigError
+
+log = logging.getLogger(__name__)
 
 LAST_SWEEP = "last_sweep.json"  # results/<profile>/: workers, elapsed and busy seconds of the last sweep call
 
@@ -111,47 +114,47 @@ def run_sweeps(
     in_main = threading.current_thread() is threading.main_thread()
     if in_main:
         signal.signal(signal.SIGTERM, interrupt)
-    frames = {}
     try:
         here = _pinned_here(sweeps[0].profile.isa)  # and the variables are set for the workers to inherit
         with Watch(ledger, results_dir, progress) as watch:
-            frames = watch.frames
             if workers == 1 and here:
                 work(ledger, results_dir, on_start=watch.started, on_done=watch.update)
             else:
                 run_processes(ledger, url, results_dir, workers, watch.update, [str(p) for p in table_paths],
                               profiles_path)
             watch.update()
-    except BaseException:
-        # A call stopped part-way (Ctrl-C, SIGTERM) trained runs too: the file says so, rather than keeping the
-        # call before it as the last.
-        _write_last_sweep(results_dir / profile, sweeps, workers, started, ledger, url, interrupted=True)
+    except (KeyboardInterrupt, SystemExit):  # Ctrl-C, SIGTERM (interrupt), Lightning's exit on Ctrl-C in fit
+        # A call stopped part-way trained runs too: the file says so, rather than keeping the call before it.
+        try:
+            _write_last_sweep(results_dir / profile, _outcome(sweeps, {}, workers, started, ledger, extra), url,
+                              interrupted=True)
+        except Exception as e:  # never in place of the stop itself
+            log.warning("last_sweep.json not written: %s", e)
         raise
     finally:
         if in_main:
             signal.signal(signal.SIGTERM, previous)
-    busy, trained, reused = ledger.busy()
-    outcome = Outcome(sweeps, frames, workers, time.perf_counter() - started, busy, trained, reused, extra)
-    _write_last_sweep(results_dir / profile, sweeps, workers, started, ledger, url)
+    outcome = _outcome(sweeps, watch.frames, workers, started, ledger, extra)
+    _write_last_sweep(results_dir / profile, outcome, url)
     return outcome
 
 
-def _write_last_sweep(folder: Path, sweeps, workers: int, started: float, ledger, url: str,
-                      interrupted: bool = False) -> None:
+def _outcome(sweeps, frames, workers: int, started: float, ledger, extra: dict) -> Outcome:
+    busy, trained, reused = ledger.busy()
+    return Outcome(sweeps, frames, workers, time.perf_counter() - started, busy, trained, reused, extra)
+
+
+def _write_last_sweep(folder: Path, outcome: Outcome, url: str, interrupted: bool = False) -> None:
     """``last_sweep.json``: the call's workers, elapsed and busy seconds, runs trained and reused."""
-    try:
-        busy, trained, reused = ledger.busy()
-    except Exception:  # the storage is what failed: nothing to say of the call
-        return
-    if not trained:
+    if not outcome.trained:
         # A call that only re-read finished runs says nothing of what the results cost: the file keeps the
         # sweep that made them (on a fresh clone, the committed one).
         return
-    elapsed = time.perf_counter() - started
     atomic_write_text(folder / LAST_SWEEP, json.dumps({
-        "tables": [s.table.name for s in sweeps], "workers": workers, "elapsed_s": round(elapsed, 1),
-        "busy_s": round(busy, 1), "utilisation": round(busy / (workers * elapsed) if elapsed > 0 else 0.0, 3),
-        "trained": trained, "reused": reused, "interrupted": interrupted, "storage": masked(url),
+        "tables": [s.table.name for s in outcome.sweeps], "workers": outcome.workers,
+        "elapsed_s": round(outcome.elapsed_s, 1), "busy_s": round(outcome.busy_s, 1),
+        "utilisation": round(outcome.utilisation, 3), "trained": outcome.trained, "reused": outcome.reused,
+        "interrupted": interrupted, "storage": masked(url),
         "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
     }, indent=2) + "\n")
 

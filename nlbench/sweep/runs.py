@@ -17,7 +17,7 @@ from typing import Callable
 from nlbench.numerics import compare
 from nlbench.record import write_record
 from nlbench.training.config import ConfigError
-from nlbench.training.run import WEIGHTS, read_record, train_run
+from nlbench.training.run import RESTORING, WEIGHTS, read_record, train_run
 
 
 def run_dir_of(results_dir: str | Path, profile: str, run_id: str) -> Path:
@@ -84,28 +84,34 @@ def obtain_backbone(config, runs_dir: Path, stored: Callable[[str], dict | None]
     run_dir = Path(runs_dir) / config.run_id
     with run_lock(run_dir):
         record, reused = obtain(config, run_dir, stored, **train)
-        if reused and not (run_dir / WEIGHTS).is_file():
+        # A failed backbone has no weights to restore: its cells say so (model.init_from's one line).
+        if reused and record.get("status") == "ok" and not (run_dir / WEIGHTS).is_file():
             restore_weights(config, run_dir, record)
         return record, reused
 
 
 def restore_weights(config, run_dir: Path, record: dict) -> None:
-    """Give a backbone whose record is here without its weights (a fresh clone: model.pt is not committed; or
-    a record trained on another machine) its model.pt, by training it again from its config: the cells still
-    to train must start from the weights its record describes, so the re-run is kept only when it gives the
-    record's figures exactly (numerics.compare), else the sweep stops the cell with one line."""
-    scratch = run_dir.parent / ".weights" / run_dir.name
-    if scratch.exists():
-        shutil.rmtree(scratch)  # an interrupted restoration
-    # Cost and W&B change no figure (tests/test_reproducibility.py): the weights are what is wanted.
-    again = train_run(config.replace(measure={"enabled": False}, wandb={"enabled": False}), scratch, progress=False)
+    """Give a backbone whose record is here without its weights (a fresh clone: model.pt is not committed) its
+    model.pt, by training it again from its config: the cells still to train must start from the weights its
+    record describes, so the re-run is kept only when it gives the record's figures exactly (numerics.compare),
+    else the cell stops with one line. The re-run's record stays in the scratch folder: the backbone's other
+    cells, and a later sweep, read its verdict there instead of training it again."""
+    scratch = run_dir.parent / RESTORING / run_dir.name
+    again = local_record(scratch, config.run_id)
+    if again is None or (again.get("status") == "ok" and not (scratch / WEIGHTS).is_file()):
+        if scratch.exists():
+            shutil.rmtree(scratch)  # an interrupted restoration
+        # Cost and W&B change no figure (tests/test_reproducibility.py): the weights are what is wanted.
+        train_run(config.replace(measure={"enabled": False}, wandb={"enabled": False}), scratch, progress=False)
+        again = local_record(scratch, config.run_id) or {}  # the file's copy, as obtain compares
     verdict, lines = compare(record, again)
-    if verdict != "reproduced":
+    if verdict != "reproduced" or not (scratch / WEIGHTS).is_file():
         raise ConfigError(f"backbone {config.run_id}: its record is in {run_dir} without {WEIGHTS}, and training it "
-                          f"again from its config gives other figures ({verdict}: {'; '.join(lines)}); the cells "
-                          "fine-tuned from it would start from other weights than the finished ones did: resume "
-                          "this grid on a machine with the record's kernels, or sweep into a new results folder")
-    os.replace(scratch / WEIGHTS, run_dir / WEIGHTS)  # one rename: a kill leaves the weights whole or absent
+                          f"again from its config (in {scratch}) gives other figures ({verdict}: {'; '.join(lines)}); "
+                          "the cells fine-tuned from it would start from other weights than the finished ones did: "
+                          "resume this grid on a machine with the record's kernels, or sweep into a new results folder")
+    # train_run wrote the weights fsynced (io.atomic_file), and one rename moves them: whole or absent.
+    os.replace(scratch / WEIGHTS, run_dir / WEIGHTS)
     shutil.rmtree(scratch)
 
 

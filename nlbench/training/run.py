@@ -24,7 +24,7 @@ import torch
 
 from nlbench.data import LoaderConfig, SyntheticDataModule, VideoDataModule
 from nlbench.data.sampling import ClipSampling
-from nlbench.io import atomic_write_text
+from nlbench.io import atomic_file, atomic_write_text
 from nlbench.measure import machine_info, measure_latency, nonlocal_geometry, profile_module
 from nlbench.models import load_pretrained
 from nlbench.numerics import NUMERICS_VERSION, pin
@@ -52,6 +52,7 @@ warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*
 
 COSTS = ".costs"  # beside the run directories: each distinct model's measured cost (_measure_once)
 WEIGHTS = "model.pt"  # beside a run's record: its trained weights (not committed), what init_from: run:<id> loads
+RESTORING = ".weights"  # beside the run directories: backbones trained again for their weights (sweep.runs)
 
 
 def build_datamodule(config: RunConfig, test_split: str | None = None):
@@ -467,7 +468,8 @@ def _close_tracking(logger, trainer: pl.Trainer, record: dict) -> None:
 def _write(run_dir: Path, module: VideoClassifier, record: dict) -> None:
     """The weights, then the record: written last, atomically (a run dir with a record is a finished run)."""
     if record["status"] == "ok":
-        torch.save(module.model.state_dict(), run_dir / WEIGHTS)
+        with atomic_file(run_dir / WEIGHTS) as f:  # fsynced: a power cut leaves no empty model.pt to trust
+            torch.save(module.model.state_dict(), f)
     write_record(run_dir, record)
 
 
@@ -505,4 +507,4 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
-__all__ = ["WEIGHTS", "build_datamodule", "build_model", "evaluate_run", "load_weights", "read_record", "train_run"]
+__all__ = ["RESTORING", "WEIGHTS", "build_datamodule", "build_model", "evaluate_run", "load_weights", "read_record", "train_run"]
