@@ -398,8 +398,8 @@ def cmd_reproduce(args) -> int:
     import tempfile
 
     from nlbench.training import RunConfig, read_record, train_run
-    from nlbench.training.run import WEIGHTS
     from nlbench.training.config import init_run
+    from nlbench.training.run import WEIGHTS, figures_only
 
     run = Path(args.run_dir)
     record = read_record(run)
@@ -407,8 +407,7 @@ def cmd_reproduce(args) -> int:
         raise ValueError(f"{run}: not a finished run (no record.json and config.yaml)")
     config = RunConfig.load(run / "config.yaml")
     isa = args.isa or config.trainer.isa or (record.get("kernels") or {}).get("pin")
-    # The figures only: cost measurement and W&B change no number (tests/test_reproducibility.py).
-    config = config.replace(trainer={"isa": isa}, measure={"enabled": False}, wandb={"enabled": False})
+    config = figures_only(config, isa)
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix=f"reproduce-{config.run_id}-"))
     # A fine-tuned run (model.init_from: run:<id>) starts from the backbone beside the run. Trained weights are
     # not committed (.gitignore): on a fresh clone the backbone is re-run from its own committed config first,
@@ -422,7 +421,7 @@ def cmd_reproduce(args) -> int:
         runs_dir = out / "backbone"
         again = RunConfig.load(run.parent / backbone / "config.yaml")
         backbone_isa = args.isa or again.trainer.isa or (stored.get("kernels") or {}).get("pin")
-        again = again.replace(trainer={"isa": backbone_isa}, measure={"enabled": False}, wandb={"enabled": False})
+        again = figures_only(again, backbone_isa)
         verdicts.append(_say_reproduced(stored, train_run(again, runs_dir / backbone, progress=False), again,
                                         backbone_isa, runs_dir / backbone, "backbone "))
     verdicts.append(_say_reproduced(record, train_run(config, out, progress=False, runs_dir=runs_dir), config, isa,

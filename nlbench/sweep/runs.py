@@ -17,7 +17,7 @@ from typing import Callable
 from nlbench.numerics import compare
 from nlbench.record import write_record
 from nlbench.training.config import ConfigError
-from nlbench.training.run import RESTORING, WEIGHTS, read_record, train_run
+from nlbench.training.run import RESTORING, WEIGHTS, figures_only, read_record, train_run
 
 
 def run_dir_of(results_dir: str | Path, profile: str, run_id: str) -> Path:
@@ -101,8 +101,7 @@ def restore_weights(config, run_dir: Path, record: dict) -> None:
     if again is None or (again.get("status") == "ok" and not (scratch / WEIGHTS).is_file()):
         if scratch.exists():
             shutil.rmtree(scratch)  # an interrupted restoration
-        # Cost and W&B change no figure (tests/test_reproducibility.py): the weights are what is wanted.
-        train_run(config.replace(measure={"enabled": False}, wandb={"enabled": False}), scratch, progress=False)
+        train_run(figures_only(config), scratch, progress=False)
         again = local_record(scratch, config.run_id) or {}  # the file's copy, as obtain compares
     verdict, lines = compare(record, again)
     if verdict != "reproduced" or not (scratch / WEIGHTS).is_file():

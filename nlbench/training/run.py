@@ -176,6 +176,14 @@ def _measure(model: torch.nn.Module, config: RunConfig, device: torch.device) ->
     }
 
 
+def figures_only(config: RunConfig, isa: str | None = None) -> RunConfig:
+    """``config`` for training a finished run again for its figures and weights (nlbench reproduce, a backbone's
+    weights restored): cost measurement and W&B change no figure (tests/test_reproducibility.py), so they are
+    off; ``isa`` pins the kernels where given."""
+    return config.replace(measure={"enabled": False}, wandb={"enabled": False},
+                          **({"trainer": {"isa": isa}} if isa else {}))
+
+
 def train_run(
     config: RunConfig,
     run_dir: str | Path,
@@ -507,4 +515,5 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
-__all__ = ["RESTORING", "WEIGHTS", "build_datamodule", "build_model", "evaluate_run", "load_weights", "read_record", "train_run"]
+__all__ = ["RESTORING", "WEIGHTS", "build_datamodule", "build_model", "evaluate_run", "figures_only", "load_weights",
+           "read_record", "train_run"]
