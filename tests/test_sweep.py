@@ -273,8 +273,16 @@ def test_failed_runs_are_recorded_and_the_sweep_goes_on(tables, monkeypatch, cap
 
 
 def test_one_pool_over_tables_trains_a_shared_run_once(tables, monkeypatch):
+    from nlbench.sweep import pool, progress
+
     folder, a, b = tables
+    looks, update = [], progress.Watch.update
+    monkeypatch.setattr(progress.Watch, "update", lambda self: (looks.append(time.monotonic()), update(self)))
     outcome = runner.run_sweeps([a, b], "test", workers=2, progress=False)  # spawned workers, real train_run
+    # The parent reads every trial to follow the sweep: not once a second, which took the workers' CPU
+    ticks = looks[1:-1]  # the first look is on entering, the last the final one after the workers
+    gaps = [y - x for x, y in zip(ticks, ticks[1:])]
+    assert len(gaps) >= 2 and all(g >= pool.TICK_S - 0.01 for g in gaps), gaps
     assert [len(f) for f in outcome.frames.values()] == [6, 6]
     storage = "sqlite:///results/test/sweeps.db"
     trained, workers = [], set()
