@@ -100,7 +100,7 @@ class Watch:
         what = said if record.get("status") == "ok" else f"[red]failed[/]: {record.get('reason')}"
         how = "reused" if reused else f"{record.get('wall_s') or 0:.0f} s"
         self.bar.console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {sweep.table.name}: {cell.row} seed={cell.seed} "
-                               f"({cell.run_id}, {how}): {what}")
+                               f"({cell.run_id}, {how}): {what}", soft_wrap=True)  # one line a run, for grep
 
 
 __all__ = ["Watch", "quiet"]
