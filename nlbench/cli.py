@@ -399,7 +399,8 @@ def cmd_reproduce(args) -> int:
 
     from nlbench.training import RunConfig, read_record, train_run
     from nlbench.training.config import init_run
-    from nlbench.training.run import WEIGHTS, figures_only
+    from nlbench.record import WEIGHTS
+    from nlbench.training.run import figures_only
 
     run = Path(args.run_dir)
     record = read_record(run)

@@ -23,6 +23,8 @@ from typing import Any, Literal
 
 from nlbench.io import atomic_write_text
 
+WEIGHTS = "model.pt"  # beside a run's record: its trained weights (not committed), what init_from: run:<id> loads
+
 
 @dataclass(frozen=True)
 class Cost:
@@ -164,5 +166,5 @@ def read_record(folder: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-__all__ = ["COSTS", "CSV_COLUMNS", "Cost", "FIELDS", "NAMES", "RunRecord", "SUMMARY", "finite", "read_record",
+__all__ = ["COSTS", "CSV_COLUMNS", "Cost", "FIELDS", "NAMES", "RunRecord", "SUMMARY", "WEIGHTS", "finite", "read_record",
            "record_json", "write_record"]

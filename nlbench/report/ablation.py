@@ -222,6 +222,13 @@ SCORE_MEANING = {
 }
 
 
+def score_note(score: str, figures: str) -> str:
+    """The sentence a report opens with where its profile judges by a score other than the clip top-1:
+    ``figures`` names what of ours it covers."""
+    return (f"Score: {SCORE_NAMES[score]}, {SCORE_MEANING[score]}. Every figure of ours below ({figures}) is this "
+            f"score; the paper's are its Kinetics top-1.")
+
+
 def use_score(frame: pd.DataFrame, records: dict[str, dict], score: str) -> pd.DataFrame:
     """The results with ``top1`` holding the profile's score (the clip top-1 kept as ``clip_top1``): every
     summary, claim and plot below reads ``top1``."""
@@ -333,9 +340,7 @@ def render_markdown(
         f"top-1 to the baseline. Paired gain: mean of the per-seed differences of top-1 to the row's baseline, "
         f"± the 95% Student-t interval (pairs in brackets). Costs: mean over the runs that measured them "
         f"(GFLOPs: multiply-adds of one clip).{top5}"
-        + (f" Score: {SCORE_NAMES[score]}, {SCORE_MEANING[score]}; every top-1 figure of ours below (rows, seed "
-           f"SD, Δ, gains, claims) is this score, the paper's columns are its Kinetics top-1." if score != "top1"
-           else ""),
+        + (f" {score_note(score, 'rows, seed SD, Δ, gains, claims')}" if score in SCORE_MEANING else ""),
         "",
         f"Machine: {'; '.join(machines) or 'unknown'}.",
         "",
@@ -388,5 +393,6 @@ def write_csv(summary: pd.DataFrame, path: str | Path) -> None:
 __all__ = [
     "BIMODAL_GAP", "STABLE_SD", "SUMMARY_COLUMNS", "block_geometry", "display_table", "enrich",
     "failed_runs", "family_table", "fmt", "has_top5", "latex", "markdown", "paired_gain", "read_results",
-    "other_numerics", "pm", "render_markdown", "stability_flags", "summarise", "write_csv",
+    "other_numerics", "pm", "render_markdown", "score_note", "stability_flags", "summarise", "use_score",
+    "write_csv",
 ]

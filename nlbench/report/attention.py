@@ -40,8 +40,8 @@ class Attention:
 def load_run_model(run_dir: str | Path):
     """(model in eval mode, its RunConfig) from ``run_dir/config.yaml`` and ``run_dir/model.pt``; the number of
     classes is read from the classifier's weights (2 for the synthetic benchmark)."""
+    from nlbench.record import WEIGHTS
     from nlbench.training.config import RunConfig
-    from nlbench.training.run import WEIGHTS
 
     run_dir = Path(run_dir)
     config = RunConfig.load(run_dir / "config.yaml")

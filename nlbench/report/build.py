@@ -20,6 +20,7 @@ import pandas as pd
 
 from nlbench.data.synthetic import ACROSS_TIME, CONTROL, FAMILIES
 from nlbench.io import atomic_write_text
+from nlbench.record import WEIGHTS
 from nlbench.report import ablation
 from nlbench.report.claims import NOT_TESTABLE, claim_line, counts, evaluate_claims
 from nlbench.report.plots import accuracy_vs_gflops, gain_vs_cost, learning_curves
@@ -72,8 +73,6 @@ def _has_nl(value) -> bool:
 
 def attention_run(reports: list[TableReport], runs_dir: Path) -> tuple[Path, str] | None:
     """(run dir, label) of a trained non-local run with model.pt: ATTENTION_ROWS first, lowest seed first."""
-    from nlbench.training.run import WEIGHTS
-
     def usable(frame: pd.DataFrame):
         for _, r in frame[frame["status"] == "ok"].sort_values("seed").iterrows():
             d = runs_dir / str(r["run_id"])
@@ -186,8 +185,8 @@ def _block_count(rep: TableReport, label: str) -> int | None:
 def gains(reports: list[TableReport]) -> pd.DataFrame:
     """Every non-local variant (a row with nl_blocks > 0) against its baseline: the paired gain in ``top1``
     (the profile's score: ablation.use_score; mean of the per-seed differences, 95% Student-t CI) and what it
-    adds in GFLOPs, latency and peak memory (the difference of the rows' mean costs). A (variant, baseline) pair that several tables share (the same
-    runs) is listed once, with the other tables in ``also_in``."""
+    adds in GFLOPs, latency and peak memory (the difference of the rows' mean costs). A (variant, baseline)
+    pair that several tables share (the same runs) is listed once, with the other tables in ``also_in``."""
     lines, seen = [], {}
     for rep in reports:
         s = rep.summary.set_index("row")
@@ -223,8 +222,8 @@ def gains_display(frame: pd.DataFrame, score: str = "top1") -> pd.DataFrame:
     return pd.DataFrame({
         "#": [str(i + 1) for i in range(len(frame))],  # the point's number in gains.png
         "variant": frame["label"], "baseline": frame["baseline"],
-        f"paired {ablation.SCORE_NAMES[score]} gain (95% CI)": [ablation.pm(g, c, n, "+.1f") for g, c, n in
-                                       zip(frame.gain, frame.gain_ci95, frame.gain_n)],
+        f"paired {ablation.SCORE_NAMES[score]} gain (95% CI)": [
+            ablation.pm(g, c, n, "+.1f") for g, c, n in zip(frame.gain, frame.gain_ci95, frame.gain_n)],
         "pairs": frame["gain_n"].astype(str),
         "+GFLOPs": frame["added_gflops"].map(lambda v: f(v, "+.4f")),
         "+latency (ms)": frame["added_latency_ms"].map(lambda v: f(v, "+.1f")),
@@ -312,8 +311,8 @@ def _last_sweep(results_dir: Path) -> list[str]:
     try:
         last = json.loads((results_dir / "last_sweep.json").read_text())
         stopped = " (stopped part-way)" if last.get("interrupted") else ""
-        return [f"- Last `nlbench sweep` call{stopped}: {last['workers']} workers busy {last['busy_s'] / 60:.1f} min of "
-                f"{last['workers']} x {last['elapsed_s'] / 60:.1f} min elapsed ({100 * last['utilisation']:.0f} %); "
+        return [f"- Last `nlbench sweep` call{stopped}: {last['workers']} workers busy "
+                f"{last['busy_s'] / 60:.1f} min of {last['workers']} x {last['elapsed_s'] / 60:.1f} min elapsed ({100 * last['utilisation']:.0f} %); "
                 f"{last['trained']} runs trained, {last['reused']} reused"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
@@ -356,8 +355,7 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
            f"sweep and regenerates this report.", ""] if done and done[0] < done[1] else []),
         f"Claims of the paper, judged on paired seeds: {counts([c for _, c in claims])}; see [Claims](#claims).",
         "",
-        *([f"Score: {ablation.SCORE_NAMES[score]}, {ablation.SCORE_MEANING[score]}. Every figure of ours below "
-           f"(rows, gains, seed SDs, claims, curves) is this score; the paper's are its Kinetics top-1.", ""]
+        *([ablation.score_note(score, "rows, gains, seed SDs, claims, curves"), ""]
           if score in ablation.SCORE_MEANING else []),
         "## What a non-local block buys",
         "",
@@ -367,8 +365,7 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
             "Every variant with blocks (non-local, or a successor or your own: docs/successors.md) against its baseline "
             "row (the row's `baseline:` "
             f"in the table file, else the table's): the paired {ablation.SCORE_NAMES[score]} gain is the mean over "
-            "seeds of the per-seed "
-            "difference (seed s of both rows: the same data order and initial backbone), ± the 95% Student-t "
+            "seeds of the per-seed difference (seed s of both rows: the same data order and initial backbone), ± the 95% Student-t "
             "interval; the added costs are the differences of the rows' mean GFLOPs, latency and peak memory, and "
             "per block divided by the blocks the row places. A pair of rows that several tables share (the same "
             "runs) is listed once.",
@@ -420,8 +417,8 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
         lines.append("No table makes a claim.")
     else:
         lines += [f"{counts([c for _, c in claims])}. Each claim is judged on the per-seed paired differences of "
-                  f"{ablation.SCORE_NAMES[score]} (Student-t intervals: 95% for 'beats' and 'at least as good', 90% for the two one-sided "
-                  "tests of 'similar'; rules in `nlbench/report/claims.py`): holds when every comparison's "
+                  f"{ablation.SCORE_NAMES[score]} (Student-t intervals: 95% for 'beats' and 'at least as good', "
+                  "90% for the two one-sided tests of 'similar'; rules in `nlbench/report/claims.py`): holds when every comparison's "
                   "interval lies on the claimed side, contradicted when one lies on the other side, else "
                   "unresolved. A 'similar' claim that declares a relative margin is decided at it (the paper's "
                   "margin-to-gain ratio times the gain measured here); its verdict at the paper's absolute margin "
@@ -486,8 +483,8 @@ def _unstable(reports: list[TableReport], score: str = "top1") -> list[str]:
     with_sd = sum(1 for *_, sd, _ in rows if pd.notna(sd))
     if not with_sd:
         return ["- Row stability: one seed a row, no seed SD"]
-    return [f"- Row stability: {len(flagged)} of {with_sd} rows flagged (seed SD of {ablation.SCORE_NAMES[score]} > "
-            f"{ablation.STABLE_SD:g} points: unstable; a seed > {ablation.BIMODAL_GAP:g} points from the row's "
+    return [f"- Row stability: {len(flagged)} of {with_sd} rows flagged (seed SD of "
+            f"{ablation.SCORE_NAMES[score]} > {ablation.STABLE_SD:g} points: unstable; a seed > {ablation.BIMODAL_GAP:g} points from the row's "
             f"median: bimodal)" + (": " + "; ".join(f"{t} {r} (SD {sd:.1f}, {f})" for t, r, sd, f in flagged)
                                    if flagged else "")]
 

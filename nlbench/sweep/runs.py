@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Callable
 
 from nlbench.numerics import compare
-from nlbench.record import write_record
+from nlbench.record import WEIGHTS, write_record
 from nlbench.training.config import ConfigError
-from nlbench.training.run import RESTORING, WEIGHTS, figures_only, read_record, train_run
+from nlbench.training.run import figures_only, read_record, train_run
+
+RESTORING = ".weights"  # beside the run directories: backbones trained again for their weights (restore_weights)
 
 
 def run_dir_of(results_dir: str | Path, profile: str, run_id: str) -> Path:

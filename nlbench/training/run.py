@@ -28,7 +28,7 @@ from nlbench.io import atomic_file, atomic_write_text
 from nlbench.measure import machine_info, measure_latency, nonlocal_geometry, profile_module
 from nlbench.models import load_pretrained
 from nlbench.numerics import NUMERICS_VERSION, pin
-from nlbench.record import finite, read_record, write_record
+from nlbench.record import WEIGHTS, finite, read_record, write_record
 from nlbench.seeds import derive_seed
 from nlbench.training.callbacks import TrainThroughput, ValidationCurve, all_right
 from nlbench.training.config import ConfigError, RunConfig, init_run
@@ -51,8 +51,6 @@ logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdvert()
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 COSTS = ".costs"  # beside the run directories: each distinct model's measured cost (_measure_once)
-WEIGHTS = "model.pt"  # beside a run's record: its trained weights (not committed), what init_from: run:<id> loads
-RESTORING = ".weights"  # beside the run directories: backbones trained again for their weights (sweep.runs)
 
 
 def build_datamodule(config: RunConfig, test_split: str | None = None):
@@ -515,5 +513,5 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 4)
 
 
-__all__ = ["RESTORING", "WEIGHTS", "build_datamodule", "build_model", "evaluate_run", "figures_only", "load_weights",
+__all__ = ["build_datamodule", "build_model", "evaluate_run", "figures_only", "load_weights",
            "read_record", "train_run"]
