@@ -12,6 +12,7 @@ import math
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -20,10 +21,10 @@ import yaml
 from nlbench.cli import main
 from nlbench.report import ablation, attention, build
 from nlbench.report.ablation import stability_flags, summarise
-from nlbench.report.claims import (COMPARISONS, CONTRADICTED, HOLDS, NOT_EVALUATED, UNRESOLVED, Comparison,
-                                   evaluate_claims, judge_part)
+from nlbench.report.claims import (COMPARISONS, CONTRADICTED, HOLDS, NOT_EVALUATED, UNRESOLVED, ClaimResult,
+                                   Comparison, evaluate_claims, judge_part)
 from nlbench.report.plots import curve_bands
-from nlbench.report.stats import mean_ci, t_critical
+from nlbench.report.stats import mean_ci, pairs_for_power, t_critical
 from nlbench.sweep.spec import CLAIM_KINDS, load_table
 from nlbench.training.config import ConfigError
 
@@ -234,6 +235,44 @@ def test_one_comparison_verdict(diffs, test, margin, verdict):
     assert part.verdict == verdict and part.n == len(diffs)
 
 
+@pytest.mark.parametrize("gap, sd, level", [(3.5, 3.1, 0.95), (10.0, 17.9, 0.95), (2.0, 4.0, 0.90)])
+def test_pairs_for_power_resolves_at_the_planned_power_by_simulation(gap, sd, level):
+    # Draw normal paired differences; at the planned n the interval's near end clears the boundary (0) in at
+    # least 80 % of the draws, and at n - 1 in fewer (Monte Carlo, float64, the interval from mean_ci).
+    n = int(pairs_for_power(gap, sd, level, 0.8))
+    rng = np.random.default_rng(0)
+
+    def rate(k):
+        x = rng.normal(gap, sd, size=(20000, k))
+        half = t_critical(k - 1, level) * x.std(axis=1, ddof=1) / np.sqrt(k)
+        return float(np.mean(x.mean(axis=1) - half > 0))
+
+    assert rate(n) >= 0.79 and rate(n - 1) < 0.81, (n, rate(n), rate(n - 1))
+    assert pairs_for_power(0.0, sd) == math.inf and pairs_for_power(0.01, 50.0) == math.inf
+
+
+def test_only_an_unresolved_comparison_says_how_many_pairs_would_resolve_it():
+    unresolved = judge_part(pd.Series([3.0, 8.0, 0.0, 1.0, 6.0]), Comparison("a", "b", "superiority"))
+    sd = float(np.std([3.0, 8.0, 0.0, 1.0, 6.0], ddof=1))
+    assert unresolved.verdict == UNRESOLVED and unresolved.needed == pairs_for_power(3.6, sd) > 5
+    assert f"~{unresolved.needed:.0f} pairs would settle it as holds" in unresolved.text()
+    # equivalence: planned toward the margin nearer the mean (|mean| - m past it, or m - |mean| inside it)
+    outside = judge_part(pd.Series([2.0, -1.0, 4.0, 3.0, 0.0]), Comparison("a", "b", "equivalence", 0.5))
+    assert outside.verdict == UNRESOLVED
+    assert outside.needed == pairs_for_power(1.6 - 0.5, float(np.std([2, -1, 4, 3, 0], ddof=1)), 0.90)
+    assert outside.heads_for_contradiction and "would settle it as contradicted" in outside.text()
+    held = judge_part(pd.Series([3.0, 3.5, 2.5, 3.0, 3.0]), Comparison("a", "b", "superiority"))
+    assert held.verdict == HOLDS and math.isnan(held.needed) and "would settle" not in held.text()
+    # a claim: one part that heads for contradiction settles it on its own (the fewest); else all must hold
+    inside = judge_part(pd.Series([0.2, -0.6, 0.9, 0.1, -0.3]), Comparison("a", "c", "equivalence", 0.5))
+    assert inside.verdict == UNRESOLVED and not inside.heads_for_contradiction
+    claim = ClaimResult("t", "similar", UNRESOLVED, (inside, outside), "", None)
+    assert claim.needed == outside.needed != inside.needed
+    claim = ClaimResult("t", "similar", UNRESOLVED, (inside, unresolved), "", None)
+    assert claim.needed == max(inside.needed, unresolved.needed)
+    assert math.isnan(ClaimResult("t", "above", HOLDS, (held,), "", None).needed)
+
+
 def test_every_claim_kind_a_table_may_name_is_judged_by_the_report():
     # The kinds' keys are the table file's (sweep/spec.py), their comparisons the report's (report/claims.py).
     assert set(COMPARISONS) == set(CLAIM_KINDS)
@@ -419,6 +458,10 @@ def test_report_writes_tables_plots_and_readme_atomically(setup, monkeypatch, ca
     assert "5 hold, 5 contradicted, 2 unresolved (10 of 12 resolved, 83 %)" in text
     assert "t_unrun" in text  # the table without results is named
     assert "[t_fixture](t_fixture.md) **contradicted**: Worse beats the baseline" in text
+    # the unresolved claim with an interval gets its plan: Noisy's differences, mean 1.0, SD sqrt(27.5)
+    noisy = pairs_for_power(1.0, float(np.std(DIFF["Noisy"], ddof=1)))
+    assert "resolve each unresolved claim, at 80% power" in text
+    assert f"t_fixture: NL and Noisy beat the baseline ~{noisy:.0f}." in text
     # the summary comes first: gain vs cost, then the geometry, then where the numbers come from
     assert text.index("## What a non-local block buys") < text.index(" t_fixture: NL |") < text.index(
         "![gain vs added GFLOPs](gains.png)") < text.index("T x H x W / keys") < text.index("- Machine:")

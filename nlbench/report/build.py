@@ -22,7 +22,7 @@ from nlbench.data.synthetic import ACROSS_TIME, CONTROL, FAMILIES
 from nlbench.io import atomic_write_text
 from nlbench.record import WEIGHTS
 from nlbench.report import ablation
-from nlbench.report.claims import NOT_TESTABLE, claim_line, counts, evaluate_claims
+from nlbench.report.claims import NOT_TESTABLE, PLAN_POWER, claim_line, counts, evaluate_claims, plans
 from nlbench.report.plots import accuracy_vs_gflops, gain_vs_cost, learning_curves
 from nlbench.sweep.results import FAMILY_PREFIX, machine_summary
 from nlbench.sweep.spec import PROFILES_FILE, Table, load_profiles, load_table, table_files
@@ -423,6 +423,11 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
                   "unresolved. A 'similar' claim that declares a relative margin is decided at it (the paper's "
                   "margin-to-gain ratio times the gain measured here); its verdict at the paper's absolute margin "
                   "is printed beside it.", ""]
+        planned = plans(claims)
+        if planned:
+            lines += [f"Paired seeds that would resolve each unresolved claim, at {100 * PLAN_POWER:.0f}% power if "
+                      "its differences kept the mean and SD measured here (normal; bimodal rows make it a planning "
+                      f"figure): {planned}.", ""]
     for name, c in claims:
         lines.append(claim_line(c).replace("- ", f"- [{name}]({name}.md) ", 1))
     lines += ["", "## Plots", ""] + extra

@@ -12,6 +12,12 @@ One comparison, n paired differences with mean d and Student-t interval (scipy.s
   it lies inside (-m, +m), contradicted if it lies entirely outside, else unresolved.
 Fewer than 2 pairs give no interval: unresolved (no pair at all: not evaluated).
 
+An unresolved comparison also says how many pairs would resolve it (``PLAN_POWER``): the n at which an
+interval of the same level would clear its nearer boundary (0 or -m; for equivalence, the margin nearer to the
+mean) with 80 % probability, if the differences stayed normal with the mean and SD measured here
+(``stats.pairs_for_power``). Bimodal rows are not normal, so it is a planning figure, not a promise; an
+equivalence part counts its nearer margin only, so it is a lower bound there.
+
 A ``similar`` claim is judged twice. Its absolute margin (``within``, top-1 points) is the paper's, and at a
 scale where gains are 15-20 points instead of 1 no interval fits inside it. Its relative margin applies the
 paper's margin-to-gain ratio to the gain measured here: ratio x the rows' mean paired gain over the table's
@@ -33,7 +39,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from nlbench.report.stats import by_seed, mean_ci, paired
+from nlbench.report.stats import by_seed, mean_ci, paired, pairs_for_power
 from nlbench.sweep.spec import Table
 
 HOLDS, CONTRADICTED, UNRESOLVED, NOT_EVALUATED = "holds", "contradicted", "unresolved", "not evaluated"
@@ -48,6 +54,7 @@ _RANK = {CONTRADICTED: 0, NOT_EVALUATED: 1, NOT_TESTABLE: 2, UNRESOLVED: 3, HOLD
 # family of the synthetic set). Such a part is not testable unless its interval contradicts the claim; a claim
 # with one is counted apart. A non-inferiority part ("no more than m worse") stays testable at the ceiling.
 CEILING = 97.0
+PLAN_POWER = 0.8  # the power at which an unresolved comparison's "pairs to resolve it" is planned
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,7 @@ class Part:
     verdict: str
     paper: float  # the paper's difference of the same two rows (NaN where it gives none)
     floor: float = math.nan  # the mean top-1 of the row to beat over the paired seeds
+    needed: float = math.nan  # unresolved: pairs that would resolve it at PLAN_POWER (inf: more than 1000)
 
     def text(self) -> str:
         c = self.comparison
@@ -136,7 +144,22 @@ class Part:
         if not math.isfinite(self.low):
             return f"{head}: {self.mean:+.2f} ({self.n} pair, no CI{paper}) {verdict}"
         return (f"{head}: {self.mean:+.2f} [{100 * self.level:.0f}% CI {self.low:+.2f}, {self.high:+.2f}], "
-                f"{self.n} pairs{paper}: {verdict}")
+                f"{self.n} pairs{paper}: {verdict}{self.plan()}")
+
+    @property
+    def heads_for_contradiction(self) -> bool:
+        """The mean lies on the side of the boundary that contradicts (outside the margin, for equivalence)."""
+        m = self.comparison.margin
+        return abs(self.mean) >= m if self.comparison.test == "equivalence" else self.mean <= -m
+
+    def plan(self) -> str:
+        """How many pairs would resolve an unresolved part ("" for any other)."""
+        if math.isnan(self.needed):
+            return ""
+        if math.isinf(self.needed):
+            return " (no number of pairs up to 1000 resolves this mean and SD)"
+        side = CONTRADICTED if self.heads_for_contradiction else HOLDS
+        return f" (~{self.needed:.0f} pairs would settle it as {side}, at {100 * PLAN_POWER:.0f}% power if this mean and SD held)"
 
 
 @dataclass(frozen=True)
@@ -169,6 +192,17 @@ class ClaimResult:
         return min(self.parts, key=lambda p: (_RANK[p.verdict], _slack(p)))
 
     @property
+    def needed(self) -> float:
+        """Unresolved: the pairs that would resolve the claim; NaN otherwise. One part that heads for
+        contradiction resolves it when it gets there (the fewest such a part needs); else every unresolved
+        part must come to hold (the most any needs)."""
+        plans = [p for p in self.parts if p.verdict == UNRESOLVED and not math.isnan(p.needed)]
+        if self.verdict != UNRESOLVED or not plans:
+            return math.nan
+        against = [p.needed for p in plans if p.heads_for_contradiction]
+        return min(against) if against else max(p.needed for p in plans)
+
+    @property
     def status(self) -> str:  # the old name of the verdict
         return self.verdict
 
@@ -199,7 +233,12 @@ def judge_part(diffs: pd.Series, comparison: Comparison, paper: float = math.nan
         verdict = HOLDS if low > -m else CONTRADICTED if high < -m else UNRESOLVED
         if comparison.test == "superiority" and floor >= CEILING and verdict != CONTRADICTED and n:
             verdict = NOT_TESTABLE  # no gain can show over a row at the ceiling; "no worse than" still can
-    return Part(comparison, n, mean, low, high, level, verdict, paper, floor)
+    needed = math.nan
+    if verdict == UNRESOLVED and n >= 2:
+        sd = float(pd.Series(diffs, dtype=float).dropna().std(ddof=1))
+        gap = abs(abs(mean) - m) if comparison.test == "equivalence" else abs(mean + m)
+        needed = pairs_for_power(gap, sd, level, PLAN_POWER)
+    return Part(comparison, n, mean, low, high, level, verdict, paper, floor, needed)
 
 
 def combine(verdicts: list[str]) -> str:
@@ -300,9 +339,19 @@ def claims_frame(claims: list[ClaimResult]) -> pd.DataFrame:
             "ci_high": h.high if h else math.nan, "ci_level": h.level if h else math.nan,
             "n_pairs": h.n if h else 0, "paper_delta": h.paper if h else math.nan, "cost": c.cost,
             "absolute_verdict": c.absolute or "", "margin": c.margin,
+            "pairs_to_resolve": h.needed if h else math.nan,
         })
     return pd.DataFrame(lines, columns=["claim", "kind", "verdict", "comparison", "mean_diff", "ci_low", "ci_high",
-                                        "ci_level", "n_pairs", "paper_delta", "cost", "absolute_verdict", "margin"])
+                                        "ci_level", "n_pairs", "paper_delta", "cost", "absolute_verdict", "margin",
+                                        "pairs_to_resolve"])
+
+
+def plans(claims: list[tuple[str, ClaimResult]]) -> str:
+    """``"2c_blocks: R101: 5 blocks beat 1 block ~7; ..."``: each unresolved claim (with its table's name) and
+    the paired seeds that would resolve it (``ClaimResult.needed``); "" when none has a plan."""
+    said = [f"{name}: {c.text} " + ("~" + f"{c.needed:.0f}" if math.isfinite(c.needed) else "more than 1000")
+            for name, c in claims if not math.isnan(c.needed)]
+    return "; ".join(said)
 
 
 def counts(claims: list[ClaimResult]) -> str:
@@ -322,6 +371,5 @@ def counts(claims: list[ClaimResult]) -> str:
 
 
 __all__ = ["CEILING", "COMPARISONS", "CONTRADICTED", "ClaimResult", "Comparison", "HOLDS", "NOT_EVALUATED",
-           "NOT_TESTABLE", "Part", "UNRESOLVED",
-           "VERDICTS", "cheaper_pairs", "claim_line", "claims_frame", "combine", "counts", "evaluate_claims", "judge",
-           "judge_part"]
+           "NOT_TESTABLE", "PLAN_POWER", "Part", "UNRESOLVED", "VERDICTS", "cheaper_pairs", "claim_line",
+           "claims_frame", "combine", "counts", "evaluate_claims", "judge", "judge_part", "plans"]

@@ -3,6 +3,7 @@
 The half-width is ``t_{(1+level)/2, n-1} * s / sqrt(n)`` with ``s`` the sample standard deviation (n - 1 in
 the denominator). One value has no interval (NaN). ``paired`` lines two rows' runs up by seed: the
 differences of a paired design, whose interval is the one-sample interval of the differences.
+``pairs_for_power`` turns an unresolved comparison into a plan: how many paired seeds would resolve it.
 """
 from __future__ import annotations
 
@@ -33,6 +34,28 @@ def mean_ci(values: Iterable, level: float = 0.95) -> tuple[float, float, int]:
     return mean, t_critical(n - 1, level) * sd / math.sqrt(n), n
 
 
+def pairs_for_power(gap: float, sd: float, level: float = 0.95, power: float = 0.8, most: int = 1000) -> float:
+    """The fewest pairs n at which a paired difference with true mean ``gap`` past a boundary and standard
+    deviation ``sd`` puts the two-sided ``level`` interval's near end past that boundary with probability
+    ``power``, if the differences are normal: the noncentral t, 1 - F_{n-1, gap sqrt(n) / sd}(t_crit) >= power.
+    ``inf`` when even ``most`` pairs would not do (a gap of 0 never does)."""
+    if not (math.isfinite(gap) and math.isfinite(sd)) or gap <= 0 or sd < 0:
+        return math.inf
+    if sd == 0:
+        return 2.0
+
+    def reached(n: int) -> bool:
+        return 1 - stats.nct.cdf(t_critical(n - 1, level), n - 1, gap * math.sqrt(n) / sd) >= power
+
+    if not reached(most):
+        return math.inf
+    low, high = 2, most  # power rises with n: bisect for the first n that reaches it
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if reached(mid) else (mid + 1, high)
+    return float(low)
+
+
 def by_seed(frame: pd.DataFrame, column: str = "top1") -> pd.DataFrame:
     """seed x row of ``column`` over the runs that finished (``status == ok``); a missing run is NaN."""
     ok = frame[frame["status"] == "ok"].copy()
@@ -49,4 +72,4 @@ def paired(wide: pd.DataFrame, better: str, worse: str, requires: tuple[str, ...
     return both[better] - both[worse]
 
 
-__all__ = ["by_seed", "mean_ci", "paired", "t_critical"]
+__all__ = ["by_seed", "mean_ci", "paired", "pairs_for_power", "t_critical"]
