@@ -22,7 +22,7 @@ from nlbench.cli import main
 from nlbench.report import ablation, attention, build
 from nlbench.report.ablation import stability_flags, summarise
 from nlbench.report.claims import (COMPARISONS, CONTRADICTED, HOLDS, NOT_EVALUATED, UNRESOLVED, ClaimResult,
-                                   Comparison, evaluate_claims, judge_part)
+                                   Comparison, claims_frame, evaluate_claims, judge_part)
 from nlbench.report.plots import curve_bands
 from nlbench.report.stats import mean_ci, pairs_for_power, t_critical
 from nlbench.sweep.spec import CLAIM_KINDS, load_table
@@ -268,6 +268,7 @@ def test_only_an_unresolved_comparison_says_how_many_pairs_would_resolve_it():
     assert inside.verdict == UNRESOLVED and not inside.heads_for_contradiction
     claim = ClaimResult("t", "similar", UNRESOLVED, (inside, outside), "", None)
     assert claim.needed == outside.needed != inside.needed
+    assert claims_frame([claim])["pairs_to_resolve"].tolist() == [claim.needed]  # W&B's claims table
     claim = ClaimResult("t", "similar", UNRESOLVED, (inside, unresolved), "", None)
     assert claim.needed == max(inside.needed, unresolved.needed)
     assert math.isnan(ClaimResult("t", "above", HOLDS, (held,), "", None).needed)

@@ -339,7 +339,7 @@ def claims_frame(claims: list[ClaimResult]) -> pd.DataFrame:
             "ci_high": h.high if h else math.nan, "ci_level": h.level if h else math.nan,
             "n_pairs": h.n if h else 0, "paper_delta": h.paper if h else math.nan, "cost": c.cost,
             "absolute_verdict": c.absolute or "", "margin": c.margin,
-            "pairs_to_resolve": h.needed if h else math.nan,
+            "pairs_to_resolve": c.needed,
         })
     return pd.DataFrame(lines, columns=["claim", "kind", "verdict", "comparison", "mean_diff", "ci_low", "ci_high",
                                         "ci_level", "n_pairs", "paper_delta", "cost", "absolute_verdict", "margin",
