@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from nlbench.report.stats import by_seed, mean_ci, paired, pairs_for_power
+from nlbench.report.stats import MOST_PAIRS, by_seed, mean_ci, paired, pairs_for_power
 from nlbench.sweep.spec import Table
 
 HOLDS, CONTRADICTED, UNRESOLVED, NOT_EVALUATED = "holds", "contradicted", "unresolved", "not evaluated"
@@ -129,7 +129,7 @@ class Part:
     verdict: str
     paper: float  # the paper's difference of the same two rows (NaN where it gives none)
     floor: float = math.nan  # the mean top-1 of the row to beat over the paired seeds
-    needed: float = math.nan  # unresolved: pairs that would resolve it at PLAN_POWER (inf: more than 1000)
+    needed: float = math.nan  # unresolved: pairs that would resolve it at PLAN_POWER (inf: more than MOST_PAIRS)
 
     def text(self) -> str:
         c = self.comparison
@@ -157,9 +157,10 @@ class Part:
         if math.isnan(self.needed):
             return ""
         if math.isinf(self.needed):
-            return " (no number of pairs up to 1000 resolves this mean and SD)"
+            return f" (no number of pairs up to {MOST_PAIRS} settles this mean and SD)"
         side = CONTRADICTED if self.heads_for_contradiction else HOLDS
-        return f" (~{self.needed:.0f} pairs would settle it as {side}, at {100 * PLAN_POWER:.0f}% power if this mean and SD held)"
+        return (f" (~{self.needed:.0f} pairs would settle it as {side}, at {100 * PLAN_POWER:.0f}% power if this "
+                "mean and SD held)")
 
 
 @dataclass(frozen=True)
@@ -349,7 +350,7 @@ def claims_frame(claims: list[ClaimResult]) -> pd.DataFrame:
 def plans(claims: list[tuple[str, ClaimResult]]) -> str:
     """``"2c_blocks: R101: 5 blocks beat 1 block ~7; ..."``: each unresolved claim (with its table's name) and
     the paired seeds that would resolve it (``ClaimResult.needed``); "" when none has a plan."""
-    said = [f"{name}: {c.text} " + ("~" + f"{c.needed:.0f}" if math.isfinite(c.needed) else "more than 1000")
+    said = [f"{name}: {c.text} " + (f"~{c.needed:.0f}" if math.isfinite(c.needed) else f"more than {MOST_PAIRS}")
             for name, c in claims if not math.isnan(c.needed)]
     return "; ".join(said)
 

@@ -34,7 +34,10 @@ def mean_ci(values: Iterable, level: float = 0.95) -> tuple[float, float, int]:
     return mean, t_critical(n - 1, level) * sd / math.sqrt(n), n
 
 
-def pairs_for_power(gap: float, sd: float, level: float = 0.95, power: float = 0.8, most: int = 1000) -> float:
+MOST_PAIRS = 1000  # pairs_for_power looks no further: beyond it a plan is not one
+
+
+def pairs_for_power(gap: float, sd: float, level: float = 0.95, power: float = 0.8, most: int = MOST_PAIRS) -> float:
     """The fewest pairs n at which a paired difference with true mean ``gap`` past a boundary and standard
     deviation ``sd`` puts the two-sided ``level`` interval's near end past that boundary with probability
     ``power``, if the differences are normal: the noncentral t, 1 - F_{n-1, gap sqrt(n) / sd}(t_crit) >= power.
@@ -72,4 +75,4 @@ def paired(wide: pd.DataFrame, better: str, worse: str, requires: tuple[str, ...
     return both[better] - both[worse]
 
 
-__all__ = ["by_seed", "mean_ci", "paired", "pairs_for_power", "t_critical"]
+__all__ = ["MOST_PAIRS", "by_seed", "mean_ci", "paired", "pairs_for_power", "t_critical"]
