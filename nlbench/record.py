@@ -166,5 +166,5 @@ def read_record(folder: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-__all__ = ["COSTS", "CSV_COLUMNS", "Cost", "FIELDS", "NAMES", "RunRecord", "SUMMARY", "WEIGHTS", "finite", "read_record",
-           "record_json", "write_record"]
+__all__ = ["COSTS", "CSV_COLUMNS", "Cost", "FIELDS", "NAMES", "RunRecord", "SUMMARY", "WEIGHTS", "finite",
+           "read_record", "record_json", "write_record"]

@@ -312,8 +312,8 @@ def _last_sweep(results_dir: Path) -> list[str]:
         last = json.loads((results_dir / "last_sweep.json").read_text())
         stopped = " (stopped part-way)" if last.get("interrupted") else ""
         return [f"- Last `nlbench sweep` call{stopped}: {last['workers']} workers busy "
-                f"{last['busy_s'] / 60:.1f} min of {last['workers']} x {last['elapsed_s'] / 60:.1f} min elapsed ({100 * last['utilisation']:.0f} %); "
-                f"{last['trained']} runs trained, {last['reused']} reused"]
+                f"{last['busy_s'] / 60:.1f} min of {last['workers']} x {last['elapsed_s'] / 60:.1f} min elapsed "
+                f"({100 * last['utilisation']:.0f} %); {last['trained']} runs trained, {last['reused']} reused"]
     except (OSError, ValueError, KeyError, TypeError):
         return []
 
@@ -362,11 +362,11 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
     ]
     if gain_table is not None and len(gain_table):
         lines += [
-            "Every variant with blocks (non-local, or a successor or your own: docs/successors.md) against its baseline "
-            "row (the row's `baseline:` "
+            "Every variant with blocks (non-local, or a successor or your own: docs/successors.md) against its "
+            "baseline row (the row's `baseline:` "
             f"in the table file, else the table's): the paired {ablation.SCORE_NAMES[score]} gain is the mean over "
-            "seeds of the per-seed difference (seed s of both rows: the same data order and initial backbone), ± the 95% Student-t "
-            "interval; the added costs are the differences of the rows' mean GFLOPs, latency and peak memory, and "
+            "seeds of the per-seed difference (seed s of both rows: the same data order and initial backbone), ± "
+            "the 95% Student-t interval; the added costs are the differences of the rows' mean GFLOPs, latency and peak memory, and "
             "per block divided by the blocks the row places. A pair of rows that several tables share (the same "
             "runs) is listed once.",
             "",
@@ -418,8 +418,8 @@ def render_readme(profile: str, reports: list[TableReport], records: dict[str, d
     else:
         lines += [f"{counts([c for _, c in claims])}. Each claim is judged on the per-seed paired differences of "
                   f"{ablation.SCORE_NAMES[score]} (Student-t intervals: 95% for 'beats' and 'at least as good', "
-                  "90% for the two one-sided tests of 'similar'; rules in `nlbench/report/claims.py`): holds when every comparison's "
-                  "interval lies on the claimed side, contradicted when one lies on the other side, else "
+                  "90% for the two one-sided tests of 'similar'; rules in `nlbench/report/claims.py`): holds when "
+                  "every comparison's interval lies on the claimed side, contradicted when one lies on the other side, else "
                   "unresolved. A 'similar' claim that declares a relative margin is decided at it (the paper's "
                   "margin-to-gain ratio times the gain measured here); its verdict at the paper's absolute margin "
                   "is printed beside it.", ""]
@@ -489,8 +489,8 @@ def _unstable(reports: list[TableReport], score: str = "top1") -> list[str]:
     if not with_sd:
         return ["- Row stability: one seed a row, no seed SD"]
     return [f"- Row stability: {len(flagged)} of {with_sd} rows flagged (seed SD of "
-            f"{ablation.SCORE_NAMES[score]} > {ablation.STABLE_SD:g} points: unstable; a seed > {ablation.BIMODAL_GAP:g} points from the row's "
-            f"median: bimodal)" + (": " + "; ".join(f"{t} {r} (SD {sd:.1f}, {f})" for t, r, sd, f in flagged)
+            f"{ablation.SCORE_NAMES[score]} > {ablation.STABLE_SD:g} points: unstable; a seed > "
+            f"{ablation.BIMODAL_GAP:g} points from the row's median: bimodal)" + (": " + "; ".join(f"{t} {r} (SD {sd:.1f}, {f})" for t, r, sd, f in flagged)
                                    if flagged else "")]
 
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 
 import pandas as pd
 
-from nlbench.report.stats import MOST_PAIRS, by_seed, mean_ci, paired, pairs_for_power
+from nlbench.report.stats import MOST_PAIRS, by_seed, half_width, mean_sd, paired, pairs_for_power
 from nlbench.sweep.spec import Table
 
 HOLDS, CONTRADICTED, UNRESOLVED, NOT_EVALUATED = "holds", "contradicted", "unresolved", "not evaluated"
@@ -149,8 +149,7 @@ class Part:
     @property
     def heads_for_contradiction(self) -> bool:
         """The mean lies on the side of the boundary that contradicts (outside the margin, for equivalence)."""
-        m = self.comparison.margin
-        return abs(self.mean) >= m if self.comparison.test == "equivalence" else self.mean <= -m
+        return _toward_holds(self.comparison, self.mean) <= 0
 
     def plan(self) -> str:
         """How many pairs would resolve an unresolved part ("" for any other)."""
@@ -218,10 +217,17 @@ def _slack(part: Part) -> float:
     return part.low + c.margin
 
 
+def _toward_holds(c: Comparison, mean: float) -> float:
+    """How far ``mean`` lies past the nearer boundary of ``c`` on the side where the claim holds (negative: on
+    the side that contradicts it): mean + m, or m - |mean| for equivalence."""
+    return c.margin - abs(mean) if c.test == "equivalence" else mean + c.margin
+
+
 def judge_part(diffs: pd.Series, comparison: Comparison, paper: float = math.nan, floor: float = math.nan) -> Part:
     """``floor``: the mean of the row to beat over the paired seeds (at or above CEILING: not testable)."""
     level = LEVEL[comparison.test]
-    mean, half, n = mean_ci(diffs, level)
+    mean, sd, n = mean_sd(diffs)  # the SD also plans an unresolved part (below)
+    half = half_width(sd, n, level)
     low, high = mean - half, mean + half
     m = comparison.margin
     if n == 0:
@@ -236,9 +242,7 @@ def judge_part(diffs: pd.Series, comparison: Comparison, paper: float = math.nan
             verdict = NOT_TESTABLE  # no gain can show over a row at the ceiling; "no worse than" still can
     needed = math.nan
     if verdict == UNRESOLVED and n >= 2:
-        sd = float(pd.Series(diffs, dtype=float).dropna().std(ddof=1))
-        gap = abs(abs(mean) - m) if comparison.test == "equivalence" else abs(mean + m)
-        needed = pairs_for_power(gap, sd, level, PLAN_POWER)
+        needed = pairs_for_power(abs(_toward_holds(comparison, mean)), sd, level, PLAN_POWER)
     return Part(comparison, n, mean, low, high, level, verdict, paper, floor, needed)
 
 

@@ -21,8 +21,8 @@ def t_critical(df: int, level: float = 0.95) -> float:
     return float(stats.t.ppf((1 + level) / 2, df))
 
 
-def mean_ci(values: Iterable, level: float = 0.95) -> tuple[float, float, int]:
-    """(mean, half-width of the ``level`` interval, n) of the finite values; NaN where undefined."""
+def mean_sd(values: Iterable) -> tuple[float, float, int]:
+    """(mean, sample standard deviation, n) of the finite values; NaN where undefined."""
     xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     n = len(xs)
     if n == 0:
@@ -30,8 +30,18 @@ def mean_ci(values: Iterable, level: float = 0.95) -> tuple[float, float, int]:
     mean = sum(xs) / n
     if n == 1:
         return mean, math.nan, 1
-    sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
-    return mean, t_critical(n - 1, level) * sd / math.sqrt(n), n
+    return mean, math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)), n
+
+
+def half_width(sd: float, n: int, level: float = 0.95) -> float:
+    """The half-width of the ``level`` Student-t interval of a mean of n values with sample SD ``sd``."""
+    return t_critical(n - 1, level) * sd / math.sqrt(n) if n > 1 else math.nan
+
+
+def mean_ci(values: Iterable, level: float = 0.95) -> tuple[float, float, int]:
+    """(mean, half-width of the ``level`` interval, n) of the finite values; NaN where undefined."""
+    mean, sd, n = mean_sd(values)
+    return mean, half_width(sd, n, level), n
 
 
 MOST_PAIRS = 1000  # pairs_for_power looks no further: beyond it a plan is not one
@@ -75,4 +85,4 @@ def paired(wide: pd.DataFrame, better: str, worse: str, requires: tuple[str, ...
     return both[better] - both[worse]
 
 
-__all__ = ["MOST_PAIRS", "by_seed", "mean_ci", "paired", "pairs_for_power", "t_critical"]
+__all__ = ["MOST_PAIRS", "by_seed", "half_width", "mean_ci", "mean_sd", "paired", "pairs_for_power", "t_critical"]
